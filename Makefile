@@ -1,0 +1,54 @@
+# fpscale: two-command quick start (`make run`, `make test`) on a machine with
+# only Python 3.11+ and make. Set-up is idempotent: the venv and the install
+# are redone only when pyproject.toml or constraints.txt change.
+
+# First Python >= 3.11 on PATH (override with `make PYTHON=/path/to/python3.12`).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& echo $$p && break; done)
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.fpscale-installed
+PIP     := $(BIN)/python -m pip --disable-pip-version-check -q
+SCENARIO ?= scenarios/default.toml
+OUT     ?= results/default
+# Numba's on-disk cache of compiled kernels: one ignored folder here, with a
+# sub-folder per version of the sources (see bench/__init__.py).
+export FPSCALE_NUMBA_CACHE ?= $(CURDIR)/.numba_cache
+
+.PHONY: setup run test test-slow bench bench-check lock clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "fpscale needs Python 3.11 or newer on PATH (or make PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt pip setuptools
+	$(PIP) install -c constraints.txt --no-build-isolation -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fpscale run $(SCENARIO) --out $(OUT) --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider --benchmark-disable tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider --benchmark-disable tests
+
+bench: $(STAMP)
+	@mkdir -p results/bench
+	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider \
+		--benchmark-only --benchmark-json=results/bench/benchmark.json
+
+# Pin the versions the current environment resolved to.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable --exclude fpscale | sort -f > constraints.txt.new
+	@echo "pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)" >> constraints.txt.new
+	@echo "setuptools==$$($(BIN)/python -c 'import setuptools; print(setuptools.__version__)')" >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .numba_cache results .pytest_cache .hypothesis .benchmarks

@@ -1,0 +1,30 @@
+"""Scenarios, the experiment runner, NIST 1:N metrics, projection, reports, CLI.
+
+Importing ``bench`` first points numba's on-disk cache at a folder keyed by a
+hash of fpscale's sources: numba invalidates a cached kernel only when its own
+file changes, not when a kernel it calls (in another module) does, so a
+shared cache across versions could run stale machine code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def _point_numba_cache() -> None:
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha1()
+    for pkg in ("synth", "matcher"):
+        for f in sorted((root / pkg).glob("*.py")):
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+    base = os.environ.get("FPSCALE_NUMBA_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fpscale" / "numba")
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(base) / digest.hexdigest()[:16])
+
+
+_point_numba_cache()

@@ -1,0 +1,90 @@
+"""One pass over the gallery that measures every rung of a ladder at once.
+
+The rungs are gallery prefixes [0, N_r). For every search, finger set and
+rung the pass keeps the best non-mate score (what FPIR needs) and the number
+of non-mates that outscore the mate (the mate's rank - 1, for FNIR), and it
+histograms every impostor score it sees, (searches x N) pairs, to estimate
+the per-comparison FMR(T) far into the tail. Memory is (Q x rungs) plus
+the histogram, whatever N.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+HIST_BINS = 40_000
+
+
+@njit(cache=True, parallel=True)
+def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray,
+            mate_score: np.ndarray, seg_max: np.ndarray, seg_better: np.ndarray,
+            hist: np.ndarray, lo: float, width: float) -> None:
+    # scores (Q, n) for gallery ids start..start+n-1; seg_of (n,) rung segment
+    # of each id; hist (threads, bins) per-thread impostor histograms
+    Q, n = scores.shape
+    nb = hist.shape[1]
+    for q in prange(Q):
+        tid = numba.get_thread_id()
+        m = mate[q]
+        ms = mate_score[q]
+        for j in range(n):
+            if start + j == m:
+                continue
+            s = scores[q, j]
+            g = seg_of[j]
+            if s > seg_max[q, g]:
+                seg_max[q, g] = s
+            if s > ms:
+                seg_better[q, g] += 1
+            b = int((s - lo) / width)
+            if b < 0:
+                b = 0
+            elif b >= nb:
+                b = nb - 1
+            hist[tid, b] += 1
+
+
+class LadderScan:
+    """Accumulates ladder statistics for one finger set (a column slice)."""
+
+    def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
+                 mate_score: np.ndarray, score_range: float) -> None:
+        """rungs: increasing gallery sizes (R,); probes (Q, d) float32 (the
+        slice of this finger set); mate (Q,) gallery id or -1; mate_score (Q,)
+        the probe's score against its mate (-inf when none); scores lie in
+        [-score_range, score_range]."""
+        self.rungs = np.asarray(rungs, dtype=np.int64)
+        self.probes = np.ascontiguousarray(probes)
+        self.mate = np.asarray(mate, dtype=np.int64)
+        self.mate_score = np.asarray(mate_score, dtype=np.float32)
+        Q, R = len(self.mate), len(self.rungs)
+        self.seg_max = np.full((Q, R), -np.inf, dtype=np.float32)
+        self.seg_better = np.zeros((Q, R), dtype=np.int64)
+        self.lo = -float(score_range)
+        self.width = 2.0 * score_range / HIST_BINS
+        self.hist = np.zeros((numba.config.NUMBA_NUM_THREADS, HIST_BINS), dtype=np.int64)
+
+    def add(self, start: int, gallery: np.ndarray) -> None:
+        """Score one gallery chunk (n, d) float32 of ids start..start+n-1."""
+        stop = min(start + len(gallery), int(self.rungs[-1]))
+        if stop <= start:
+            return
+        g = gallery[: stop - start]
+        seg_of = np.searchsorted(self.rungs, np.arange(start, stop), side="right").astype(np.int64)
+        scores = self.probes @ g.T
+        _update(scores, start, seg_of, self.mate, self.mate_score, self.seg_max,
+                self.seg_better, self.hist, self.lo, self.width)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Per rung: best non-mate score (Q, R), non-mates above the mate
+        (Q, R), and the impostor score histogram (bins,) with its edges."""
+        return {
+            "rungs": self.rungs,
+            "top_nonmate": np.maximum.accumulate(self.seg_max, axis=1),
+            "better_than_mate": np.cumsum(self.seg_better, axis=1),
+            "impostor_hist": self.hist.sum(axis=0),
+            "hist_edges": self.lo + self.width * np.arange(HIST_BINS + 1),
+            "mate_score": self.mate_score,
+        }

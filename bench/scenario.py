@@ -1,0 +1,250 @@
+"""Scenario files (TOML): what to simulate, how to search, what to project.
+
+A scenario has two sizes: the simulated scale (``[population]``, what runs
+here) and the target scale (``[target]``, a national program, what is
+projected). Every key is checked: an unknown key, a wrong type or an
+out-of-range value gives one ``ScenarioError`` naming the table, the key, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matcher.interface import make_backend
+from matcher.checks import MatcherInputError
+from synth.population import PopulationSpec, spec_from_dict
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run as written."""
+
+
+FINGER_SETS = ("one", "two_index", "all")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One search backend: "numba-flat", "numba-hamming" or "faiss:<factory>"."""
+
+    name: str
+    params: str = ""        # search-time parameters, e.g. "nprobe=16"
+    train_size: int = 20_000  # records in the training sample (indexes that train)
+
+    @property
+    def binary(self) -> bool:
+        return self.name == "numba-hamming" or self.name.startswith("faiss:B")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    candidates: int = 20      # L: candidate list length
+    chunk_size: int = 10_000  # gallery records generated and indexed at a time
+    probe_batch: int = 1_000  # submissions searched at a time
+    threads: int = 0          # 0: all cores
+    backends: tuple[BackendSpec, ...] = (BackendSpec("numba-flat"), BackendSpec("faiss:Flat"))
+    rescore: bool = False     # minutiae re-scoring of the top candidates
+    rescore_candidates: int = 10
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    target_fpir: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    rank: int = 1             # R in FNIR(N, R, T)
+    thresholds: int = 200     # points in the DET threshold sweep
+
+
+@dataclass(frozen=True)
+class ProjectionSpec:
+    ladder: tuple[int, ...] = ()  # gallery sizes measured; empty: no projection
+    finger_sets: tuple[str, ...] = FINGER_SETS
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    gallery_size: int = 150_000_000
+    searches_per_year: float = 2_200_000.0
+    mated_share: float = 0.063
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    population: PopulationSpec
+    search: SearchSpec = field(default_factory=SearchSpec)
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    projection: ProjectionSpec = field(default_factory=ProjectionSpec)
+    target: TargetSpec = field(default_factory=TargetSpec)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that determines the results."""
+        d = self.to_dict()
+        d.pop("description", None)
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _err(where: str, key: str, value, allowed: str) -> ScenarioError:
+    return ScenarioError(f"[{where}] {key} = {value!r}: {allowed}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_keys(where: str, table: dict, cls) -> None:
+    if not isinstance(table, dict):
+        raise ScenarioError(f"[{where}] must be a table, got {type(table).__name__}")
+    allowed = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+    for k in table:
+        if k not in allowed:
+            raise ScenarioError(f"[{where}] unknown key {k!r}; allowed: {', '.join(allowed)}")
+
+
+def _pos_int(where, key, v, lo=1):
+    if not _is_int(v) or v < lo:
+        raise _err(where, key, v, f"must be an integer >= {lo}")
+    return v
+
+
+def _backend(i: int, b) -> BackendSpec:
+    where = f"search.backends[{i}]"
+    if isinstance(b, str):
+        b = {"name": b}
+    _check_keys(where, b, BackendSpec)
+    if "name" not in b or not isinstance(b["name"], str):
+        raise ScenarioError(f"[{where}] needs a name: numba-flat, numba-hamming or faiss:<index_factory string>")
+    spec = BackendSpec(b["name"], b.get("params", ""), b.get("train_size", 20_000))
+    if not isinstance(spec.params, str):
+        raise _err(where, "params", spec.params, "must be a string such as \"nprobe=16\"")
+    _pos_int(where, "train_size", spec.train_size)
+    return spec
+
+
+def _search(t: dict) -> SearchSpec:
+    _check_keys("search", t, SearchSpec)
+    d = SearchSpec()
+    vals = {k: t.get(k, getattr(d, k)) for k in ("candidates", "chunk_size", "probe_batch",
+                                                   "rescore_candidates")}
+    for k, v in vals.items():
+        _pos_int("search", k, v)
+    threads = t.get("threads", 0)
+    _pos_int("search", "threads", threads, lo=0)
+    rescore = t.get("rescore", False)
+    if not isinstance(rescore, bool):
+        raise _err("search", "rescore", rescore, "must be true or false")
+    raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
+    if not isinstance(raw, list) or not raw:
+        raise _err("search", "backends", raw, "must be a non-empty list of backends")
+    backends = tuple(_backend(i, b) for i, b in enumerate(raw))
+    names = [b.name + "|" + b.params for b in backends]
+    if len(set(names)) != len(names):
+        raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
+    return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
+                      backends, rescore, vals["rescore_candidates"])
+
+
+def _metrics(t: dict) -> MetricsSpec:
+    _check_keys("metrics", t, MetricsSpec)
+    d = MetricsSpec()
+    tf = t.get("target_fpir", list(d.target_fpir))
+    if not isinstance(tf, list) or not all(_is_num(x) and 0 < x < 1 for x in tf):
+        raise _err("metrics", "target_fpir", tf, "must be a list of rates in (0, 1)")
+    rank = _pos_int("metrics", "rank", t.get("rank", d.rank))
+    n = _pos_int("metrics", "thresholds", t.get("thresholds", d.thresholds), lo=10)
+    return MetricsSpec(tuple(float(x) for x in tf), rank, n)
+
+
+def _projection(t: dict, gallery_size: int) -> ProjectionSpec:
+    _check_keys("projection", t, ProjectionSpec)
+    ladder = t.get("ladder", [])
+    if not isinstance(ladder, list) or not all(_is_int(x) and x >= 1 for x in ladder):
+        raise _err("projection", "ladder", ladder, "must be a list of gallery sizes >= 1")
+    if ladder and (sorted(set(ladder)) != ladder or len(ladder) < 3):
+        raise _err("projection", "ladder", ladder, "must hold at least 3 increasing sizes")
+    if ladder and ladder[-1] > gallery_size:
+        raise _err("projection", "ladder", ladder,
+                   f"sizes must not exceed population.gallery_size ({gallery_size})")
+    fs = t.get("finger_sets", list(FINGER_SETS))
+    if not isinstance(fs, list) or not fs or not all(x in FINGER_SETS for x in fs):
+        raise _err("projection", "finger_sets", fs, f"allowed: {', '.join(FINGER_SETS)}")
+    return ProjectionSpec(tuple(ladder), tuple(fs))
+
+
+def _target(t: dict) -> TargetSpec:
+    _check_keys("target", t, TargetSpec)
+    d = TargetSpec()
+    n = _pos_int("target", "gallery_size", t.get("gallery_size", d.gallery_size))
+    s = t.get("searches_per_year", d.searches_per_year)
+    if not _is_num(s) or s <= 0:
+        raise _err("target", "searches_per_year", s, "must be a positive number")
+    p = t.get("mated_share", d.mated_share)
+    if not _is_num(p) or not 0 <= p <= 1:
+        raise _err("target", "mated_share", p, "must be a number in [0, 1]")
+    src = t.get("source", "")
+    if not isinstance(src, str):
+        raise _err("target", "source", src, "must be a string")
+    return TargetSpec(n, float(s), float(p), src)
+
+
+def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
+    """Validate a parsed TOML document into a Scenario."""
+    top = {"name", "description", "population", "search", "metrics", "projection", "target"}
+    for k in d:
+        if k not in top:
+            raise ScenarioError(f"unknown top-level key {k!r}; allowed: {', '.join(sorted(top))}")
+    if "population" not in d:
+        raise ScenarioError("the scenario needs a [population] table")
+    try:
+        pop = spec_from_dict(d["population"]) if isinstance(d["population"], dict) else None
+    except (ValueError, TypeError) as e:
+        raise ScenarioError(str(e).replace("population: ", "[population] ")) from None
+    if pop is None:
+        raise ScenarioError("[population] must be a table")
+    search = _search(d.get("search", {}))
+    for b in search.backends:
+        dim = pop.record_bits if b.binary else pop.record_dim
+        try:
+            make_backend(b.name, dim)
+        except MatcherInputError as e:
+            raise ScenarioError(f"[search] backend {b.name!r}: {e}") from None
+    nm = d.get("name", name)
+    desc = d.get("description", "")
+    if not isinstance(nm, str) or not isinstance(desc, str):
+        raise ScenarioError("name and description must be strings")
+    return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {})),
+                    _projection(d.get("projection", {}), pop.gallery_size),
+                    _target(d.get("target", {})))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; ScenarioError names what is wrong."""
+    p = Path(path)
+    if not p.exists() and not p.suffix:
+        shipped = Path(__file__).resolve().parent.parent / "scenarios" / f"{p}.toml"
+        if shipped.exists():
+            p = shipped
+    if not p.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    try:
+        with open(p, "rb") as f:
+            d = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{p}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{p}: cannot be read: {e}") from None
+    return scenario_from_dict(d, p.stem)

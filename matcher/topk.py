@@ -1,0 +1,88 @@
+"""Top-L selection kept inside numba scans, and the exact merge of lists.
+
+Order everywhere: higher score first, and among equal scores the lower id
+first, so that results do not depend on block sizes, shard counts or thread
+counts. Padding is (-1, -inf).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _worse(s1: float, i1: int, s2: float, i2: int) -> bool:
+    # is (s1, i1) ranked below (s2, i2)? -1 ids (padding) rank last
+    if s1 != s2:
+        return s1 < s2
+    if i1 < 0:
+        return i2 >= 0
+    if i2 < 0:
+        return False
+    return i1 > i2
+
+
+@njit(cache=True)
+def heap_push(hs: np.ndarray, hi: np.ndarray, s: float, i: int) -> None:
+    """Offer (s, i) to a size-L min-heap whose root hs[0], hi[0] is the worst kept."""
+    if not _worse(hs[0], hi[0], s, i):
+        return
+    L = hs.shape[0]
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= L:
+            break
+        if c + 1 < L and _worse(hs[c + 1], hi[c + 1], hs[c], hi[c]):
+            c += 1
+        if _worse(s, i, hs[c], hi[c]) or (s == hs[c] and i == hi[c]):
+            break
+        hs[pos] = hs[c]
+        hi[pos] = hi[c]
+        pos = c
+    hs[pos] = s
+    hi[pos] = i
+
+
+@njit(cache=True)
+def heap_sort_rows(hs: np.ndarray, hi: np.ndarray) -> None:
+    """Sort each row of (Q, L) heaps in place: best first, padding last."""
+    Q, L = hs.shape
+    for q in range(Q):
+        # insertion sort: L is small (tens to a few hundred)
+        for a in range(1, L):
+            s = hs[q, a]
+            i = hi[q, a]
+            b = a - 1
+            while b >= 0 and _worse(hs[q, b], hi[q, b], s, i):
+                hs[q, b + 1] = hs[q, b]
+                hi[q, b + 1] = hi[q, b]
+                b -= 1
+            hs[q, b + 1] = s
+            hi[q, b + 1] = i
+
+
+def empty_lists(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (nq, k) float32 filled with -inf, ids (nq, k) int64 filled with -1)."""
+    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+
+
+def merge_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of several (ids, scores) candidate lists of the same probes.
+
+    faiss's ResultHeap and merge_knn_results leave the order of equal scores
+    unspecified; here ties go to the lower id so that a sharded search returns
+    exactly what one index over the union returns.
+    """
+    ids = np.concatenate([p[0] for p in parts], axis=1)
+    scores = np.concatenate([p[1] for p in parts], axis=1)
+    id_key = np.where(ids < 0, np.iinfo(np.int64).max, ids)
+    order = np.lexsort((id_key, -scores.astype(np.float64)), axis=1)[:, :k]
+    out_i = np.take_along_axis(ids, order, axis=1)
+    out_s = np.take_along_axis(scores, order, axis=1)
+    if out_i.shape[1] < k:
+        pad_s, pad_i = empty_lists(len(ids), k - out_i.shape[1])
+        out_i = np.concatenate([out_i, pad_i], axis=1)
+        out_s = np.concatenate([out_s, pad_s], axis=1)
+    return out_i, out_s

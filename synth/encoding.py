@@ -1,0 +1,376 @@
+"""Fixed-length feature vectors computed from an impression's minutiae.
+
+Design (a pooled, rigid-invariant pair descriptor):
+
+1. Every ordered pair of minutiae (i, j) closer than ``R_MAX`` mm gives three
+   numbers that do not change under rotation or translation of the print:
+   their distance d, and the angles of each minutia's direction relative to
+   the line from i to j, a_i = theta_i - phi_ij and a_j = theta_j - phi_ij.
+2. The pairs are pooled into a histogram over (d, a_i, a_j) with
+   ``N_DIST`` x ``N_ANGLE`` x ``N_ANGLE`` bins, each pair spread over its
+   neighbouring bins by linear interpolation (so jitter moves weight
+   smoothly instead of flipping bins; angle bins wrap around). This part
+   needs no alignment but says little about where minutiae lie.
+2b. Where the impression's reference point (the core, which extractors
+   report beside the minutiae, with its axis) was found, a second histogram
+   pools every minutia by its position in the reference frame (``N_RING``
+   rings of 2 mm x ``N_SECTOR`` sectors) and its direction relative to the
+   axis (``N_DIR`` bins), as FingerCode-style encodings do (Jain et al.,
+   IEEE TIP 2000). It moves with the print, so it is rigid-invariant too,
+   and it carries the spatial layout the pair part lacks. When no
+   reference was found (outside the captured area, or a failed detection)
+   this part is set to the population mean, i.e. it contributes nothing.
+3. Each part is normalised to sum 1 and square-rooted (Hellinger map),
+   the population mean is subtracted (so that unrelated fingers score near
+   0 instead of near the common shape), and a linear discriminant projection
+   maps it to ``dim`` numbers, normalised to unit length: the float32
+   vector. The projection (Fisher LDA: directions that maximise total
+   variance over within-finger variance) is learned once from a fixed
+   synthetic reference population of pairs of impressions of the same
+   finger, and shipped in ``synth/data/projection.npz`` so that every machine
+   encodes identically (``python -m synth.projection`` rebuilds it; a test
+   checks that the shipped file is what the code learns). Whitening by the
+   within-finger scatter is what lifts one-finger d' from about 1.7 with a
+   random projection to about 2.5 at 64 dimensions (pair part alone).
+4. The binary code is the sign pattern of a second fixed random projection
+   of the float vector (SimHash, Charikar 2002): the expected Hamming
+   distance between two codes is bits * angle / pi, so Hamming similarity
+   tracks the float cosine. ``bits`` must be a multiple of 64.
+
+Impressions of one finger share most of their pairs (less what lies outside
+the common area, missed and spurious minutiae) and land near each other;
+different fingers share only the population's common shape, which step 3
+removes. The projections and the mean depend only on (dim, bits) and fixed
+internal seeds, never on the scenario's seed, so vectors from different runs
+are comparable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+from synth.fingers import MAX_MASTER, master_finger
+from synth.impressions import MAX_IMPRESSION, impression_from_master
+
+R_MAX = 6.0        # mm: pairs beyond this are not pooled
+N_DIST = 6
+N_ANGLE = 8
+N_BINS = N_DIST * N_ANGLE * N_ANGLE   # pair part
+R_SPATIAL = 12.0   # mm around the reference point
+N_RING = 6
+N_SECTOR = 12
+N_DIR = 6
+N_SPATIAL = N_RING * N_SECTOR * N_DIR  # reference-frame part
+N_FEATURES = N_BINS + N_SPATIAL
+_PROJECTION_SEED = 0x5EED_F95C  # fixed: encodings are comparable across scenarios
+_TWO_PI = 2.0 * np.pi
+
+
+@njit(cache=True, inline="always")
+def _fast_atan2(y: float, x: float) -> float:
+    # atan(t) ~ pi/4 t + 0.273 t (1 - t) on [0, 1], |error| < 0.004 rad: far
+    # below the minutia angle jitter (>= 4 degrees) and several times cheaper
+    # than libm atan2 in the innermost loop.
+    ax = abs(x)
+    ay = abs(y)
+    if ax == 0.0 and ay == 0.0:
+        return 0.0
+    if ax >= ay:
+        t = ay / ax
+        r = 0.7853981633974483 * t + 0.273 * t * (1.0 - t)
+    else:
+        t = ax / ay
+        r = 1.5707963267948966 - (0.7853981633974483 * t + 0.273 * t * (1.0 - t))
+    if x < 0.0:
+        r = np.pi - r
+    if y < 0.0:
+        r = -r
+    return r
+
+
+@njit(cache=True, inline="always")
+def _wrap_bin(a: float, nbins: int) -> tuple:
+    # (lower, upper, weight of upper) of an angle over nbins circular bins
+    while a < 0.0:
+        a += _TWO_PI
+    while a >= _TWO_PI:
+        a -= _TWO_PI
+    f = a * (nbins / _TWO_PI) - 0.5
+    if f < 0.0:
+        return nbins - 1, 0, f + 1.0
+    i0 = int(f)
+    i1 = i0 + 1
+    if i1 == nbins:
+        i1 = 0
+    return i0, i1, f - i0
+
+
+@njit(cache=True, inline="always")
+def _add_pair(hist: np.ndarray, d0: int, d1: int, wd: float,
+              a1: float, a2: float) -> None:
+    # trilinear spreading over (distance, a1, a2); angle bins wrap
+    i0, i1, w1 = _wrap_bin(a1, N_ANGLE)
+    j0, j1, w2 = _wrap_bin(a2, N_ANGLE)
+    s00 = (1.0 - w1) * (1.0 - w2)
+    s01 = (1.0 - w1) * w2
+    s10 = w1 * (1.0 - w2)
+    s11 = w1 * w2
+    for a in range(2):
+        base = (d1 if a == 1 else d0) * N_ANGLE
+        wa = wd if a == 1 else 1.0 - wd
+        r0 = (base + i0) * N_ANGLE
+        r1 = (base + i1) * N_ANGLE
+        hist[r0 + j0] += wa * s00
+        hist[r0 + j1] += wa * s01
+        hist[r1 + j0] += wa * s10
+        hist[r1 + j1] += wa * s11
+
+
+@njit(cache=True)
+def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray) -> None:
+    """Pool the first n minutiae rows (x, y, theta, type) of m into hist
+    (N_BINS,), which is zeroed first. Rigid-invariant by construction."""
+    hist[:] = 0.0
+    r2 = R_MAX * R_MAX
+    for i in range(n):
+        xi = m[i, 0]
+        yi = m[i, 1]
+        ti = m[i, 2]
+        for j in range(i + 1, n):
+            dx = m[j, 0] - xi
+            dy = m[j, 1] - yi
+            dd = dx * dx + dy * dy
+            if dd >= r2 or dd == 0.0:
+                continue
+            fd = np.sqrt(dd) * (N_DIST / R_MAX) - 0.5
+            if fd < 0.0:
+                d0 = 0
+                d1 = 0
+                wd = 0.0
+            else:
+                d0 = int(fd)
+                d1 = d0 + 1 if d0 + 1 < N_DIST else d0
+                wd = fd - d0
+            phi = _fast_atan2(dy, dx)
+            tj = m[j, 2]
+            _add_pair(hist, d0, d1, wd, ti - phi, tj - phi)
+            # the reverse pair sees the line from j to i, i.e. phi + pi
+            _add_pair(hist, d0, d1, wd, tj - phi - np.pi, ti - phi - np.pi)
+
+
+@njit(cache=True)
+def spatial_histogram(m: np.ndarray, n: int, ref: np.ndarray, hist: np.ndarray) -> None:
+    """Pool minutiae around the reference point into hist (N_SPATIAL,):
+    polar rings x sectors x direction, in the reference's own frame (so the
+    result moves with the print), spread linearly over neighbouring bins.
+    ref: (x, y, angle, found); nothing is pooled when found is 0."""
+    hist[:] = 0.0
+    if ref[3] == 0.0:
+        return
+    c = np.cos(ref[2])
+    s = np.sin(ref[2])
+    for i in range(n):
+        dx = m[i, 0] - ref[0]
+        dy = m[i, 1] - ref[1]
+        # coordinates in the reference frame: axis along the reference angle
+        u = c * dx + s * dy
+        v = -s * dx + c * dy
+        r = np.sqrt(u * u + v * v)
+        if r >= R_SPATIAL:
+            continue
+        fr = r / R_SPATIAL * N_RING - 0.5
+        if fr < 0.0:
+            r0 = 0
+            r1 = 0
+            wr = 0.0
+        else:
+            r0 = int(fr)
+            r1 = r0 + 1 if r0 + 1 < N_RING else r0
+            wr = fr - r0
+        s0, s1, ws = _wrap_bin(_fast_atan2(v, u), N_SECTOR)
+        d0, d1, wd = _wrap_bin(m[i, 2] - ref[2], N_DIR)
+        for a in range(2):
+            rb = r1 if a == 1 else r0
+            wa = wr if a == 1 else 1.0 - wr
+            for b in range(2):
+                sb = s1 if b == 1 else s0
+                wb = wa * (ws if b == 1 else 1.0 - ws)
+                base = (rb * N_SECTOR + sb) * N_DIR
+                hist[base + d0] += wb * (1.0 - wd)
+                hist[base + d1] += wb * wd
+
+
+@njit(cache=True)
+def features(m: np.ndarray, n: int, ref: np.ndarray, mean: np.ndarray,
+             feat: np.ndarray) -> None:
+    """The Hellinger-mapped feature of one impression, (N_FEATURES,): the
+    pair histogram, then the reference-frame histogram (set to the
+    population mean when no reference point was found, so that it adds
+    nothing once centred)."""
+    pair_histogram(m, n, feat[:N_BINS])
+    spatial_histogram(m, n, ref, feat[N_BINS:])
+    for lo, hi in ((0, N_BINS), (N_BINS, N_FEATURES)):
+        total = feat[lo:hi].sum()
+        if total > 0.0:
+            for h in range(lo, hi):
+                feat[h] = np.sqrt(feat[h] / total)
+        else:
+            for h in range(lo, hi):
+                feat[h] = mean[h]
+
+
+@njit(cache=True)
+def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+             simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray) -> None:
+    # centre, project, normalise; then SimHash bits
+    dim = proj.shape[1]
+    v = np.zeros(dim)
+    for h in range(feat.shape[0]):
+        x = feat[h] - mean[h]
+        if x != 0.0:
+            for k in range(dim):
+                v[k] += x * proj[h, k]
+    norm = np.sqrt((v * v).sum())
+    if norm > 0.0:
+        v /= norm
+    for k in range(dim):
+        out_v[k] = v[k]
+    nbytes = out_b.shape[0]
+    for byte in range(nbytes):
+        acc = 0
+        for bit in range(8):
+            r = byte * 8 + bit
+            sacc = 0.0
+            for k in range(dim):
+                sacc += simhash[r, k] * v[k]
+            if sacc > 0.0:
+                acc |= 1 << bit
+        out_b[byte] = acc
+
+
+@njit(cache=True, parallel=True)
+def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
+                  encounters: np.ndarray, captures: np.ndarray,
+                  qualities: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+                  simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
+                  counts: np.ndarray) -> None:
+    for t in prange(identities.shape[0]):
+        master = np.empty((MAX_MASTER, 4))
+        imp = np.empty((MAX_IMPRESSION, 4))
+        ref_m = np.empty(3)
+        ref = np.empty(4)
+        feat = np.empty(N_FEATURES)
+        n_master, cls = master_finger(seed, identities[t], fingers[t], master, ref_m)
+        n = impression_from_master(seed, identities[t], fingers[t], encounters[t],
+                                   captures[t], qualities[t], master, n_master, ref_m,
+                                   cls, imp, ref)
+        counts[t] = n
+        features(imp, n, ref, mean, feat)
+        _project(feat, mean, proj, simhash, out_v[t], out_b[t])
+
+
+@njit(cache=True, parallel=True)
+def feature_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
+                  encounters: np.ndarray, captures: np.ndarray,
+                  qualities: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Hellinger-mapped features (n, N_FEATURES) of generated impressions;
+    mean fills a reference part that was not found (zeros while learning)."""
+    n = identities.shape[0]
+    out = np.zeros((n, N_FEATURES))
+    for t in prange(n):
+        master = np.empty((MAX_MASTER, 4))
+        imp = np.empty((MAX_IMPRESSION, 4))
+        ref_m = np.empty(3)
+        ref = np.empty(4)
+        n_master, cls = master_finger(seed, identities[t], fingers[t], master, ref_m)
+        k = impression_from_master(seed, identities[t], fingers[t], encounters[t],
+                                   captures[t], qualities[t], master, n_master, ref_m,
+                                   cls, imp, ref)
+        features(imp, k, ref, mean, out[t])
+    return out
+
+
+_DATA = Path(__file__).with_name("data") / "projection.npz"
+
+
+@lru_cache(maxsize=None)
+def _shipped_projection() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(_DATA, allow_pickle=False) as z:
+        if int(z["n_features"]) != N_FEATURES or float(z["r_max"]) != R_MAX:
+            raise RuntimeError(
+                f"{_DATA} was learned for other histogram settings; "
+                "rebuild it with `python -m synth.projection`")
+        return z["mean"].astype(np.float64), z["basis"].astype(np.float64)
+
+
+@lru_cache(maxsize=None)
+def projections(dim: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (N_FEATURES,), projection (N_FEATURES, dim), SimHash matrix (bits, dim))."""
+    mean, basis = _shipped_projection()
+    if dim > basis.shape[1]:
+        raise ValueError(f"dim must be at most {basis.shape[1]}, got {dim}")
+    rng = np.random.default_rng([_PROJECTION_SEED, dim, bits])
+    simhash = rng.standard_normal((bits, dim))
+    return mean, np.ascontiguousarray(basis[:, :dim]), simhash
+
+
+def check_dims(dim: int, bits: int) -> None:
+    """Raise ValueError naming the bad argument."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < 64 or bits % 64:
+        raise ValueError(f"bits must be a positive multiple of 64, got {bits!r}")
+
+
+def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
+           encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
+           dim: int = 64, bits: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generate and encode one impression per row of the key arrays.
+
+    All inputs have shape (n,) or broadcast to it: identity, finger position
+    1..10, encounter (0 = enrolment), capture type index, quality 1..5.
+    Returns float32 unit vectors (n, dim), packed binary codes uint8
+    (n, bits // 8), and the minutiae count of each impression (n,) int32.
+    Row t depends only on (seed, row t of the keys): any split of the rows
+    gives the same bytes.
+    """
+    check_dims(dim, bits)
+    ids = np.ascontiguousarray(identities, dtype=np.int64)
+    n = ids.shape[0]
+    keys = [np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.int64)
+            for a in (fingers, encounters, captures, qualities)]
+    mean, proj, simhash = projections(int(dim), int(bits))
+    out_v = np.empty((n, dim), dtype=np.float32)
+    out_b = np.empty((n, bits // 8), dtype=np.uint8)
+    counts = np.empty(n, dtype=np.int32)
+    if n:
+        _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3],
+                      mean, proj, simhash, out_v, out_b, counts)
+    return out_v, out_b, counts
+
+
+@njit(cache=True)
+def encode_minutiae(m: np.ndarray, ref: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+                    simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray) -> None:
+    """Encode one minutiae set (n, 4) with its reference (4,) into out_v, out_b."""
+    feat = np.empty(N_FEATURES)
+    features(m, m.shape[0], ref, mean, feat)
+    _project(feat, mean, proj, simhash, out_v, out_b)
+
+
+def encode_set(m: np.ndarray, ref: np.ndarray | None = None, dim: int = 64,
+               bits: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Encode an explicit minutiae array (n, 4) and reference point (x, y,
+    angle, found) or None: (float32 (dim,), uint8 (bits/8,))."""
+    check_dims(dim, bits)
+    mean, proj, simhash = projections(int(dim), int(bits))
+    out_v = np.empty(dim, dtype=np.float32)
+    out_b = np.empty(bits // 8, dtype=np.uint8)
+    r = np.zeros(4) if ref is None else np.asarray(ref, dtype=np.float64)
+    encode_minutiae(np.ascontiguousarray(m, dtype=np.float64), r, mean, proj,
+                    simhash, out_v, out_b)
+    return out_v, out_b

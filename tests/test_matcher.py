@@ -1,0 +1,178 @@
+import numpy as np
+import pytest
+from faiss.contrib.evaluation import check_ref_knn_with_draws
+from hypothesis import given
+from hypothesis import strategies as st
+
+from matcher import make_backend
+from matcher.checks import MatcherInputError
+from matcher.exact import popcount64
+from matcher.sharded import ShardedIndex
+from matcher.topk import merge_lists
+
+
+def _numpy_topk(g, p, k):
+    # plain-numpy reference: full score matrix, ties to the lower id
+    s = p.astype(np.float64) @ g.astype(np.float64).T
+    order = np.lexsort((np.broadcast_to(np.arange(len(g)), s.shape), -s), axis=1)[:, :k]
+    return order, np.take_along_axis(s, order, axis=1)
+
+
+@given(n=st.integers(1, 300), q=st.integers(1, 40), d=st.integers(1, 48),
+       k=st.integers(1, 40), dup=st.booleans(), seed=st.integers(0, 1000))
+def test_numba_flat_equals_faiss_flat_and_numpy(n, q, d, k, dup, seed):
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((n, d)).astype(np.float32)
+    if dup and n > 2:
+        g[n // 2:] = g[: n - n // 2]  # duplicate vectors: exact ties
+    p = rng.standard_normal((q, d)).astype(np.float32)
+    ids = np.arange(n)
+    nb = make_backend("numba-flat", d)
+    fb = make_backend("faiss:Flat", d)
+    for b in (nb, fb):
+        b.add(ids, g)
+    ni, ns = nb.search(p, k)
+    fi, fs = fb.search(p, k)
+    kk = min(k, n)
+    assert np.all(ni[:, kk:] == -1) and np.all(np.isneginf(ns[:, kk:]))
+    # faiss contrib's tie-aware comparison is the oracle
+    check_ref_knn_with_draws(fs[:, :kk], fi[:, :kk], ns[:, :kk], ni[:, :kk], rtol=1e-4, atol=1e-4)
+    ri, rs = _numpy_topk(g, p, kk)
+    assert np.allclose(ns[:, :kk], rs, rtol=1e-4, atol=1e-4)
+
+
+@given(n=st.integers(1, 300), q=st.integers(1, 30), words=st.integers(1, 5),
+       k=st.integers(1, 30), seed=st.integers(0, 1000))
+def test_numba_hamming_equals_faiss_bflat(n, q, words, k, seed):
+    rng = np.random.default_rng(seed)
+    bits = 64 * words
+    g = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    p = rng.integers(0, 256, (q, bits // 8), dtype=np.uint8)
+    nb = make_backend("numba-hamming", bits)
+    fb = make_backend("faiss:BFlat", bits)
+    for b in (nb, fb):
+        b.add(np.arange(n), g)
+    ni, ns = nb.search(p, k)
+    fi, fs = fb.search(p, k)
+    kk = min(k, n)
+    check_ref_knn_with_draws(fs[:, :kk], fi[:, :kk], ns[:, :kk], ni[:, :kk])
+    ref = bits - np.unpackbits(p[:, None, :] ^ g[None, :, :], axis=2).sum(2)
+    ri, rs = _numpy_topk_int(ref, kk)
+    assert np.array_equal(ns[:, :kk], rs) and np.array_equal(ni[:, :kk], ri)
+
+
+def _numpy_topk_int(s, k):
+    order = np.lexsort((np.broadcast_to(np.arange(s.shape[1]), s.shape), -s), axis=1)[:, :k]
+    return order, np.take_along_axis(s, order, axis=1).astype(np.float32)
+
+
+def test_popcount():
+    for x in (0, 1, 0xFF, (1 << 64) - 1, 0x8000000000000001):
+        assert popcount64(np.uint64(x)) == bin(x).count("1")
+
+
+def test_results_do_not_depend_on_threads_or_chunking():
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal((5000, 32)).astype(np.float32)
+    p = rng.standard_normal((300, 32)).astype(np.float32)
+    one = make_backend("numba-flat", 32, threads=1)
+    one.add(np.arange(5000), g)
+    two = make_backend("numba-flat", 32, threads=2)
+    for a in range(0, 5000, 777):
+        two.add(np.arange(a, min(5000, a + 777)), g[a:a + 777])
+    i1, s1 = one.search(p, 25)
+    i2, s2 = two.search(p, 25)
+    assert np.array_equal(i1, i2) and np.array_equal(s1, s2)
+
+
+@pytest.mark.parametrize("spec,d", [("numba-flat", 16), ("faiss:Flat", 16), ("numba-hamming", 128)])
+def test_sharded_search_equals_single_index(spec, d):
+    rng = np.random.default_rng(2)
+    n = 1000
+    if spec == "numba-hamming":
+        g = rng.integers(0, 256, (n, d // 8), dtype=np.uint8)
+        g[500:] = g[:500]  # ties across shards
+        p = rng.integers(0, 256, (50, d // 8), dtype=np.uint8)
+    else:
+        g = rng.standard_normal((n, d)).astype(np.float32)
+        g[500:] = g[:500]
+        p = rng.standard_normal((50, d)).astype(np.float32)
+    single = make_backend(spec, d)
+    single.add(np.arange(n), g)
+    sharded = ShardedIndex(lambda: make_backend(spec, d), shard_size=137)
+    for a in range(0, n, 300):
+        sharded.add(np.arange(a, min(n, a + 300)), g[a:a + 300])
+    assert len(sharded.shards) == -(-n // 137)
+    si, ss = single.search(p, 30)
+    hi, hs = sharded.search(p, 30)
+    if spec == "faiss:Flat":  # faiss orders ties its own way
+        check_ref_knn_with_draws(ss, si, hs, hi, rtol=1e-5, atol=1e-5)
+    else:
+        assert np.array_equal(si, hi) and np.array_equal(ss, hs)
+
+
+def test_merge_pads_when_fewer_than_k():
+    a = (np.array([[3, -1]]), np.array([[0.5, -np.inf]], dtype=np.float32))
+    b = (np.array([[1, -1]]), np.array([[0.5, -np.inf]], dtype=np.float32))
+    ids, scores = merge_lists([a, b], 3)
+    assert ids.tolist() == [[1, 3, -1]] and scores[0, 2] == -np.inf
+
+
+def test_approximate_indexes_report_reasonable_recall():
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((50, 32))
+    g = (centers[rng.integers(0, 50, 20000)] + 0.3 * rng.standard_normal((20000, 32))).astype(np.float32)
+    p = (g[rng.integers(0, 20000, 200)] + 0.05 * rng.standard_normal((200, 32))).astype(np.float32)
+    exact = make_backend("numba-flat", 32)
+    exact.add(np.arange(20000), g)
+    ei, _ = exact.search(p, 10)
+    for spec, params in (("faiss:IVF64,Flat", "nprobe=16"), ("faiss:HNSW32", "efSearch=64")):
+        b = make_backend(spec, 32, seed=1)
+        b.train(g[:5000])
+        b.add(np.arange(20000), g)
+        b.set_search_params(params)
+        ai, _ = b.search(p, 10)
+        recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ai, ei)])
+        assert recall > 0.8, (spec, recall)
+        assert b.nbytes() > 0
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda b: b.add(np.arange(3), np.zeros((3, 8), dtype=np.float64)), "dtype float32"),
+    (lambda b: b.add(np.arange(3), np.zeros((3, 9), dtype=np.float32)), "dimension 9"),
+    (lambda b: b.add(np.arange(3), np.full((3, 8), np.nan, dtype=np.float32)), "non-finite"),
+    (lambda b: b.search(np.zeros((2, 8), dtype=np.float32), 5), "gallery is empty"),
+    (lambda b: b.search(np.zeros((2, 8), dtype=np.float32), 0), "L \\(candidate list length\\)"),
+    (lambda b: b.add(np.arange(2), np.zeros((3, 8), dtype=np.float32)), "ids must have shape"),
+])
+def test_bad_input_names_the_argument(call, needle):
+    b = make_backend("numba-flat", 8)
+    with pytest.raises(MatcherInputError, match=needle):
+        call(b)
+
+
+def test_bad_backend_specs():
+    with pytest.raises(MatcherInputError, match="unknown backend"):
+        make_backend("annoy", 8)
+    with pytest.raises(MatcherInputError, match="faiss cannot build index"):
+        make_backend("faiss:IVFxyz", 8)
+    with pytest.raises(MatcherInputError, match="multiple of 64"):
+        make_backend("numba-hamming", 100)
+    b = make_backend("numba-hamming", 128)
+    with pytest.raises(MatcherInputError, match="uint8"):
+        b.add(np.arange(2), np.zeros((2, 16), dtype=np.int8))
+
+
+def test_memory_estimates_close_to_actual():
+    from matcher.faiss_index import factory_memory_estimate
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((20000, 64)).astype(np.float32)
+    for spec in ("faiss:Flat", "faiss:IVF64,Flat", "faiss:IVF64,PQ16", "faiss:HNSW16"):
+        b = make_backend(spec, 64, seed=0)
+        b.train(g[:5000])
+        b.add(np.arange(20000), g)
+        est = factory_memory_estimate(spec[6:], 20000, 64)
+        assert 0.75 <= est / b.nbytes() <= 1.33, (spec, est, b.nbytes())
+    nb = make_backend("numba-flat", 64)
+    nb.add(np.arange(20000), g)
+    assert nb.memory_estimate(20000, 64) == nb.nbytes()

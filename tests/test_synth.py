@@ -1,0 +1,241 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from synth.encoding import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
+                            encode, encode_set, pair_histogram, spatial_histogram)
+from synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
+from synth.impressions import CAPTURE_TYPES, minutiae
+from synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
+                              legacy_records, spec_from_dict, submission_chunk,
+                              submission_truth)
+
+
+def test_pattern_class_frequencies_match_natural_ones():
+    cls = np.array([pattern_class(3, i, 1 + i % 10) for i in range(20000)])
+    counts = np.bincount(cls, minlength=5)
+    expected = PATTERN_FREQUENCIES / PATTERN_FREQUENCIES.sum() * len(cls)
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+
+
+def test_master_minutiae_inside_pad_spaced_and_counted():
+    out = np.empty((MAX_MASTER, 4))
+    ref = np.empty(3)
+    counts = []
+    for i in range(200):
+        n, _ = master_finger(11, i, 2, out, ref)
+        m = out[:n]
+        counts.append(n)
+        assert np.all(np.abs(m[:, 0]) < 12) and np.all(np.abs(m[:, 1]) < 15)
+        assert np.all((m[:, 2] >= 0) & (m[:, 2] < 2 * np.pi))
+        d = np.hypot(m[:, None, 0] - m[None, :, 0], m[:, None, 1] - m[None, :, 1])
+        d[np.arange(n), np.arange(n)] = np.inf
+        assert d.min() >= 0.9 - 1e-9
+    assert 90 <= np.mean(counts) <= 130  # an index finger's full pad
+
+
+@pytest.mark.parametrize("capture,lo,hi", [("plain", 30, 60), ("rolled", 80, 110)])
+def test_minutiae_counts_by_capture(capture, lo, hi):
+    counts = [len(minutiae(5, i, 2, 1, capture, 2)) for i in range(300)]
+    assert lo <= np.mean(counts) <= hi
+
+
+def test_worse_quality_loses_true_minutiae():
+    good = np.mean([len(minutiae(5, i, 7, 1, "rolled", 1)) for i in range(200)])
+    bad = np.mean([len(minutiae(5, i, 7, 1, "rolled", 5)) for i in range(200)])
+    assert bad < good
+
+
+def _numpy_histogram(m):
+    # plain-numpy reference of synth.encoding.pair_histogram (exact atan2)
+    h = np.zeros(N_BINS)
+    n = len(m)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            dx, dy = m[j, 0] - m[i, 0], m[j, 1] - m[i, 1]
+            d = math.hypot(dx, dy)
+            if d >= R_MAX or d == 0:
+                continue
+            phi = math.atan2(dy, dx)
+            fd = d / R_MAX * N_DIST - 0.5
+            d0 = 0 if fd < 0 else int(fd)
+            d1 = 0 if fd < 0 else min(d0 + 1, N_DIST - 1)
+            wd = 0.0 if fd < 0 else fd - d0
+            f1 = ((m[i, 2] - phi) % (2 * np.pi)) / (2 * np.pi) * N_ANGLE - 0.5
+            f2 = ((m[j, 2] - phi) % (2 * np.pi)) / (2 * np.pi) * N_ANGLE - 0.5
+            i0, j0 = math.floor(f1), math.floor(f2)
+            w1, w2 = f1 - i0, f2 - j0
+            for a, wa in ((d0, 1 - wd), (d1, wd)):
+                for b, wb in ((i0, 1 - w1), (i0 + 1, w1)):
+                    for c, wc in ((j0, 1 - w2), (j0 + 1, w2)):
+                        h[(a * N_ANGLE + b % N_ANGLE) * N_ANGLE + c % N_ANGLE] += wa * wb * wc
+    return h
+
+
+def test_spatial_histogram_matches_numpy_reference():
+    m, ref = minutiae(9, 5, 2, 1, "rolled", 2, with_reference=True)
+    ref[3] = 1.0
+    h = np.empty(N_SPATIAL)
+    spatial_histogram(m, len(m), ref, h)
+    c, s = np.cos(ref[2]), np.sin(ref[2])
+    u = c * (m[:, 0] - ref[0]) + s * (m[:, 1] - ref[1])
+    v = -s * (m[:, 0] - ref[0]) + c * (m[:, 1] - ref[1])
+    r = np.hypot(u, v)
+    keep = r < R_SPATIAL
+    assert h.sum() == pytest.approx(keep.sum())
+    # the mass of each ring equals the minutiae there (ring weights split linearly)
+    fr = r[keep] / R_SPATIAL * N_RING - 0.5
+    ring_mass = np.zeros(N_RING)
+    for f in fr:
+        if f < 0:
+            ring_mass[0] += 1
+        else:
+            r0 = int(f)
+            r1 = min(r0 + 1, N_RING - 1)
+            ring_mass[r0] += 1 - (f - r0)
+            ring_mass[r1] += f - r0
+    assert np.allclose(h.reshape(N_RING, -1).sum(1), ring_mass)
+    ref[3] = 0.0
+    spatial_histogram(m, len(m), ref, h)
+    assert h.sum() == 0
+
+
+def test_pair_histogram_matches_numpy_reference():
+    m = minutiae(9, 4, 3, 1, "plain", 2)
+    h = np.empty(N_BINS)
+    pair_histogram(m, len(m), h)
+    ref = _numpy_histogram(m)
+    assert h.sum() == pytest.approx(ref.sum())
+    # the kernel's fast atan2 is within 0.004 rad of the exact one
+    assert np.abs(h - ref).sum() / ref.sum() < 0.02
+
+
+def _rigid(m, angle, tx, ty):
+    c, s = np.cos(angle), np.sin(angle)
+    out = m.copy()
+    out[:, 0] = c * m[:, 0] - s * m[:, 1] + tx
+    out[:, 1] = s * m[:, 0] + c * m[:, 1] + ty
+    out[:, 2] = (m[:, 2] + angle) % (2 * np.pi)
+    return out
+
+
+@given(st.integers(0, 10_000), st.floats(-np.pi, np.pi), st.floats(-50, 50), st.floats(-50, 50))
+def test_vector_invariant_to_rotation_and_translation(identity, angle, tx, ty):
+    m, ref = minutiae(2, identity, 1 + identity % 10, 1, "plain", 2, with_reference=True)
+    v0, b0 = encode_set(m, ref)
+    moved_ref = ref.copy()
+    moved_ref[:3] = _rigid(ref[None, :], angle, tx, ty)[0, :3]
+    v1, b1 = encode_set(_rigid(m, angle, tx, ty), moved_ref)
+    assert float(v0 @ v1) > 0.995
+    assert np.unpackbits(b0 ^ b1).sum() <= 6
+
+
+@given(st.integers(1, 500), st.integers(0, 10))
+def test_rechunking_does_not_change_a_byte(chunk, seed):
+    spec = PopulationSpec(seed=seed, gallery_size=600, n_submissions=300, mated_share=0.3)
+    whole = gallery_chunk(spec, 0, 600)
+    parts = [gallery_chunk(spec, a, b) for a, b in chunks(600, chunk)]
+    assert np.vstack([p.vectors for p in parts]).tobytes() == whole.vectors.tobytes()
+    assert np.vstack([p.codes for p in parts]).tobytes() == whole.codes.tobytes()
+    sub = submission_chunk(spec, 0, 300)
+    sparts = [submission_chunk(spec, a, b) for a, b in reversed(list(chunks(300, chunk)))]
+    assert np.vstack([p.vectors for p in reversed(sparts)]).tobytes() == sub.vectors.tobytes()
+
+
+def test_same_bytes_with_one_or_two_threads():
+    import numba
+    spec = PopulationSpec(seed=4, gallery_size=400)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = gallery_chunk(spec, 0, 400)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = gallery_chunk(spec, 0, 400)
+    finally:
+        numba.set_num_threads(old)
+    assert one.vectors.tobytes() == two.vectors.tobytes()
+
+
+# Documented margin (README, synth/encoding.py): for plain quality-2
+# impressions of one finger, genuine cosine beats impostor cosine by at least
+# 0.3 on average and d' is at least 2.5.
+def test_genuine_beats_impostor_by_documented_margin():
+    n = 1500
+    ids = np.arange(n)
+    a, _, _ = encode(8, ids, 2, 1, 1, 2)
+    b, _, _ = encode(8, ids, 2, 2, 1, 2)
+    gen = (a * b).sum(1)
+    imp = (a[:-1] * b[1:]).sum(1)
+    assert gen.mean() - imp.mean() >= 0.3
+    assert (gen.mean() - imp.mean()) / np.sqrt((gen.var() + imp.var()) / 2) >= 2.5
+
+
+def test_binary_codes_track_float_similarity():
+    ids = np.arange(800)
+    va, ca, _ = encode(8, ids, 7, 1, 1, 2, dim=64, bits=256)
+    vb, cb, _ = encode(8, ids, 7, 2, 1, 2, dim=64, bits=256)
+    ham = np.unpackbits(ca ^ cb, axis=1).sum(1)
+    gen_ham = ham.mean()
+    imp = np.unpackbits(ca[:-1] ^ cb[1:], axis=1).sum(1).mean()
+    assert gen_ham < imp - 20
+    assert abs(imp - 128) < 8  # unrelated fingers: about half the bits differ
+
+
+def test_submission_truth_is_separate_and_consistent():
+    spec = PopulationSpec(seed=3, gallery_size=1000, n_submissions=20000, mated_share=0.063)
+    ident, mate = submission_truth(spec, 0, 20000)
+    mated = mate >= 0
+    assert abs(mated.mean() - 0.063) < 0.006
+    assert np.all(ident[mated] == mate[mated]) and np.all(mate[mated] < 1000)
+    assert np.all(ident[~mated] >= NON_ENROLLED_BASE)
+
+
+def test_legacy_records_have_only_index_fingers():
+    spec = PopulationSpec(seed=3, gallery_size=2000, legacy_share=0.4,
+                          search_fingers=(1, 2, 7))
+    legacy = legacy_records(spec, np.arange(2000))
+    assert abs(legacy.mean() - 0.4) < 0.04
+    g = gallery_chunk(spec, 0, 2000)
+    thumb = g.vectors[:, :spec.dim]
+    assert np.all(thumb[legacy] == 0) and np.all(np.linalg.norm(thumb[~legacy], axis=1) > 0.99)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("gallery_size", -5, "population.gallery_size"),
+    ("mated_share", 1.5, "population.mated_share"),
+    ("legacy_share", -0.1, "population.legacy_share"),
+    ("booking_capture", "photo", "population.booking_capture"),
+    ("search_fingers", [0, 2], "population.search_fingers"),
+    ("bits", 100, "multiple of 64"),
+    ("fusion", "median", "population.fusion"),
+    ("gallery_quality", [1, 0, 0], "population.gallery_quality"),
+    ("colour", 3, "unknown key 'colour'"),
+])
+def test_bad_values_name_the_field(key, value, needle):
+    with pytest.raises(ValueError, match=needle.replace(".", r"\.")):
+        spec_from_dict({key: value})
+
+
+def test_capture_types_named_in_error():
+    with pytest.raises(ValueError, match="rolled, plain, legacy_flat, partial"):
+        minutiae(1, 1, 1, 1, "photo")
+    assert CAPTURE_TYPES[0] == "rolled"
+
+
+def test_shipped_projection_is_what_the_code_learns():
+    # the LDA file must be reproducible from the code (smaller sample: the
+    # leading directions agree closely)
+    from synth.encoding import _shipped_projection
+    from synth.projection import learn
+    mean, basis = _shipped_projection()
+    m2, b2 = learn(n=8000)
+    assert np.allclose(mean, m2, atol=1e-6)
+    cos = np.abs((basis[:, :16] * b2[:, :16]).sum(0)) / (
+        np.linalg.norm(basis[:, :16], axis=0) * np.linalg.norm(b2[:, :16], axis=0))
+    assert cos.min() > 0.999
