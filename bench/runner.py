@@ -234,9 +234,12 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
                              "estimate_bytes": _estimate(run), "actual_bytes": run.index.nbytes()},
                          "timings": run.timings, "metrics": summary})
         mark_step(out, manifest, f"search:{key}")
+        if sc.search.rescore:
+            backends.append(_rescored(sc, out, key, run, ids, subs, progress))
+            mark_step(out, manifest, f"rescore:{key}")
     if exact_key is not None:
         for b in backends:
-            if not b["binary"] and b["key"] != exact_key:
+            if not b["binary"] and b["key"] != exact_key and b["key"] in lists:
                 b["vs_exact"] = recall_against(lists[exact_key], lists[b["key"]])
     summary = {
         "scenario": sc.to_dict(), "fingerprint": sc.fingerprint(), "seed": sc.population.seed,
@@ -256,6 +259,28 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
     write_report(out)  # from the file just written, as `fpscale report` does
     mark_complete(out, manifest)
     return summary
+
+
+def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarray,
+              subs: Submissions, progress: bool) -> dict:
+    """Minutiae re-scoring of one backend's lists, as a row of its own."""
+    from bench.rescoring import rescore
+    ri, rs, info = rescore(sc.population, ids, sc.search.rescore_candidates,
+                           sc.search.rescore_fusion, progress)
+    rkey = f"{key}+minutiae"
+    rank, mscore = metrics.mate_rank(ri, subs.mate, rs)
+    write_npz(out / f"searches_{rkey}.npz", probe=np.arange(len(ri)), mate=subs.mate,
+              mate_rank=rank, mate_score=mscore, cand_ids=ri, cand_scores=rs)
+    m = metrics.summarize(ri, rs, subs.mate, sc.metrics.rank, sc.metrics.target_fpir,
+                          sc.metrics.thresholds)
+    t = dict(run.timings)
+    t["rescore"] = info
+    total = t["search_s"] + info["compare_s"]
+    t["throughput_searches_per_s"] = len(ri) / total if total > 0 else None
+    return {"name": run.spec.name + "+minutiae", "params": run.spec.params, "key": rkey,
+            "binary": run.spec.binary, "rescored_from": key,
+            "memory": {"estimate_bytes": _estimate(run), "actual_bytes": run.index.nbytes()},
+            "timings": t, "metrics": m}
 
 
 def _estimate(run: BackendRun) -> int:

@@ -50,6 +50,7 @@ class SearchSpec:
     backends: tuple[BackendSpec, ...] = (BackendSpec("numba-flat"), BackendSpec("faiss:Flat"))
     rescore: bool = False     # minutiae re-scoring of the top candidates
     rescore_candidates: int = 10
+    rescore_fusion: str = "sum"  # fuse per-finger paired counts: sum or max
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ def _search(t: dict) -> SearchSpec:
     rescore = t.get("rescore", False)
     if not isinstance(rescore, bool):
         raise _err("search", "rescore", rescore, "must be true or false")
+    fusion = t.get("rescore_fusion", "sum")
+    if fusion not in ("sum", "max"):
+        raise _err("search", "rescore_fusion", fusion, "allowed: sum, max")
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
     if not isinstance(raw, list) or not raw:
         raise _err("search", "backends", raw, "must be a non-empty list of backends")
@@ -155,7 +159,7 @@ def _search(t: dict) -> SearchSpec:
     if len(set(names)) != len(names):
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
-                      backends, rescore, vals["rescore_candidates"])
+                      backends, rescore, vals["rescore_candidates"], fusion)
 
 
 def _metrics(t: dict) -> MetricsSpec:

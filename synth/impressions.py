@@ -41,7 +41,7 @@ extractors do. ``tests/test_impressions.py`` checks the resulting counts.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from synth.fingers import ARCH, MAX_MASTER, finger_semi_axes, in_pad, master_finger
 from synth.rng import STREAM_IMPRESSION, normal, open_stream, poisson, uniform
@@ -198,3 +198,20 @@ def minutiae(seed: int, identity: int, finger: int, encounter: int,
     ref = np.empty(4)
     n = impression(seed, identity, finger, encounter, cap, quality, out, ref)
     return (out[:n].copy(), ref) if with_reference else out[:n].copy()
+
+
+@njit(cache=True, parallel=True)
+def impression_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
+                     encounters: np.ndarray, captures: np.ndarray,
+                     qualities: np.ndarray) -> tuple:
+    """Minutiae of many impressions: ((n, MAX_IMPRESSION, 4) float64 padded
+    with zeros, counts (n,) int64). Row t is what ``minutiae`` returns for the
+    keys of row t."""
+    n = identities.shape[0]
+    out = np.zeros((n, MAX_IMPRESSION, 4))
+    counts = np.zeros(n, dtype=np.int64)
+    for t in prange(n):
+        ref = np.empty(4)
+        counts[t] = impression(seed, identities[t], fingers[t], encounters[t],
+                               captures[t], qualities[t], out[t], ref)
+    return out, counts
