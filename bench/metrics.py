@@ -79,7 +79,7 @@ def sel(scores: np.ndarray, nonmated: np.ndarray, T: float) -> float:
     """SEL(N, T): mean number of candidates >= T per non-mated search."""
     if not nonmated.any():
         return float("nan")
-    return float((scores[nonmated] >= T).sum(axis=1).mean())
+    return float((scores[nonmated].astype(np.float64) >= T).sum(axis=1).mean())
 
 
 def cmc(rank: np.ndarray, mated: np.ndarray, L: int) -> np.ndarray:
@@ -103,7 +103,9 @@ def threshold_for_fpir(top_score: np.ndarray, nonmated: np.ndarray, target: floa
     if n == 0:
         return {"target_fpir": target, "threshold": float("nan"), "resolved": False}
     allowed = int(np.floor(target * n))
-    t = float(np.nextafter(s[allowed], np.inf)) if allowed < n else float(s[-1])
+    # the next value up in the scores' own dtype, so that the threshold
+    # compares the same way when the table is re-read outside fpscale
+    t = float(np.nextafter(s[allowed], s.dtype.type(np.inf))) if allowed < n else float(s[-1])
     # scores equal to s[allowed] are excluded; one more tie could sit above
     return {"target_fpir": target, "threshold": t, "resolved": bool(target * n >= 1.0)}
 
@@ -129,7 +131,7 @@ def summarize(ids: np.ndarray, scores: np.ndarray, mate: np.ndarray, rank_R: int
     mated = mate >= 0
     nonmated = ~mated
     rank, mscore = mate_rank(ids, mate, scores)
-    top = scores[:, 0].astype(np.float64)
+    top = scores[:, 0]
     L = ids.shape[1]
     out = {
         "searches": int(len(mate)), "mated": int(mated.sum()), "nonmated": int(nonmated.sum()),

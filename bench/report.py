@@ -143,6 +143,14 @@ def plot_throughput_recall(summary: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _recall_cell(b: dict, rec) -> str:
+    if rec is not None:
+        return f"{rec:.3f}"
+    if b.get("rescored_from"):
+        return f"re-scored from {b['rescored_from']}"
+    return "exact (Hamming)" if b["binary"] else "exact"
+
+
 def render_markdown(summary: dict) -> str:
     sc = summary["scenario"]
     pop = sc["population"]
@@ -164,7 +172,7 @@ def render_markdown(summary: dict) -> str:
             f"{_fmt_rate(op.get('fpir'))} | {_num(op.get('threshold'))} | "
             f"{_num(b['timings']['throughput_searches_per_s'], 0)} | {b['timings']['latency_ms']['p50']:.2f} | "
             f"{b['memory']['estimate_bytes'] / 1e6:.1f} / {b['memory']['actual_bytes'] / 1e6:.1f} | "
-            f"{'exact' if rec is None else f'{rec:.3f}'} |")
+            f"{_recall_cell(b, rec)} |")
     lines += ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
               "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
     for b in summary["backends"]:

@@ -9,8 +9,8 @@ Alignment by local structures, pairing by tolerance boxes:
 2. Every (a, b) pair of minutiae is scored by how well the structures agree;
    the ``HYPOTHESES`` best pairs each propose an alignment: the rotation that
    turns a's direction into b's and the translation that puts a on b.
-3. Under each alignment the minutiae are paired greedily, each to the
-   nearest unpaired one within loose tolerances; a least-squares rigid fit
+3. Under each alignment the minutiae are paired closest first, each at
+   most once, within loose tolerances; a least-squares rigid fit
    (2-D Procrustes) to those pairs refines the alignment, which one
    minutia's direction fixes only roughly; then they are paired again
    within ``R_TOL`` mm and ``A_TOL`` radians. The best alignment's count is
@@ -90,20 +90,23 @@ def _local(m: np.ndarray, n: int) -> np.ndarray:
 def _pair(a: np.ndarray, na: int, b: np.ndarray, nb: int, rot: float, tx: float,
           ty: float, r_tol: float, a_tol: float, pa: np.ndarray, pb: np.ndarray,
           used: np.ndarray) -> int:
-    # greedy pairing under (rot, tx, ty): each a-minutia to the nearest
-    # unused b-minutia within tolerance; pairs written to pa, pb. b is sorted
-    # by x, so only the slice within r_tol of x is visited.
+    # Pair minutiae under (rot, tx, ty): all (i, j) within tolerance are
+    # accepted closest first, each minutia at most once. Closest-first (not
+    # input order) keeps the result independent of how either set is
+    # ordered, hence of rotation. b is sorted by x, so only the slice within
+    # r_tol of each transformed x is visited. Pairs are written to pa, pb.
     c = np.cos(rot)
     s = np.sin(rot)
-    used[:nb] = False
     r2 = r_tol * r_tol
-    count = 0
+    cap = 8 * (na + nb)
+    ci = np.empty(cap, dtype=np.int64)
+    cj = np.empty(cap, dtype=np.int64)
+    cd = np.empty(cap)
+    m = 0
     for i in range(na):
         x = c * a[i, 0] - s * a[i, 1] + tx
         y = s * a[i, 0] + c * a[i, 1] + ty
         t = _wrap(a[i, 2] + rot)
-        best = -1
-        bd = r2
         lo = 0
         hi = nb
         while lo < hi:  # first b with x >= x - r_tol
@@ -116,19 +119,27 @@ def _pair(a: np.ndarray, na: int, b: np.ndarray, nb: int, rot: float, tx: float,
             dx = b[j, 0] - x
             if dx > r_tol:
                 break
-            if used[j]:
-                continue
             dy = b[j, 1] - y
             d = dx * dx + dy * dy
-            if d <= bd and _adiff(b[j, 2], t) <= a_tol:
-                if d < bd or best < 0:
-                    bd = d
-                    best = j
-        if best >= 0:
-            used[best] = True
-            pa[count] = i
-            pb[count] = best
-            count += 1
+            if d <= r2 and _adiff(b[j, 2], t) <= a_tol and m < cap:
+                ci[m] = i
+                cj[m] = j
+                cd[m] = d
+                m += 1
+    order = np.argsort(cd[:m], kind="mergesort")
+    used[:nb] = False
+    used_a = np.zeros(na, dtype=np.bool_)
+    count = 0
+    for k in order:
+        i = ci[k]
+        j = cj[k]
+        if used_a[i] or used[j]:
+            continue
+        used_a[i] = True
+        used[j] = True
+        pa[count] = i
+        pb[count] = j
+        count += 1
     return count
 
 
@@ -231,17 +242,19 @@ def _match_ordered(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
 
 
 @njit(cache=True)
-def _first_is_canonical(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> bool:
+def _first_is_canonical(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
+                        lb: np.ndarray, nb: int) -> bool:
     # a fixed order for the pair, so that match(a, b) == match(b, a) exactly:
-    # by size, then by a content checksum, then element by element
+    # by size, then by a checksum of the local structures (which does not
+    # change when a set is rotated or moved), then element by element
     if na != nb:
         return na < nb
     sa = 0.0
     sb = 0.0
     for i in range(na):
-        sa += a[i, 0] * 1.618 + a[i, 1] * 2.718 + a[i, 2]
+        sa += la[i, 0] + 0.5 * la[i, 1]
     for i in range(nb):
-        sb += b[i, 0] * 1.618 + b[i, 1] * 2.718 + b[i, 2]
+        sb += lb[i, 0] + 0.5 * lb[i, 1]
     if sa != sb:
         return sa < sb
     for i in range(na):
@@ -253,7 +266,7 @@ def _first_is_canonical(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> bool:
 
 @njit(cache=True)
 def _match_prepared(a, la, na, b, lb, nb) -> int:
-    if _first_is_canonical(a, na, b, nb):
+    if _first_is_canonical(a, la, na, b, lb, nb):
         return _match_ordered(a, la, na, b, lb, nb)
     return _match_ordered(b, lb, nb, a, la, na)
 

@@ -1,0 +1,176 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.results import read_npz
+from bench.runner import run_scenario
+from bench.scenario import ScenarioError, load_scenario, scenario_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny(**over) -> dict:
+    d = {
+        "name": "tiny",
+        "population": {"seed": 7, "gallery_size": 800, "n_submissions": 240, "mated_share": 0.4,
+                       "legacy_share": 0.3, "search_fingers": [2, 7]},
+        "search": {"candidates": 10, "chunk_size": 300, "probe_batch": 100,
+                   "backends": [{"name": "numba-flat"}, {"name": "faiss:Flat"},
+                                {"name": "numba-hamming"}]},
+        "metrics": {"target_fpir": [0.1, 0.01]},
+        "projection": {"ladder": [100, 200, 400, 800], "finger_sets": ["one", "two_index"]},
+        "target": {"gallery_size": 1_000_000, "searches_per_year": 100_000, "mated_share": 0.063},
+    }
+    for k, v in over.items():
+        sec, key = k.split("__")
+        d[sec][key] = v
+    return d
+
+
+def write_toml(path: Path, d: dict) -> Path:
+    def val(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+    lines = [f"name = {val(d['name'])}"]
+    for sec, t in d.items():
+        if isinstance(t, dict):
+            lines.append(f"[{sec}]")
+            lines += [f"{k} = {val(v)}" for k, v in t.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    sc = scenario_from_dict(tiny())
+    summary = run_scenario(sc, out, progress=False)
+    return sc, out, summary
+
+
+def test_run_writes_complete_results(tiny_run):
+    sc, out, summary = tiny_run
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and man["fingerprint"] == sc.fingerprint()
+    for f in ("summary.json", "report.md", "report.html", "plots/det.png", "plots/cmc.png",
+              "plots/fpir_vs_n_one.png", "plots/people_two_index.png", "truth.npz"):
+        assert (out / f).is_file(), f
+    assert not list(out.glob(".*.tmp"))
+    s = json.loads((out / "summary.json").read_text())
+    keys = [b["key"] for b in s["backends"]]
+    assert keys == ["numba-flat", "faiss-Flat", "numba-hamming"]
+    for b in s["backends"]:
+        assert b["timings"]["throughput_searches_per_s"] > 0
+        assert b["memory"]["actual_bytes"] > 0
+
+
+def test_metrics_recomputable_from_the_per_search_table(tiny_run):
+    sc, out, summary = tiny_run
+    t = read_npz(out / "searches_numba-flat.npz")
+    mated = t["mate"] >= 0
+    r1 = np.mean(t["mate_rank"][mated] == 1)
+    b = summary["backends"][0]["metrics"]
+    assert b["rank1_hit_rate"]["value"] == pytest.approx(r1)
+    op = b["operating_points"][0]
+    fp = np.mean(t["cand_scores"][~mated, 0] >= op["threshold"])
+    assert op["fpir"]["value"] == pytest.approx(fp)
+
+
+def test_numba_exact_and_faiss_flat_give_the_same_metrics(tiny_run):
+    _, _, summary = tiny_run
+    a, b = summary["backends"][0]["metrics"], summary["backends"][1]["metrics"]
+    assert a["rank1_hit_rate"] == b["rank1_hit_rate"]
+    assert a["cmc"] == pytest.approx(b["cmc"])
+
+
+def test_projection_validates_on_the_largest_rung(tiny_run):
+    _, _, summary = tiny_run
+    p = summary["projection"]["two_index"]
+    assert p["rungs"] == [100, 200, 400, 800]
+    assert p["impostor_pairs"] > 100_000
+    for s in p["studies"]:
+        meas = [m["fpir"] for m in s["measured"]]
+        assert meas == sorted(meas)  # FPIR grows with N at a fixed threshold
+        v = s["validation"]
+        assert "independence_inside_ci" in v and 0 <= v["independence_prediction"] <= 1
+    # at least one model predicts the held-out rung within its interval
+    assert any(s["validation"]["independence_inside_ci"] or s["validation"].get("fitted_inside_ci")
+               for s in p["studies"])
+
+
+def test_same_seed_same_numbers_across_chunk_sizes_and_threads(tmp_path, tiny_run):
+    _, _, summary = tiny_run
+    import numba
+    d = tiny(search__chunk_size=257, search__probe_batch=61, search__threads=1)
+    other = run_scenario(scenario_from_dict(d), tmp_path / "b", progress=False)
+    for x, y in zip(summary["backends"], other["backends"]):
+        assert x["metrics"] == y["metrics"]
+    assert json.dumps(summary["projection"]["one"]["studies"], default=str) == \
+        json.dumps(other["projection"]["one"]["studies"], default=str)
+    assert numba.get_num_threads() >= 1
+
+
+def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run):
+    _, out, _ = tiny_run
+    other = scenario_from_dict(tiny(population__seed=8))
+    from bench.results import ResultsError
+    with pytest.raises(ResultsError, match="another scenario"):
+        run_scenario(other, out, progress=False)
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"search__candidates": 0}, r"\[search\] candidates = 0"),
+    ({"search__backends": [{"name": "annoy"}]}, "unknown backend 'annoy'"),
+    ({"search__backends": [{"name": "faiss:Flat", "colour": 1}]}, "unknown key 'colour'"),
+    ({"population__mated_share": 2.0}, "mated_share"),
+    ({"population__gallery_size": "big"}, "gallery_size"),
+    ({"projection__ladder": [100, 50, 800]}, "increasing"),
+    ({"projection__ladder": [100, 200, 5000]}, "must not exceed"),
+    ({"metrics__target_fpir": [0]}, "target_fpir"),
+    ({"target__mated_share": -1}, r"\[target\] mated_share"),
+])
+def test_scenario_errors_name_the_key(over, needle):
+    with pytest.raises(ScenarioError, match=needle):
+        scenario_from_dict(tiny(**over))
+
+
+def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[population\nseed = 1\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not valid TOML" in err[0]
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+    unwritable = tmp_path / "file"
+    unwritable.write_text("x")
+    ok = write_toml(tmp_path / "ok.toml", tiny())
+    assert main(["run", str(ok), "--out", str(unwritable / "sub"), "--quiet"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_shipped_scenarios_validate():
+    for name in ("default", "scomm-fy2011", "ident-2024"):
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+        assert sc.target.gallery_size >= 100_000_000
+
+
+def test_console_script_help_and_version():
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("fpscale ")
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--out" in r.stdout
