@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from synth.angles import fast_atan2 as _fast_atan2
 from synth.fingers import MAX_MASTER, master_finger
 from synth.impressions import MAX_IMPRESSION, impression_from_master
 
@@ -71,42 +72,22 @@ _TWO_PI = 2.0 * np.pi
 
 
 @njit(cache=True, inline="always")
-def _fast_atan2(y: float, x: float) -> float:
-    # atan(t) ~ pi/4 t + 0.273 t (1 - t) on [0, 1], |error| < 0.004 rad: far
-    # below the minutia angle jitter (>= 4 degrees) and several times cheaper
-    # than libm atan2 in the innermost loop.
-    ax = abs(x)
-    ay = abs(y)
-    if ax == 0.0 and ay == 0.0:
-        return 0.0
-    if ax >= ay:
-        t = ay / ax
-        r = 0.7853981633974483 * t + 0.273 * t * (1.0 - t)
-    else:
-        t = ax / ay
-        r = 1.5707963267948966 - (0.7853981633974483 * t + 0.273 * t * (1.0 - t))
-    if x < 0.0:
-        r = np.pi - r
-    if y < 0.0:
-        r = -r
-    return r
+def _wrap_once(a: float) -> float:
+    # any angle -> [0, 2 pi), without branches
+    a = a - _TWO_PI * np.floor(a * (1.0 / _TWO_PI))
+    return a if a < _TWO_PI else 0.0
 
 
 @njit(cache=True, inline="always")
 def _wrap_bin(a: float, nbins: int) -> tuple:
-    # (lower, upper, weight of upper) of an angle over nbins circular bins
-    while a < 0.0:
-        a += _TWO_PI
-    while a >= _TWO_PI:
-        a -= _TWO_PI
-    f = a * (nbins / _TWO_PI) - 0.5
-    if f < 0.0:
-        return nbins - 1, 0, f + 1.0
-    i0 = int(f)
-    i1 = i0 + 1
-    if i1 == nbins:
-        i1 = 0
-    return i0, i1, f - i0
+    # (lower, upper, weight of upper) of an angle over nbins circular bins;
+    # shifting by a whole bin keeps f >= 0 without a branch
+    f = _wrap_once(a) * (nbins / _TWO_PI) + (nbins - 0.5)
+    i = int(f)
+    w = f - i
+    i0 = i % nbins
+    i1 = (i + 1) % nbins
+    return i0, i1, w
 
 
 @njit(cache=True, inline="always")
@@ -133,7 +114,13 @@ def _add_pair(hist: np.ndarray, d0: int, d1: int, wd: float,
 @njit(cache=True)
 def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray) -> None:
     """Pool the first n minutiae rows (x, y, theta, type) of m into hist
-    (N_BINS,), which is zeroed first. Rigid-invariant by construction."""
+    (N_BINS,), which is zeroed first. Rigid-invariant by construction.
+
+    Each unordered pair is pooled once, in the orientation whose first
+    angle is the smaller: seen from i, the pair is (theta_i - phi,
+    theta_j - phi); seen from j it is (theta_j - phi - pi, theta_i - phi - pi).
+    The choice depends only on those invariant angles, so it is itself
+    invariant, and it halves the work against pooling both orientations."""
     hist[:] = 0.0
     r2 = R_MAX * R_MAX
     for i in range(n):
@@ -146,20 +133,18 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray) -> None:
             dd = dx * dx + dy * dy
             if dd >= r2 or dd == 0.0:
                 continue
-            fd = np.sqrt(dd) * (N_DIST / R_MAX) - 0.5
-            if fd < 0.0:
-                d0 = 0
-                d1 = 0
-                wd = 0.0
-            else:
-                d0 = int(fd)
-                d1 = d0 + 1 if d0 + 1 < N_DIST else d0
-                wd = fd - d0
+            fd = max(np.sqrt(dd) * (N_DIST / R_MAX) - 0.5, 0.0)
+            d0 = int(fd)
+            d1 = min(d0 + 1, N_DIST - 1)
+            wd = fd - d0
             phi = _fast_atan2(dy, dx)
             tj = m[j, 2]
-            _add_pair(hist, d0, d1, wd, ti - phi, tj - phi)
-            # the reverse pair sees the line from j to i, i.e. phi + pi
-            _add_pair(hist, d0, d1, wd, tj - phi - np.pi, ti - phi - np.pi)
+            a1 = _wrap_once(ti - phi)
+            a2 = _wrap_once(tj - phi)
+            b1 = _wrap_once(tj - phi - np.pi)
+            b2 = _wrap_once(ti - phi - np.pi)
+            first = a1 < b1 or (a1 == b1 and a2 <= b2)
+            _add_pair(hist, d0, d1, wd, a1 if first else b1, a2 if first else b2)
 
 
 @njit(cache=True)
@@ -239,17 +224,20 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
         v /= norm
     for k in range(dim):
         out_v[k] = v[k]
-    nbytes = out_b.shape[0]
-    for byte in range(nbytes):
-        acc = 0
+    # simhash is stored (dim, bits): accumulate whole rows (vectorisable)
+    # rather than one long dependent sum per bit
+    nbits = simhash.shape[1]
+    acc = np.zeros(nbits)
+    for k in range(dim):
+        vk = v[k]
+        for r in range(nbits):
+            acc[r] += simhash[k, r] * vk
+    for byte in range(out_b.shape[0]):
+        b = 0
         for bit in range(8):
-            r = byte * 8 + bit
-            sacc = 0.0
-            for k in range(dim):
-                sacc += simhash[r, k] * v[k]
-            if sacc > 0.0:
-                acc |= 1 << bit
-        out_b[byte] = acc
+            if acc[byte * 8 + bit] > 0.0:
+                b |= 1 << bit
+        out_b[byte] = b
 
 
 @njit(cache=True, parallel=True)
@@ -309,12 +297,12 @@ def _shipped_projection() -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=None)
 def projections(dim: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean (N_FEATURES,), projection (N_FEATURES, dim), SimHash matrix (bits, dim))."""
+    """(mean (N_FEATURES,), projection (N_FEATURES, dim), SimHash matrix (dim, bits))."""
     mean, basis = _shipped_projection()
     if dim > basis.shape[1]:
         raise ValueError(f"dim must be at most {basis.shape[1]}, got {dim}")
     rng = np.random.default_rng([_PROJECTION_SEED, dim, bits])
-    simhash = rng.standard_normal((bits, dim))
+    simhash = np.ascontiguousarray(rng.standard_normal((bits, dim)).T)
     return mean, np.ascontiguousarray(basis[:, :dim]), simhash
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from synth.angles import fast_atan2
 from synth.rng import STREAM_MASTER, categorical, normal, open_stream, uniform
 
 PX_PER_MM = 500.0 / 25.4
@@ -134,9 +135,9 @@ def orientation(x: float, y: float, sing: np.ndarray, nc: int, nd: int,
         return theta0 + np.arctan(slope)
     t = theta0
     for i in range(nc):
-        t -= 0.5 * np.arctan2(y - sing[i, 1], x - sing[i, 0])
+        t -= 0.5 * fast_atan2(y - sing[i, 1], x - sing[i, 0])
     for i in range(nd):
-        t += 0.5 * np.arctan2(y - sing[nc + i, 1], x - sing[nc + i, 0])
+        t += 0.5 * fast_atan2(y - sing[nc + i, 1], x - sing[nc + i, 0])
     return t
 
 
@@ -170,20 +171,36 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
     n = 0
     tries = 0
     min2 = MIN_SPACING * MIN_SPACING
+    # spacing checks look only at the 3 x 3 neighbouring cells of a grid
+    # with MIN_SPACING cells (at most 4 minutiae fit in one)
+    gx = int(2.0 * ax / MIN_SPACING) + 1
+    gy = int(2.0 * ay / MIN_SPACING) + 1
+    grid = np.full((gy, gx, 4), -1, dtype=np.int16)
     while n < target and tries < 20 * target:
         tries += 1
         x = (2.0 * uniform(st) - 1.0) * ax
         y = (2.0 * uniform(st) - 1.0) * ay
         if not in_pad(x, y, ax, ay):
             continue
+        cx_ = min(int((x + ax) / MIN_SPACING), gx - 1)
+        cy_ = min(int((y + ay) / MIN_SPACING), gy - 1)
         ok = True
-        for j in range(n):
-            dx = out[j, 0] - x
-            dy = out[j, 1] - y
-            if dx * dx + dy * dy < min2:
-                ok = False
-                break
+        for yy in range(max(cy_ - 1, 0), min(cy_ + 2, gy)):
+            for xx in range(max(cx_ - 1, 0), min(cx_ + 2, gx)):
+                for k in range(4):
+                    j = grid[yy, xx, k]
+                    if j < 0:
+                        break
+                    dx = out[j, 0] - x
+                    dy = out[j, 1] - y
+                    if dx * dx + dy * dy < min2:
+                        ok = False
         if not ok:
+            continue
+        slot = 0
+        while slot < 4 and grid[cy_, cx_, slot] >= 0:
+            slot += 1
+        if slot == 4:
             continue
         th = orientation(x, y, sing, nc, nd, theta0, arch_h)
         if uniform(st) < 0.5:
@@ -192,6 +209,7 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
         out[n, 1] = y
         out[n, 2] = th % (2.0 * np.pi)
         out[n, 3] = ENDING if uniform(st) < ENDING_SHARE else BIFURCATION
+        grid[cy_, cx_, slot] = n
         n += 1
     return n, cls
 

@@ -51,30 +51,33 @@ def test_worse_quality_loses_true_minutiae():
 
 
 def _numpy_histogram(m):
-    # plain-numpy reference of synth.encoding.pair_histogram (exact atan2)
+    # plain-numpy reference of synth.encoding.pair_histogram (exact atan2):
+    # each unordered pair once, in the orientation with the smaller first angle
     h = np.zeros(N_BINS)
     n = len(m)
+    tau = 2 * np.pi
     for i in range(n):
-        for j in range(n):
-            if i == j:
-                continue
+        for j in range(i + 1, n):
             dx, dy = m[j, 0] - m[i, 0], m[j, 1] - m[i, 1]
             d = math.hypot(dx, dy)
             if d >= R_MAX or d == 0:
                 continue
             phi = math.atan2(dy, dx)
-            fd = d / R_MAX * N_DIST - 0.5
-            d0 = 0 if fd < 0 else int(fd)
-            d1 = 0 if fd < 0 else min(d0 + 1, N_DIST - 1)
-            wd = 0.0 if fd < 0 else fd - d0
-            f1 = ((m[i, 2] - phi) % (2 * np.pi)) / (2 * np.pi) * N_ANGLE - 0.5
-            f2 = ((m[j, 2] - phi) % (2 * np.pi)) / (2 * np.pi) * N_ANGLE - 0.5
+            a = ((m[i, 2] - phi) % tau, (m[j, 2] - phi) % tau)
+            b = ((m[j, 2] - phi - np.pi) % tau, (m[i, 2] - phi - np.pi) % tau)
+            a1, a2 = min(a, b)
+            fd = max(d / R_MAX * N_DIST - 0.5, 0.0)
+            d0 = int(fd)
+            d1 = min(d0 + 1, N_DIST - 1)
+            wd = fd - d0
+            f1 = a1 / tau * N_ANGLE - 0.5
+            f2 = a2 / tau * N_ANGLE - 0.5
             i0, j0 = math.floor(f1), math.floor(f2)
             w1, w2 = f1 - i0, f2 - j0
-            for a, wa in ((d0, 1 - wd), (d1, wd)):
-                for b, wb in ((i0, 1 - w1), (i0 + 1, w1)):
-                    for c, wc in ((j0, 1 - w2), (j0 + 1, w2)):
-                        h[(a * N_ANGLE + b % N_ANGLE) * N_ANGLE + c % N_ANGLE] += wa * wb * wc
+            for a_, wa in ((d0, 1 - wd), (d1, wd)):
+                for b_, wb in ((i0, 1 - w1), (i0 + 1, w1)):
+                    for c_, wc in ((j0, 1 - w2), (j0 + 1, w2)):
+                        h[(a_ * N_ANGLE + b_ % N_ANGLE) * N_ANGLE + c_ % N_ANGLE] += wa * wb * wc
     return h
 
 
@@ -112,8 +115,9 @@ def test_pair_histogram_matches_numpy_reference():
     pair_histogram(m, len(m), h)
     ref = _numpy_histogram(m)
     assert h.sum() == pytest.approx(ref.sum())
-    # the kernel's fast atan2 is within 0.004 rad of the exact one
-    assert np.abs(h - ref).sum() / ref.sum() < 0.02
+    # the kernel's fast atan2 is within 0.004 rad of the exact one (and can
+    # flip the orientation of a pair whose two readings are that close)
+    assert np.abs(h - ref).sum() / ref.sum() < 0.03
 
 
 def _rigid(m, angle, tx, ty):

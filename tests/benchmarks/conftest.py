@@ -1,0 +1,68 @@
+"""Benchmark helpers: shared data, and the medians of compared pairs.
+
+Pairs that are compared run in the same session on the same data and thread
+count; their medians are collected here and the ratios printed at the end
+(and checked by tests named test_ratio_*), so that a slow machine moves both
+sides of a ratio together. ``FPSCALE_BENCH_SCALE`` (default 1.0) scales the
+sizes down for a quick run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+SCALE = float(os.environ.get("FPSCALE_BENCH_SCALE", "1.0"))
+MEDIANS: dict[str, float] = {}
+
+
+def scaled(n: int) -> int:
+    return max(1000, int(n * SCALE))
+
+
+def record(benchmark, name: str) -> None:
+    """Remember a finished benchmark's median under name."""
+    MEDIANS[name] = benchmark.stats.stats.median
+
+
+def ratio(fast: str, slow: str) -> float:
+    """Throughput of `fast` relative to `slow` (> 1 means fast is faster)."""
+    if fast not in MEDIANS or slow not in MEDIANS:
+        pytest.skip(f"needs both {fast} and {slow} in this run")
+    return MEDIANS[slow] / MEDIANS[fast]
+
+
+@pytest.fixture(scope="session")
+def float_data():
+    rng = np.random.default_rng(0)
+    n, d, q = scaled(1_000_000), 128, 2000
+    g = rng.standard_normal((n, d), dtype=np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    p = rng.standard_normal((q, d), dtype=np.float32)
+    return np.arange(n), g, p
+
+
+@pytest.fixture(scope="session")
+def binary_data():
+    rng = np.random.default_rng(1)
+    n, q = scaled(1_000_000), 2000
+    return (np.arange(n), rng.integers(0, 256, (n, 32), dtype=np.uint8),
+            rng.integers(0, 256, (q, 32), dtype=np.uint8))
+
+
+def pytest_terminal_summary(terminalreporter):
+    pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat")]
+    lines = []
+    for a, b in pairs:
+        if a in MEDIANS and b in MEDIANS:
+            lines.append(f"  {a} / {b} throughput: {MEDIANS[b] / MEDIANS[a]:.2f}x")
+    for name, unit, count in (("synth-plain-impressions", "impressions/s", "synth_n"),
+                              ("minutiae-1to1", "comparisons/s", "minutiae_n")):
+        if name in MEDIANS and count in MEDIANS:
+            lines.append(f"  {name}: {MEDIANS[count] / MEDIANS[name]:,.0f} {unit}")
+    if lines:
+        terminalreporter.write_sep("-", "fpscale ratios (same session, same data, same threads)")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,49 @@
+"""Generation and encoding, minutiae re-scoring, and the default scenario end to end."""
+
+import numpy as np
+
+from bench.runner import run_scenario
+from bench.scenario import load_scenario
+from matcher.minutiae import match_many
+from synth.encoding import encode
+from synth.impressions import PLAIN, impression_batch
+
+from .conftest import MEDIANS, record, scaled
+
+N_IMPRESSIONS = 50_000
+
+
+def test_generate_and_encode_plain_impressions(benchmark):
+    """Issue target: >= 50,000 single-finger plain impressions per second on 2 cores."""
+    n = scaled(N_IMPRESSIONS)
+    ids = np.arange(n)
+    encode(1, ids[:10], 2, 1, PLAIN, 2)
+    benchmark.pedantic(encode, args=(1, ids, 2, 1, PLAIN, 2), rounds=5, warmup_rounds=1)
+    record(benchmark, "synth-plain-impressions")
+    MEDIANS["synth_n"] = n
+    benchmark.extra_info["impressions_per_s"] = n / benchmark.stats.stats.median
+
+
+def test_minutiae_comparisons(benchmark):
+    """Issue target: >= 12,500 1:1 comparisons per second per core (plain vs plain)."""
+    n = 400
+    ta, na = impression_batch(3, np.arange(n), np.full(n, 2), np.zeros(n, np.int64),
+                              np.full(n, PLAIN), np.full(n, 2))
+    tb, nb = impression_batch(3, np.arange(n), np.full(n, 2), np.ones(n, np.int64),
+                              np.full(n, PLAIN), np.full(n, 3))
+    ia = np.repeat(np.arange(n), 50)
+    ib = (ia * 7 + np.tile(np.arange(50), n)) % n
+    match_many(ta, na, tb, nb, ia[:10], ib[:10])
+    benchmark.pedantic(match_many, args=(ta, na, tb, nb, ia, ib), rounds=5, warmup_rounds=1)
+    record(benchmark, "minutiae-1to1")
+    MEDIANS["minutiae_n"] = len(ia)
+    import numba
+    benchmark.extra_info["comparisons_per_s_per_core"] = (
+        len(ia) / benchmark.stats.stats.median / numba.get_num_threads())
+
+
+def test_default_scenario_end_to_end(benchmark, tmp_path):
+    sc = load_scenario("scenarios/default.toml")
+    counter = iter(range(100))
+    benchmark.pedantic(lambda: run_scenario(sc, tmp_path / f"r{next(counter)}", progress=False),
+                       rounds=1, warmup_rounds=0)
