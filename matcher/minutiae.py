@@ -57,8 +57,10 @@ def _wrap(a: float) -> float:
 
 @njit(cache=True)
 def _local(m: np.ndarray, n: int) -> np.ndarray:
-    # (n, 6): d1, d2, alpha1, alpha2, beta1, beta2 of the two nearest neighbours
-    out = np.full((n, 6), np.nan)
+    # (6, n): d1, d2, alpha1, alpha2, beta1, beta2 of the two nearest
+    # neighbours, one row per quantity so that scans over minutiae are
+    # unit-stride (and vectorise)
+    out = np.full((6, n), 1e9)
     for i in range(n):
         b1 = -1
         b2 = -1
@@ -80,16 +82,17 @@ def _local(m: np.ndarray, n: int) -> np.ndarray:
                 continue
             dx = m[j, 0] - m[i, 0]
             dy = m[j, 1] - m[i, 1]
-            out[i, k] = np.sqrt(d)
-            out[i, 2 + k] = _wrap(np.arctan2(dy, dx) - m[i, 2])
-            out[i, 4 + k] = _wrap(m[j, 2] - m[i, 2])
+            out[k, i] = np.sqrt(d)
+            out[2 + k, i] = _wrap(np.arctan2(dy, dx) - m[i, 2])
+            out[4 + k, i] = _wrap(m[j, 2] - m[i, 2])
     return out
 
 
 @njit(cache=True)
 def _pair(a: np.ndarray, na: int, b: np.ndarray, nb: int, rot: float, tx: float,
           ty: float, r_tol: float, a_tol: float, pa: np.ndarray, pb: np.ndarray,
-          used: np.ndarray) -> int:
+          used: np.ndarray, used_a: np.ndarray, ci: np.ndarray, cj: np.ndarray,
+          cd: np.ndarray) -> int:
     # Pair minutiae under (rot, tx, ty): all (i, j) within tolerance are
     # accepted closest first, each minutia at most once. Closest-first (not
     # input order) keeps the result independent of how either set is
@@ -98,10 +101,7 @@ def _pair(a: np.ndarray, na: int, b: np.ndarray, nb: int, rot: float, tx: float,
     c = np.cos(rot)
     s = np.sin(rot)
     r2 = r_tol * r_tol
-    cap = 8 * (na + nb)
-    ci = np.empty(cap, dtype=np.int64)
-    cj = np.empty(cap, dtype=np.int64)
-    cd = np.empty(cap)
+    cap = ci.shape[0]
     m = 0
     for i in range(na):
         x = c * a[i, 0] - s * a[i, 1] + tx
@@ -128,7 +128,7 @@ def _pair(a: np.ndarray, na: int, b: np.ndarray, nb: int, rot: float, tx: float,
                 m += 1
     order = np.argsort(cd[:m], kind="mergesort")
     used[:nb] = False
-    used_a = np.zeros(na, dtype=np.bool_)
+    used_a[:na] = False
     count = 0
     for k in order:
         i = ci[k]
@@ -187,23 +187,24 @@ def _match_ordered(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
                    lb: np.ndarray, nb: int) -> int:
     if na < 2 or nb < 2:
         return 0
-    hs = np.full(HYPOTHESES, -1.0)
+    hs = np.full(HYPOTHESES, 0.0)
     hi = np.zeros(HYPOTHESES, dtype=np.int64)
     hj = np.zeros(HYPOTHESES, dtype=np.int64)
-    hr = np.zeros(HYPOTHESES)
+    sims = np.empty(nb)
     for i in range(na):
+        # pass 1, branch-free over all b (vectorised): agreement of the
+        # local structures, each neighbour scoring in [0, 1]
         for j in range(nb):
             sim = 0.0
-            dsum = 0.0
             for k in range(2):
-                dd = abs(la[i, k] - lb[j, k])
-                if dd > _LOCAL_D_TOL:
-                    continue
-                da = _adiff(la[i, 2 + k], lb[j, 2 + k])
-                db = _adiff(la[i, 4 + k], lb[j, 4 + k])
-                if da > _LOCAL_A_TOL or db > _LOCAL_A_TOL:
-                    continue
-                sim += (1.0 - dd / _LOCAL_D_TOL) * (1.0 - da / _LOCAL_A_TOL) * (1.0 - db / _LOCAL_A_TOL)
+                wd = max(0.0, 1.0 - abs(la[k, i] - lb[k, j]) * (1.0 / _LOCAL_D_TOL))
+                wa = max(0.0, 1.0 - _adiff(la[2 + k, i], lb[2 + k, j]) * (1.0 / _LOCAL_A_TOL))
+                wb = max(0.0, 1.0 - _adiff(la[4 + k, i], lb[4 + k, j]) * (1.0 / _LOCAL_A_TOL))
+                sim += wd * wa * wb
+            sims[j] = sim
+        # pass 2: keep the best HYPOTHESES pairs (rarely taken)
+        for j in range(nb):
+            sim = sims[j]
             if sim <= hs[HYPOTHESES - 1]:
                 continue
             p = HYPOTHESES - 1
@@ -216,8 +217,13 @@ def _match_ordered(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
             hi[p] = i
             hj[p] = j
     used = np.empty(nb, dtype=np.bool_)
+    used_a = np.empty(na, dtype=np.bool_)
     pa = np.empty(min(na, nb), dtype=np.int64)
     pb = np.empty(min(na, nb), dtype=np.int64)
+    cap = 8 * (na + nb)  # candidate pairs within tolerance (a few per minutia)
+    ci = np.empty(cap, dtype=np.int64)
+    cj = np.empty(cap, dtype=np.int64)
+    cd = np.empty(cap)
     best = 0
     for h in range(HYPOTHESES):
         if hs[h] <= 0.0:
@@ -230,12 +236,13 @@ def _match_ordered(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
         tx = b[j, 0] - (c * a[i, 0] - s * a[i, 1])
         ty = b[j, 1] - (s * a[i, 0] + c * a[i, 1])
         # coarse pairing around the anchor, least-squares refit, strict pairing
-        k = _pair(a, na, b, nb, rot, tx, ty, COARSE_R_TOL, COARSE_A_TOL, pa, pb, used)
+        k = _pair(a, na, b, nb, rot, tx, ty, COARSE_R_TOL, COARSE_A_TOL, pa, pb, used,
+                  used_a, ci, cj, cd)
         if k <= best:
             continue  # the strict count rarely beats the loose one: skip
         if k >= 3:
             rot, tx, ty = _refine(a, b, pa, pb, k)
-        k = _pair(a, na, b, nb, rot, tx, ty, R_TOL, A_TOL, pa, pb, used)
+        k = _pair(a, na, b, nb, rot, tx, ty, R_TOL, A_TOL, pa, pb, used, used_a, ci, cj, cd)
         if k > best:
             best = k
     return best
@@ -252,9 +259,9 @@ def _first_is_canonical(a: np.ndarray, la: np.ndarray, na: int, b: np.ndarray,
     sa = 0.0
     sb = 0.0
     for i in range(na):
-        sa += la[i, 0] + 0.5 * la[i, 1]
+        sa += la[0, i] + 0.5 * la[1, i]
     for i in range(nb):
-        sb += lb[i, 0] + 0.5 * lb[i, 1]
+        sb += lb[0, i] + 0.5 * lb[1, i]
     if sa != sb:
         return sa < sb
     for i in range(na):
@@ -283,11 +290,11 @@ def match(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> int:
 @njit(cache=True, parallel=True)
 def _prepare_all(t: np.ndarray, n: np.ndarray) -> tuple:
     sorted_t = np.zeros_like(t)
-    local = np.full((t.shape[0], t.shape[1], 6), np.nan)
+    local = np.full((t.shape[0], 6, t.shape[1]), 1e9)
     for i in prange(t.shape[0]):
         ms, loc = _prepare(t[i], n[i])
         sorted_t[i, :n[i]] = ms
-        local[i, :n[i]] = loc
+        local[i, :, :n[i]] = loc
     return sorted_t, local
 
 

@@ -20,3 +20,12 @@ def fast_atan2(y: float, x: float) -> float:
     r = 1.5707963267948966 - r if ay > ax else r
     r = np.pi - r if x < 0.0 else r
     return -r if y < 0.0 else r
+
+
+@njit(cache=True, inline="always")
+def wrap_angle(a: float) -> float:
+    """Any angle (radians) to [0, 2 pi), without branches or float modulo
+    (a libm fmod call per minutia costs more than the rest of its update)."""
+    two_pi = 2.0 * np.pi
+    a = a - two_pi * np.floor(a * (1.0 / two_pi))
+    return a if a < two_pi else 0.0

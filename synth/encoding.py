@@ -54,11 +54,12 @@ import numpy as np
 from numba import njit, prange
 
 from synth.angles import fast_atan2 as _fast_atan2
+from synth.angles import wrap_angle
 from synth.fingers import MAX_MASTER, master_finger
 from synth.impressions import MAX_IMPRESSION, impression_from_master
 
-R_MAX = 6.0        # mm: pairs beyond this are not pooled
-N_DIST = 6
+R_MAX = 5.0        # mm: pairs beyond this are not pooled
+N_DIST = 5
 N_ANGLE = 8
 N_BINS = N_DIST * N_ANGLE * N_ANGLE   # pair part
 R_SPATIAL = 12.0   # mm around the reference point
@@ -72,17 +73,16 @@ _TWO_PI = 2.0 * np.pi
 
 
 @njit(cache=True, inline="always")
-def _wrap_once(a: float) -> float:
-    # any angle -> [0, 2 pi), without branches
-    a = a - _TWO_PI * np.floor(a * (1.0 / _TWO_PI))
-    return a if a < _TWO_PI else 0.0
+def _wrap_bin(a: float, nbins: int) -> tuple:
+    # (lower, upper, weight of upper) of any angle over nbins circular bins
+    return _bin_wrapped(wrap_angle(a), nbins)
 
 
 @njit(cache=True, inline="always")
-def _wrap_bin(a: float, nbins: int) -> tuple:
-    # (lower, upper, weight of upper) of an angle over nbins circular bins;
-    # shifting by a whole bin keeps f >= 0 without a branch
-    f = _wrap_once(a) * (nbins / _TWO_PI) + (nbins - 0.5)
+def _bin_wrapped(a: float, nbins: int) -> tuple:
+    # the same for an angle already in [0, 2 pi); shifting by a whole bin
+    # keeps f >= 0 without a branch
+    f = a * (nbins / _TWO_PI) + (nbins - 0.5)
     i = int(f)
     w = f - i
     i0 = i % nbins
@@ -94,8 +94,8 @@ def _wrap_bin(a: float, nbins: int) -> tuple:
 def _add_pair(hist: np.ndarray, d0: int, d1: int, wd: float,
               a1: float, a2: float) -> None:
     # trilinear spreading over (distance, a1, a2); angle bins wrap
-    i0, i1, w1 = _wrap_bin(a1, N_ANGLE)
-    j0, j1, w2 = _wrap_bin(a2, N_ANGLE)
+    i0, i1, w1 = _bin_wrapped(a1, N_ANGLE)
+    j0, j1, w2 = _bin_wrapped(a2, N_ANGLE)
     s00 = (1.0 - w1) * (1.0 - w2)
     s01 = (1.0 - w1) * w2
     s10 = w1 * (1.0 - w2)
@@ -114,7 +114,8 @@ def _add_pair(hist: np.ndarray, d0: int, d1: int, wd: float,
 @njit(cache=True)
 def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray) -> None:
     """Pool the first n minutiae rows (x, y, theta, type) of m into hist
-    (N_BINS,), which is zeroed first. Rigid-invariant by construction.
+    (N_BINS,), which is zeroed first. Rigid-invariant by construction;
+    angles in m must lie in [0, 2 pi).
 
     Each unordered pair is pooled once, in the orientation whose first
     angle is the smaller: seen from i, the pair is (theta_i - phi,
@@ -139,10 +140,10 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray) -> None:
             wd = fd - d0
             phi = _fast_atan2(dy, dx)
             tj = m[j, 2]
-            a1 = _wrap_once(ti - phi)
-            a2 = _wrap_once(tj - phi)
-            b1 = _wrap_once(tj - phi - np.pi)
-            b2 = _wrap_once(ti - phi - np.pi)
+            a1 = wrap_angle(ti - phi)
+            a2 = wrap_angle(tj - phi)
+            b1 = a2 - np.pi if a2 >= np.pi else a2 + np.pi
+            b2 = a1 - np.pi if a1 >= np.pi else a1 + np.pi
             first = a1 < b1 or (a1 == b1 and a2 <= b2)
             _add_pair(hist, d0, d1, wd, a1 if first else b1, a2 if first else b2)
 

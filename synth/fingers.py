@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from synth.angles import fast_atan2
+from synth.angles import fast_atan2, wrap_angle
 from synth.rng import STREAM_MASTER, categorical, normal, open_stream, uniform
 
 PX_PER_MM = 500.0 / 25.4
@@ -207,7 +207,7 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
             th += np.pi
         out[n, 0] = x
         out[n, 1] = y
-        out[n, 2] = th % (2.0 * np.pi)
+        out[n, 2] = wrap_angle(th)
         out[n, 3] = ENDING if uniform(st) < ENDING_SHARE else BIFURCATION
         grid[cy_, cx_, slot] = n
         n += 1

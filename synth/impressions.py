@@ -43,8 +43,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from synth.angles import wrap_angle
 from synth.fingers import ARCH, MAX_MASTER, finger_semi_axes, in_pad, master_finger
-from synth.rng import STREAM_IMPRESSION, normal, open_stream, poisson, uniform
+from synth.rng import STREAM_IMPRESSION, normal, normal_pair, open_stream, poisson, uniform
 
 CAPTURE_TYPES = ("rolled", "plain", "legacy_flat", "partial")
 ROLLED, PLAIN, LEGACY_FLAT, PARTIAL = 0, 1, 2, 3
@@ -120,15 +121,16 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
         if n >= cap:
             break
         # smooth skin distortion, then extraction jitter
-        xd = x + amp * np.sin(_K * x + p1) * np.cos(_K * y + p2) + pos_sd * normal(st)
-        yd = y + amp * np.cos(_K * x + p3) * np.sin(_K * y + p4) + pos_sd * normal(st)
+        jx, jy = normal_pair(st)
+        xd = x + amp * np.sin(_K * x + p1) * np.cos(_K * y + p2) + pos_sd * jx
+        yd = y + amp * np.cos(_K * x + p3) * np.sin(_K * y + p4) + pos_sd * jy
         th = master[i, 2] + ang_sd * normal(st)
         typ = master[i, 3]
         if uniform(st) < flip:
             typ = 1.0 - typ
         out[n, 0] = c * xd - s * yd + tx
         out[n, 1] = s * xd + c * yd + ty
-        out[n, 2] = (th + rot) % _TWO_PI
+        out[n, 2] = wrap_angle(th + rot)
         out[n, 3] = typ
         n += 1
     # spurious minutiae over the captured part of the pad
@@ -144,7 +146,7 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
         th = _TWO_PI * uniform(st)
         out[n, 0] = c * x - s * y + tx
         out[n, 1] = s * x + c * y + ty
-        out[n, 2] = (th + rot) % _TWO_PI
+        out[n, 2] = wrap_angle(th + rot)
         out[n, 3] = 1.0 if uniform(st) < 0.5 else 0.0
         n += 1
         k += 1
@@ -157,7 +159,7 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     yd = ry + amp * np.cos(_K * rx + p3) * np.sin(_K * ry + p4) + pos_scale * _REF_POS_SD[q] * normal(st)
     ref_out[0] = c * xd - s * yd + tx
     ref_out[1] = s * xd + c * yd + ty
-    ref_out[2] = (ref_master[2] + rot + _REF_ANG_SD[q] * normal(st)) % _TWO_PI
+    ref_out[2] = wrap_angle(ref_master[2] + rot + _REF_ANG_SD[q] * normal(st))
     ref_out[3] = 1.0 if inside and uniform(st) >= _REF_MISS[q] else 0.0
     return n
 

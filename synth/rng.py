@@ -67,6 +67,16 @@ def normal(state: np.ndarray) -> float:
     return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
 
 
+@njit(cache=True, inline="always")
+def normal_pair(state: np.ndarray) -> tuple:
+    """Two independent standard normals from one Box-Muller draw."""
+    u1 = uniform(state)
+    u2 = uniform(state)
+    r = np.sqrt(-2.0 * np.log(1.0 - u1))
+    a = 2.0 * np.pi * u2
+    return r * np.cos(a), r * np.sin(a)
+
+
 @njit(cache=True)
 def poisson(state: np.ndarray, lam: float) -> int:
     """Poisson draw by inversion; lam is small (tens at most) here."""

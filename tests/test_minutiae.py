@@ -44,7 +44,10 @@ def test_pairing_matches_numpy_reference():
         pa = np.empty(len(a), np.int64)
         pb = np.empty(len(a), np.int64)
         used = np.empty(len(b), np.bool_)
-        k = _pair(a, len(a), b, len(b), rot, tx, ty, R_TOL, A_TOL, pa, pb, used)
+        used_a = np.empty(len(a), np.bool_)
+        cap = 8 * (len(a) + len(b))
+        k = _pair(a, len(a), b, len(b), rot, tx, ty, R_TOL, A_TOL, pa, pb, used, used_a,
+                  np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap))
         assert k == _numpy_pair_count(a, b, rot, tx, ty, R_TOL, A_TOL)
 
 
