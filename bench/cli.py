@@ -88,6 +88,69 @@ def cmd_synth_stats(args) -> int:
     return 0
 
 
+def cmd_project(args) -> int:
+    from bench.projection import reproject
+    from bench.results import write_json
+    target, proj = reproject(args.results, args.gallery_size, args.searches_per_year, args.mated_share)
+    out = Path(args.results) / f"projection_{target['gallery_size']}.json"
+    write_json(out, {"target": target, "projection": proj})
+    print(f"Projected to {target['gallery_size']:,} enrolled, {target['searches_per_year']:,.0f} searches/year "
+          f"(mated share {target['mated_share']}):")
+    print("  fingers     T        FMR(T)     FPIR at target  false matches/year")
+    for fs, p in proj.items():
+        for st in p["studies"]:
+            people = target["searches_per_year"] * (1 - target["mated_share"]) * st["target_fpir_independence"]
+            print(f"  {fs:10s}  {st['threshold']:.4f}  {st['fmr']:.2e}   {st['target_fpir_independence']:.4f}"
+                  f"          {people:,.0f}")
+        t1 = p["target"]["threshold_under_one_per_year"]
+        print(f"  {fs:10s}  under one per year: " + ("beyond the measured range" if t1 is None else
+              f"T >= {t1:.4f} (simulated FNIR there {p['target']['fnir_at_that_threshold']:.3f})"))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from bench.sweep import parse_values, sweep
+    out = Path(args.out) if args.out else Path("results") / f"sweep-{Path(args.scenario).stem}"
+    rows = sweep(args.scenario, args.key, parse_values(args.values), out, args.overwrite,
+                 progress=not args.quiet)
+    print(f"\n{args.key:>24s}  backend                               rank-1  FNIR    FPIR    searches/s")
+    for r in rows:
+        print(f"{str(r['value']):>24s}  {r['backend']:36s}  {r['rank1']:.3f}   {r['fnir']:.4f}  "
+              f"{r['fpir']:.4f}  {r['searches_per_s']:,.0f}")
+    print(f"\nwrote {out / 'sweep.json'} and one results folder per value")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.what != "scaling":
+        raise UserError(f"unknown benchmark {args.what!r}; allowed: scaling "
+                        "(the pytest-benchmark suites run with `make bench`)")
+    from bench.scaling import DEFAULT_BACKENDS, scaling, write_scaling
+    try:
+        sizes = [int(float(x)) for x in args.sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--sizes {args.sizes!r}: give gallery sizes such as 1e4,3e4,1e5") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise UserError(f"--sizes {args.sizes!r}: give at least two sizes >= 1")
+    backends = args.backends.split(",") if args.backends else list(DEFAULT_BACKENDS)
+    from matcher.interface import make_backend
+    for b in backends:  # named errors before any work
+        make_backend(b, 256 if (b == "numba-hamming" or b.startswith("faiss:B")) else args.dim)
+    res = scaling(sizes, backends, dim=args.dim, probes=args.probes, progress=not args.quiet)
+    out = Path(args.out)
+    write_scaling(res, out)
+    print(f"{'backend':22s} {'N':>10s} {'build s':>9s} {'searches/s':>11s} {'memory MB':>10s}")
+    for r in res["rows"]:
+        print(f"{r['backend']:22s} {r['n']:>10,d} {r['build_s']:9.2f} {r['searches_per_s']:11,.0f} "
+              f"{r['memory_bytes'] / 1e6:10.1f}")
+    for b, f in res["fits"].items():
+        print(f"{b:22s} growth exponents: search {f['search_exponent']:.2f}, build {f['build_exponent']:.2f}, "
+              f"memory {f['memory_exponent']:.2f}")
+    print(f"wrote {out / 'scaling.json'} and {out / 'scaling.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fpscale", description=(
         "Benchmark harness for fingerprint identification (1:N search) at national scale: "
@@ -106,6 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.md, report.html and plots from a results folder")
     rep.add_argument("results", help="a results folder written by `fpscale run`")
     rep.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser("project", help="project a finished run to another national target")
+    pr.add_argument("results", help="a results folder whose scenario has a [projection] ladder")
+    pr.add_argument("--gallery-size", type=int, help="enrolled identities at the target")
+    pr.add_argument("--searches-per-year", type=float, help="searches a year at the target")
+    pr.add_argument("--mated-share", type=float, help="share of searches whose person is enrolled")
+    pr.set_defaults(func=cmd_project)
+
+    sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
+    sw.add_argument("scenario")
+    sw.add_argument("--key", required=True, help="table.name, e.g. population.gallery_size")
+    sw.add_argument("--values", required=True, help="comma-separated values, e.g. 5000,10000,20000")
+    sw.add_argument("--out", help="folder for the runs (default: results/sweep-<scenario>)")
+    sw.add_argument("--overwrite", action="store_true")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=cmd_sweep)
+
+    bn = sub.add_parser("bench", help="scaling of the backends with gallery size (log-log plot)")
+    bn.add_argument("what", choices=["scaling"], help="scaling: throughput, build time and memory against N")
+    bn.add_argument("--sizes", default="1e4,3e4,1e5,3e5,1e6", help="gallery sizes (default 1e4..1e6)")
+    bn.add_argument("--backends", help="comma-separated backend specs (default: numba and faiss exact, IVF, HNSW, binary)")
+    bn.add_argument("--dim", type=int, default=128)
+    bn.add_argument("--probes", type=int, default=1000)
+    bn.add_argument("--out", default="results/scaling")
+    bn.add_argument("--quiet", action="store_true")
+    bn.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("synth-stats", help="statistics of the synthetic population")
     s.add_argument("--scenario", help="take the seed from this scenario")

@@ -216,3 +216,39 @@ def _p_wrong(tail: TailModel, mate_scores: np.ndarray, t: float, n: float) -> fl
 def project(sc: Scenario, ladder_state: dict, mate: np.ndarray) -> dict:
     """Projection for every finger set measured."""
     return {fs: project_finger_set(sc, st, mate, fs) for fs, st in ladder_state.items()}
+
+
+def reproject(folder, gallery_size: int | None = None, searches_per_year: float | None = None,
+              mated_share: float | None = None) -> tuple[dict, dict]:
+    """Projection from a finished results folder to another target.
+
+    Returns (target used, projection per finger set); the ladder files hold
+    everything needed, so nothing is searched again."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from bench.results import ResultsError, read_npz
+    from bench.scenario import TargetSpec, scenario_from_dict
+
+    folder = Path(folder)
+    p = folder / "summary.json"
+    if not p.is_file():
+        raise ResultsError(f"{folder} holds no summary.json: run a scenario into it first")
+    d = json.loads(p.read_text())["scenario"]
+    t = d["target"]
+    for key, v in (("gallery_size", gallery_size), ("searches_per_year", searches_per_year),
+                   ("mated_share", mated_share)):
+        if v is not None:
+            t[key] = v
+    sc = scenario_from_dict(d, d["name"])
+    files = sorted(folder.glob("ladder_*.npz"))
+    if not files:
+        raise ResultsError(f"{folder} has no ladder files: the scenario has no [projection] ladder")
+    state = {}
+    mate = None
+    for f in files:
+        st = read_npz(f)
+        mate = st.pop("mate")
+        state[f.stem.removeprefix("ladder_")] = st
+    return dataclasses.asdict(sc.target) if isinstance(sc.target, TargetSpec) else t, project(sc, state, mate)

@@ -205,6 +205,21 @@ def render_markdown(summary: dict) -> str:
                   f"{'beyond the measured range' if t1 is None else f'{t1:.4f}'}"
                   + ("" if t1 is None else f", where the simulated FNIR is {t['fnir_at_that_threshold']:.4f}") + ".",
                   "", f"![FPIR against N](plots/fpir_vs_n_{fs}.png) ![people per year](plots/people_{fs}.png)", ""]
+    ind = summary.get("individuality")
+    if ind:
+        lines += ["## Chance correspondences: model and simulation", "",
+                  f"Pankanti, Prabhakar and Jain (2002) model with M = {ind['M']} cells "
+                  f"({ind['area_mm2']:.0f} mm^2 over discs of {ind['r_tol_mm']} mm), "
+                  f"l = {ind['l']:.3f} ({ind['a_tol_deg']:.0f} degrees), m = {ind['m']}, n = {ind['n']}; "
+                  f"simulation: {ind['pairs']:,} impostor pairs of {ind['capture']} impressions "
+                  f"matched by fpscale's minutiae matcher (mean {ind['observed_mean']:.1f} paired, "
+                  f"model {ind['model_mean']:.1f}: the matcher's search over alignments finds more "
+                  "chance pairings than one fixed alignment).", "",
+                  "| q | model P(>= q) | simulated P(>= q) |", "|---|---|---|"]
+        for q in (6, 8, 10, 12, 15, 20):
+            if q < len(ind["q"]):
+                lines.append(f"| {q} | {ind['model_p_at_least'][q]:.2e} | {ind['observed_p_at_least'][q]:.2e} |")
+        lines.append("")
     lines += ["## Run", "", f"Host: {summary['host']['cpus']} CPUs, {summary['host']['machine']}, "
               f"numba threads {summary['host']['numba_threads']}; versions {summary['host']['versions']}.",
               f"Wall time {summary['wall_s']:.1f} s (generation {summary['generation_s']:.1f} s).", ""]

@@ -252,6 +252,11 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
             write_npz(out / f"ladder_{fs}.npz", mate=subs.mate, **st)
         summary["projection"] = project(sc, ladder_state, subs.mate)
         mark_step(out, manifest, "projection")
+    if sc.search.rescore:
+        from bench.individuality import compare
+        pop = sc.population
+        summary["individuality"] = compare(pop.seed, 2000, pop.search_fingers[0],
+                                           pop.booking_capture, 2)
     summary["wall_s"] = time.perf_counter() - t_start
     write_json(out / "summary.json", summary)
     mark_step(out, manifest, "summary")

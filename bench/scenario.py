@@ -205,8 +205,21 @@ def _target(t: dict) -> TargetSpec:
     return TargetSpec(n, float(s), float(p), src)
 
 
+def _lists(o):
+    # a Scenario turned back into a dict (dataclasses.asdict) has tuples
+    # where TOML has arrays: read both the same way
+    if isinstance(o, dict):
+        return {k: _lists(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_lists(v) for v in o]
+    return o
+
+
 def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
-    """Validate a parsed TOML document into a Scenario."""
+    """Validate a parsed TOML document (or Scenario.to_dict()) into a Scenario."""
+    if not isinstance(d, dict):
+        raise ScenarioError("a scenario must be a table of tables")
+    d = _lists(d)
     top = {"name", "description", "population", "search", "metrics", "projection", "target"}
     for k in d:
         if k not in top:

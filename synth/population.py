@@ -21,7 +21,7 @@ is kept apart from what the matcher sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numba import njit, prange
@@ -54,7 +54,6 @@ class PopulationSpec:
     dim: int = 64
     bits: int = 128
     fusion: str = "sum"
-    _checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -115,7 +114,7 @@ def validate(spec: PopulationSpec) -> None:
 
 def spec_from_dict(d: dict) -> PopulationSpec:
     """Build a spec from plain values (TOML), naming unknown keys."""
-    known = {f.name for f in fields(PopulationSpec) if not f.name.startswith("_")}
+    known = {f.name for f in fields(PopulationSpec)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"population: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")

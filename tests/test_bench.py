@@ -29,6 +29,8 @@ def tiny(**over) -> dict:
     for k, v in over.items():
         sec, key = k.split("__")
         d[sec][key] = v
+    if not d["projection"]["ladder"]:
+        del d["projection"]
     return d
 
 
@@ -174,3 +176,35 @@ def test_console_script_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("fpscale ")
     r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--out" in r.stdout
+
+
+def test_project_to_another_target(tiny_run, capsys):
+    _, out, summary = tiny_run
+    assert main(["project", str(out), "--gallery-size", "5000000", "--searches-per-year", "1e6"]) == 0
+    got = json.loads((out / "projection_5000000.json").read_text())
+    assert got["target"]["gallery_size"] == 5_000_000
+    # same ladder, bigger N: the projected FPIR cannot fall
+    a = summary["projection"]["two_index"]["studies"][0]["target_fpir_independence"]
+    b = got["projection"]["two_index"]["studies"][0]["target_fpir_independence"]
+    assert b >= a
+    assert "false matches/year" in capsys.readouterr().out
+
+
+def test_sweep_runs_each_value(tmp_path, capsys):
+    scen = write_toml(tmp_path / "s.toml", tiny(projection__ladder=[]))
+    assert main(["sweep", str(scen), "--key", "population.gallery_size", "--values", "300,600",
+                 "--out", str(tmp_path / "sw"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"]
+    assert sorted({r["value"] for r in rows}) == [300, 600]
+    assert main(["sweep", str(scen), "--key", "population.nothing", "--values", "1",
+                 "--out", str(tmp_path / "sw2")]) == 2
+    assert "no such key" in capsys.readouterr().err
+
+
+def test_bench_scaling_fits_exponents(tmp_path):
+    assert main(["bench", "scaling", "--sizes", "2000,8000", "--backends", "numba-flat,numba-hamming",
+                 "--probes", "200", "--out", str(tmp_path), "--quiet"]) == 0
+    res = json.loads((tmp_path / "scaling.json").read_text())
+    assert set(res["fits"]) == {"numba-flat", "numba-hamming"}
+    assert (tmp_path / "scaling.png").is_file()
+    assert main(["bench", "scaling", "--sizes", "abc", "--out", str(tmp_path)]) == 2

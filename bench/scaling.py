@@ -1,0 +1,83 @@
+"""``fpscale bench scaling``: search throughput, build time and memory
+against gallery size for each backend, with the fitted growth exponent
+(slope of log time against log N: about 1 for exhaustive search, well
+under 1 for IVF and HNSW)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.results import write_json
+from matcher.interface import make_backend
+
+DEFAULT_BACKENDS = ("numba-flat", "faiss:Flat", "faiss:IVF1024,Flat", "faiss:HNSW32", "numba-hamming")
+
+
+def scaling(sizes: list[int], backends: list[str], dim: int = 128, bits: int = 256,
+            probes: int = 1000, k: int = 20, threads: int | None = None, seed: int = 0,
+            progress: bool = True) -> dict:
+    """Measure each backend at each gallery size on random unit vectors
+    (binary: random codes). Returns rows and fitted exponents."""
+    rng = np.random.default_rng(seed)
+    n_max = max(sizes)
+    g = rng.standard_normal((n_max, dim), dtype=np.float32)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    p = rng.standard_normal((probes, dim), dtype=np.float32)
+    gb = rng.integers(0, 256, (n_max, bits // 8), dtype=np.uint8)
+    pb = rng.integers(0, 256, (probes, bits // 8), dtype=np.uint8)
+    rows = []
+    bar = tqdm(total=len(sizes) * len(backends), desc="scaling", disable=not progress)
+    for spec in backends:
+        binary = spec == "numba-hamming" or spec.startswith("faiss:B")
+        for n in sorted(sizes):
+            b = make_backend(spec, bits if binary else dim, threads=threads, seed=seed)
+            data, q = (gb, pb) if binary else (g, p)
+            t0 = time.perf_counter()
+            if b.needs_training:
+                b.train(data[: min(n, 50_000)])
+            b.add(np.arange(n), data[:n])
+            build = time.perf_counter() - t0
+            b.search(q[:2], k)
+            t0 = time.perf_counter()
+            b.search(q, k)
+            search = time.perf_counter() - t0
+            rows.append({"backend": spec, "n": n, "build_s": build, "search_s": search,
+                         "searches_per_s": probes / search, "memory_bytes": b.nbytes()})
+            bar.update(1)
+    bar.close()
+    fits = {}
+    for spec in backends:
+        r = [x for x in rows if x["backend"] == spec]
+        if len(r) >= 2:
+            n = np.log([x["n"] for x in r])
+            fits[spec] = {"search_exponent": float(np.polyfit(n, np.log([x["search_s"] for x in r]), 1)[0]),
+                          "build_exponent": float(np.polyfit(n, np.log([x["build_s"] for x in r]), 1)[0]),
+                          "memory_exponent": float(np.polyfit(n, np.log([x["memory_bytes"] for x in r]), 1)[0])}
+    return {"dim": dim, "bits": bits, "probes": probes, "k": k, "rows": rows, "fits": fits}
+
+
+def write_scaling(result: dict, out: Path) -> None:
+    """scaling.json and a log-log plot of search time against N."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    write_json(out / "scaling.json", result)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for spec, fit in result["fits"].items():
+        r = [x for x in result["rows"] if x["backend"] == spec]
+        ax.loglog([x["n"] for x in r], [x["search_s"] for x in r], "o-",
+                  label=f"{spec} (slope {fit['search_exponent']:.2f})")
+    ax.set_xlabel("gallery size N")
+    ax.set_ylabel(f"seconds for {result['probes']:,} searches (L = {result['k']})")
+    ax.set_title("Search time against gallery size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    tmp = out / ".scaling.tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(out / "scaling.png")
