@@ -16,7 +16,7 @@ OUT     ?= results/default
 # sub-folder per version of the sources (see bench/__init__.py).
 export FPSCALE_NUMBA_CACHE ?= $(CURDIR)/.numba_cache
 
-.PHONY: setup run test test-slow bench bench-check lock clean
+.PHONY: setup run test test-slow bench bench-check perf-smoke lock clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,29 @@ bench: $(STAMP)
 	@mkdir -p results/bench
 	$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -v \
 		--benchmark-json=results/bench/benchmark.json
+
+# Ratio-only performance smoke check (numba exact against faiss on the same
+# data and threads), small enough for CI.
+perf-smoke: $(STAMP)
+	$(BIN)/python -m pytest tests/benchmarks/test_perf_smoke.py -p no:cacheprovider -q -s
+
+# Benchmark REF and the working tree one after the other on this machine and
+# fail when a median regresses past BENCH_MARGIN (pytest-benchmark compare).
+REF ?= HEAD
+BENCH_MARGIN ?= 15%
+BENCH_SCALE ?= 0.2
+bench-check: $(STAMP)
+	@rm -rf .bench-ref .benchmarks/check && mkdir -p .benchmarks/check
+	git worktree add --detach .bench-ref $(REF)
+	cd .bench-ref && FPSCALE_BENCH_SCALE=$(BENCH_SCALE) PYTHONPATH=$(CURDIR)/.bench-ref \
+		$(CURDIR)/$(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -q \
+		--benchmark-only -k "not end_to_end" --benchmark-storage=$(CURDIR)/.benchmarks/check \
+		--benchmark-save=ref || { git worktree remove --force .bench-ref; exit 1; }
+	git worktree remove --force .bench-ref
+	FPSCALE_BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -q \
+		--benchmark-only -k "not end_to_end" --benchmark-storage=$(CURDIR)/.benchmarks/check \
+		--benchmark-compare=0001 --benchmark-compare-fail=median:$(BENCH_MARGIN)
+	$(MAKE) perf-smoke
 
 # Pin the versions the current environment resolved to.
 lock: $(STAMP)

@@ -27,7 +27,7 @@ Design (a pooled, rigid-invariant pair descriptor):
    vector. The projection (Fisher LDA: directions that maximise total
    variance over within-finger variance) is learned once from a fixed
    synthetic reference population of pairs of impressions of the same
-   finger, and shipped in ``synth/data/projection.npz`` so that every machine
+   finger, and shipped in ``synth/projection_lda.npz`` so that every machine
    encodes identically (``python -m synth.projection`` rebuilds it; a test
    checks that the shipped file is what the code learns). Whitening by the
    within-finger scatter is what lifts one-finger d' from about 1.7 with a
@@ -283,7 +283,7 @@ def feature_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
     return out
 
 
-_DATA = Path(__file__).with_name("data") / "projection.npz"
+_DATA = Path(__file__).with_name("projection_lda.npz")
 
 
 @lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """Learn the linear discriminant projection that ``synth.encoding`` ships.
 
-Run ``python -m synth.projection`` to rebuild ``synth/data/projection.npz``
+Run ``python -m synth.projection`` to rebuild ``synth/projection_lda.npz``
 after changing the pair histogram. The reference population is fixed (its
 own seed, never a scenario's): pairs of impressions of the same finger with
 mixed capture types and qualities. Fisher LDA solves
@@ -62,7 +62,7 @@ def learn(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> int:
-    out = Path(__file__).with_name("data") / "projection.npz"
+    out = Path(__file__).with_name("projection_lda.npz")
     mean, basis = learn()
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, mean=mean.astype(np.float32), basis=basis.astype(np.float32),
