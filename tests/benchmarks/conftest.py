@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 SCALE = float(os.environ.get("FPSCALE_BENCH_SCALE", "1.0"))
+ROUNDS = int(os.environ.get("FPSCALE_BENCH_ROUNDS", "5"))
 MEDIANS: dict[str, float] = {}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from matcher import make_backend
 
-from .conftest import MEDIANS, ratio, record
+from .conftest import MEDIANS, ROUNDS, ratio, record
 
 L = 20
 THREADS = numba.config.NUMBA_NUM_THREADS
@@ -30,7 +30,7 @@ def test_float_exact_search(benchmark, float_data, spec):
     ids, g, p = float_data
     b = _built(spec, g.shape[1], ids, g)
     b.search(p[:4], L)  # warm-up (compile or load kernels)
-    benchmark.pedantic(b.search, args=(p, L), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(b.search, args=(p, L), rounds=ROUNDS, warmup_rounds=1)
     record(benchmark, spec.replace(":", "-"))
 
 
@@ -39,7 +39,7 @@ def test_binary_exact_search(benchmark, binary_data, spec):
     ids, g, p = binary_data
     b = _built(spec, 256, ids, g)
     b.search(p[:4], L)
-    benchmark.pedantic(b.search, args=(p, L), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(b.search, args=(p, L), rounds=ROUNDS, warmup_rounds=1)
     record(benchmark, spec.replace(":", "-"))
 
 

@@ -8,7 +8,7 @@ from matcher.minutiae import match_many
 from synth.encoding import encode
 from synth.impressions import PLAIN, impression_batch
 
-from .conftest import MEDIANS, record, scaled
+from .conftest import MEDIANS, ROUNDS, record, scaled
 
 N_IMPRESSIONS = 50_000
 
@@ -18,7 +18,7 @@ def test_generate_and_encode_plain_impressions(benchmark):
     n = scaled(N_IMPRESSIONS)
     ids = np.arange(n)
     encode(1, ids[:10], 2, 1, PLAIN, 2)
-    benchmark.pedantic(encode, args=(1, ids, 2, 1, PLAIN, 2), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(encode, args=(1, ids, 2, 1, PLAIN, 2), rounds=ROUNDS, warmup_rounds=1)
     record(benchmark, "synth-plain-impressions")
     MEDIANS["synth_n"] = n
     benchmark.extra_info["impressions_per_s"] = n / benchmark.stats.stats.median
@@ -34,7 +34,7 @@ def test_minutiae_comparisons(benchmark):
     ia = np.repeat(np.arange(n), 50)
     ib = (ia * 7 + np.tile(np.arange(50), n)) % n
     match_many(ta, na, tb, nb, ia[:10], ib[:10])
-    benchmark.pedantic(match_many, args=(ta, na, tb, nb, ia, ib), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(match_many, args=(ta, na, tb, nb, ia, ib), rounds=ROUNDS, warmup_rounds=1)
     record(benchmark, "minutiae-1to1")
     MEDIANS["minutiae_n"] = len(ia)
     import numba
