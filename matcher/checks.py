@@ -16,14 +16,18 @@ def check_k(k) -> int:
     return int(k)
 
 
-def check_vectors(name: str, x, dim: int | None = None) -> np.ndarray:
-    """float32 (n, d) C-contiguous, finite; dim checked when given."""
+def _check_matrix(name: str, x, dtype, dtype_note: str, cols: str) -> None:
     if not isinstance(x, np.ndarray):
         raise MatcherInputError(f"{name} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise MatcherInputError(f"{name} must have dtype float32, got {x.dtype}")
+    if x.dtype != dtype:
+        raise MatcherInputError(f"{name} must have dtype {np.dtype(dtype).name}{dtype_note}, got {x.dtype}")
     if x.ndim != 2:
-        raise MatcherInputError(f"{name} must be 2-D (n, d), got shape {x.shape}")
+        raise MatcherInputError(f"{name} must be 2-D (n, {cols}), got shape {x.shape}")
+
+
+def check_vectors(name: str, x, dim: int | None = None) -> np.ndarray:
+    """float32 (n, d) C-contiguous, finite; dim checked when given."""
+    _check_matrix(name, x, np.float32, "", "d")
     if dim is not None and x.shape[1] != dim:
         raise MatcherInputError(f"{name} has dimension {x.shape[1]}, the index expects {dim}")
     if x.size and not np.isfinite(x).all():
@@ -34,12 +38,7 @@ def check_vectors(name: str, x, dim: int | None = None) -> np.ndarray:
 
 def check_codes(name: str, x, nbytes: int | None = None) -> np.ndarray:
     """uint8 (n, bytes) packed binary codes, a whole number of 64-bit words."""
-    if not isinstance(x, np.ndarray):
-        raise MatcherInputError(f"{name} must be a numpy array, got {type(x).__name__}")
-    if x.dtype != np.uint8:
-        raise MatcherInputError(f"{name} must have dtype uint8 (packed bits), got {x.dtype}")
-    if x.ndim != 2:
-        raise MatcherInputError(f"{name} must be 2-D (n, bytes), got shape {x.shape}")
+    _check_matrix(name, x, np.uint8, " (packed bits)", "bytes")
     if x.shape[1] == 0 or x.shape[1] % 8:
         raise MatcherInputError(f"{name} has {x.shape[1] * 8} bits per code; it must be a positive multiple of 64")
     if nbytes is not None and x.shape[1] != nbytes:

@@ -5,14 +5,7 @@ from hypothesis import strategies as st
 from matcher.minutiae import A_TOL, R_TOL, _pair, match, match_many, normalised
 from synth.impressions import minutiae
 
-
-def _rigid(m, angle, tx, ty):
-    c, s = np.cos(angle), np.sin(angle)
-    out = m.copy()
-    out[:, 0] = c * m[:, 0] - s * m[:, 1] + tx
-    out[:, 1] = s * m[:, 0] + c * m[:, 1] + ty
-    out[:, 2] = (m[:, 2] + angle) % (2 * np.pi)
-    return out
+from rigid_motion import rigid
 
 
 def _numpy_pair_count(a, b, rot, tx, ty, r_tol, a_tol):
@@ -63,8 +56,8 @@ def test_match_is_rigid_invariant(i, angle, tx, ty):
     a = minutiae(2, i, 7, 0, "rolled", 2)
     b = minutiae(2, i, 7, 1, "plain", 2)
     s0 = match(a, len(a), b, len(b))
-    s1 = match(_rigid(a, angle, tx, ty), len(a), b, len(b))
-    s2 = match(a, len(a), _rigid(b, -angle, ty, tx), len(b))
+    s1 = match(rigid(a, angle, tx, ty), len(a), b, len(b))
+    s2 = match(a, len(a), rigid(b, -angle, ty, tx), len(b))
     # alignments come from the minutiae themselves: equal up to float rounding
     assert abs(s1 - s0) <= 1 and abs(s2 - s0) <= 1
 

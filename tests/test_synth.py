@@ -14,6 +14,8 @@ from synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery
                               legacy_records, spec_from_dict, submission_chunk,
                               submission_truth)
 
+from rigid_motion import rigid
+
 
 def test_pattern_class_frequencies_match_natural_ones():
     cls = np.array([pattern_class(3, i, 1 + i % 10) for i in range(20000)])
@@ -120,22 +122,13 @@ def test_pair_histogram_matches_numpy_reference():
     assert np.abs(h - ref).sum() / ref.sum() < 0.03
 
 
-def _rigid(m, angle, tx, ty):
-    c, s = np.cos(angle), np.sin(angle)
-    out = m.copy()
-    out[:, 0] = c * m[:, 0] - s * m[:, 1] + tx
-    out[:, 1] = s * m[:, 0] + c * m[:, 1] + ty
-    out[:, 2] = (m[:, 2] + angle) % (2 * np.pi)
-    return out
-
-
 @given(st.integers(0, 10_000), st.floats(-np.pi, np.pi), st.floats(-50, 50), st.floats(-50, 50))
 def test_vector_invariant_to_rotation_and_translation(identity, angle, tx, ty):
     m, ref = minutiae(2, identity, 1 + identity % 10, 1, "plain", 2, with_reference=True)
     v0, b0 = encode_set(m, ref)
     moved_ref = ref.copy()
-    moved_ref[:3] = _rigid(ref[None, :], angle, tx, ty)[0, :3]
-    v1, b1 = encode_set(_rigid(m, angle, tx, ty), moved_ref)
+    moved_ref[:3] = rigid(ref[None, :], angle, tx, ty)[0, :3]
+    v1, b1 = encode_set(rigid(m, angle, tx, ty), moved_ref)
     assert float(v0 @ v1) > 0.995
     assert np.unpackbits(b0 ^ b1).sum() <= 6
 
