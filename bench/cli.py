@@ -66,9 +66,25 @@ def cmd_run(args) -> int:
     from bench.scenario import load_scenario
     sc = load_scenario(args.scenario)
     out = Path(args.out) if args.out else Path("results") / sc.name
-    summary = run_scenario(sc, out, overwrite=args.overwrite, progress=not args.quiet)
+    summary = run_scenario(sc, out, overwrite=args.overwrite, progress=not args.quiet,
+                           max_memory=_parse_size(args.max_memory))
     _print_table(summary, out)
     return 0
+
+
+def _parse_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in "kmgt" else (t, "")
+    try:
+        value = float(num) * units[unit]
+    except ValueError:
+        raise UserError(f"--max-memory {text!r}: give a size such as 8G or 512M") from None
+    if value <= 0:
+        raise UserError(f"--max-memory {text!r}: must be positive")
+    return int(value)
 
 
 def cmd_report(args) -> int:
@@ -164,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="results folder (default: results/<scenario name>)")
     r.add_argument("--overwrite", action="store_true", help="replace results of another scenario or version in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--max-memory", help="refuse plans above this size, e.g. 8G (default: available memory)")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="write report.md, report.html and plots from a results folder")
@@ -205,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.planner import PlanError
     from bench.results import ResultsError
     from bench.scenario import ScenarioError
     from matcher.checks import MatcherInputError
@@ -216,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (UserError, ScenarioError, ResultsError, MatcherInputError) as e:
+    except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError) as e:
         print(f"fpscale: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -189,6 +189,14 @@ def host_info() -> dict:
     }
 
 
+def _peak_rss() -> int | None:
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    except (ImportError, OSError):
+        return None
+
+
 def _total_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -205,8 +213,12 @@ def recall_against(exact: tuple[np.ndarray, np.ndarray], approx: tuple[np.ndarra
             "L": int(L)}
 
 
-def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run a scenario end to end into ``out``; returns the summary dict."""
+def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: bool = True,
+                 max_memory: int | None = None) -> dict:
+    """Run a scenario end to end into ``out``; returns the summary dict.
+    Refuses (PlanError) before any work when it would not fit in memory."""
+    from bench.planner import check
+    mem_plan = check(sc, max_memory)
     out = Path(out)
     version = fpscale_version()
     manifest = prepare_folder(out, sc.fingerprint(), version, overwrite)
@@ -244,6 +256,9 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
     summary = {
         "scenario": sc.to_dict(), "fingerprint": sc.fingerprint(), "seed": sc.population.seed,
         "host": host_info(), "generation_s": gen_s, "backends": backends,
+        "memory_plan": {"indexes": mem_plan.indexes, "submissions": mem_plan.submissions,
+                        "transient": mem_plan.transient, "baseline": mem_plan.baseline,
+                        "total_bytes": mem_plan.total, "peak_rss_bytes": _peak_rss()},
     }
     if scans:
         from bench.projection import project

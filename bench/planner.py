@@ -1,0 +1,117 @@
+"""Memory plan of a scenario, made before anything is built.
+
+A run that would not fit is refused with a plan that does (smaller simulated
+gallery, binary codes, PQ compression), instead of being killed by the
+kernel half-way. The parts, in bytes:
+
+- each backend's index: its own estimate (``memory_estimate`` /
+  ``factory_memory_estimate``) at the full gallery size, times
+  ``FAISS_GROWTH`` for faiss indexes at the moment they last grow;
+- submissions: float vectors and binary codes of every search, and every
+  backend's candidate lists (ids and scores);
+- the largest transient: one gallery chunk (vectors, codes, impression
+  keys), the ladder's score tile (searches x chunk), or a re-scoring batch
+  of minutiae templates, whichever is largest;
+- the interpreter with numpy, numba, faiss, scipy and matplotlib loaded
+  (``BASELINE``, measured on Linux x86-64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.scenario import Scenario
+from matcher.exact import NumbaFlatIP, NumbaHamming
+from matcher.faiss_index import factory_memory_estimate
+
+BASELINE = 230 << 20         # bytes: python + numpy + numba + faiss + scipy + matplotlib
+# faiss keeps codes in std::vector, grown by doubling as chunks are added:
+# when the last chunks go in, the old buffer and its doubled copy coexist
+FAISS_GROWTH = 3.0
+TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
+
+
+class PlanError(ValueError):
+    """The scenario does not fit the memory it may use."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    indexes: dict
+    submissions: int
+    transient: int
+    baseline: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.indexes.values()) + self.submissions + self.transient + self.baseline
+
+
+def index_bytes(name: str, n: int, d: int) -> int:
+    """Peak bytes of one backend while a gallery of n records is added."""
+    if name == "numba-flat":
+        return NumbaFlatIP.memory_estimate(n, d)
+    if name == "numba-hamming":
+        return NumbaHamming.memory_estimate(n, d)
+    return int(FAISS_GROWTH * factory_memory_estimate(name.removeprefix("faiss:"), n, d))
+
+
+def plan(sc: Scenario) -> Plan:
+    pop, srch = sc.population, sc.search
+    F = len(pop.search_fingers)
+    vec = 4 * pop.record_dim
+    code = pop.record_bits // 8
+    indexes = {}
+    for b in srch.backends:
+        d = pop.record_bits if b.binary else pop.record_dim
+        indexes[f"{b.name} {b.params}".strip()] = index_bytes(b.name, pop.gallery_size, d)
+    Q = pop.n_submissions
+    lists = Q * srch.candidates * 12 * len(srch.backends) * (2 if srch.rescore else 1)
+    submissions = Q * (vec + code) + lists
+    chunk = min(srch.chunk_size, pop.gallery_size)
+    chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
+    ladder = 0
+    if sc.projection.ladder:
+        ladder = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
+            + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
+    rescore = 0
+    if srch.rescore:
+        from bench.rescoring import BATCH
+        rescore = BATCH * (srch.rescore_candidates + 1) * F * TEMPLATE_BYTES * 2
+    return Plan(indexes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _fmt(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check(sc: Scenario, limit: int | None = None) -> Plan:
+    """The plan, or PlanError naming the parts and a scenario change that fits."""
+    p = plan(sc)
+    avail = available_memory()
+    budget = min(x for x in (limit, avail) if x is not None) if (limit or avail) else None
+    if budget is None or p.total <= budget:
+        return p
+    largest = max(p.indexes, key=p.indexes.get)
+    fixed = p.total - sum(p.indexes.values())
+    per_record = sum(p.indexes.values()) / sc.population.gallery_size
+    fits_n = int(max(0, budget - fixed) / per_record) if per_record else 0
+    parts = ", ".join(f"{k}: {_fmt(v)}" for k, v in p.indexes.items())
+    raise PlanError(
+        f"the scenario needs about {_fmt(p.total)} but {_fmt(budget)} may be used "
+        f"({parts}; searches and lists {_fmt(p.submissions)}; working set {_fmt(p.transient)}). "
+        f"To fit: set population.gallery_size to at most {fits_n:,}, or drop or replace the "
+        f"largest backend ({largest}) with numba-hamming or a compressed faiss index such as "
+        f"\"IVF4096,PQ32\", or split the gallery into shards")

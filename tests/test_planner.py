@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.cli import main
+from bench.planner import PlanError, check, plan
+from bench.scenario import scenario_from_dict
+
+import pytest
+
+
+def _scenario(n, backends=("numba-flat", "faiss:Flat")):
+    return scenario_from_dict({
+        "name": "mem", "population": {"seed": 1, "gallery_size": n, "n_submissions": 500,
+                                      "mated_share": 0.3},
+        "search": {"candidates": 20, "chunk_size": 20000,
+                   "backends": [{"name": b} for b in backends]}})
+
+
+def test_plan_grows_with_the_gallery_and_shrinks_with_codes():
+    a, b = plan(_scenario(100_000)), plan(_scenario(200_000))
+    assert sum(b.indexes.values()) > 1.9 * sum(a.indexes.values())
+    small = plan(_scenario(200_000, ("numba-hamming",)))
+    assert sum(small.indexes.values()) < sum(b.indexes.values()) / 10
+
+
+def test_refuses_with_a_plan_that_fits():
+    sc = _scenario(5_000_000)
+    with pytest.raises(PlanError, match="To fit: set population.gallery_size to at most"):
+        check(sc, limit=2 << 30)
+    fits = check(_scenario(1000), limit=2 << 30)
+    assert fits.total < 2 << 30
+
+
+def test_cli_max_memory(tmp_path, capsys):
+    scen = tmp_path / "s.toml"
+    scen.write_text('[population]\ngallery_size = 1000000\nn_submissions = 100\n')
+    assert main(["run", str(scen), "--out", str(tmp_path / "o"), "--max-memory", "300M"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs about" in err and "To fit" in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    assert main(["run", str(scen), "--out", str(tmp_path / "o"), "--max-memory", "lots"]) == 2
+
+
+def test_estimate_within_25_percent_of_measured_peak(tmp_path):
+    code = (
+        "import json, sys\n"
+        "from bench.scenario import scenario_from_dict\n"
+        "from bench.runner import run_scenario\n"
+        "d = {'name': 'mem', 'population': {'seed': 1, 'gallery_size': 300000, 'n_submissions': 500,"
+        " 'mated_share': 0.3}, 'search': {'candidates': 20, 'chunk_size': 20000,"
+        " 'backends': [{'name': 'numba-flat'}, {'name': 'faiss:Flat'}]}}\n"
+        "s = run_scenario(scenario_from_dict(d), sys.argv[1], progress=False)\n"
+        "print(json.dumps(s['memory_plan']))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")], capture_output=True,
+                       text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    ratio = m["total_bytes"] / m["peak_rss_bytes"]
+    assert 0.75 <= ratio <= 1.25, m
