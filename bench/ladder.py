@@ -77,6 +77,16 @@ class LadderScan:
         _update(scores, start, seg_of, self.mate, self.mate_score, self.seg_max,
                 self.seg_better, self.hist, self.lo, self.width)
 
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The accumulators, to checkpoint the gallery pass."""
+        return {"seg_max": self.seg_max, "seg_better": self.seg_better, "hist": self.hist.sum(axis=0)}
+
+    def import_state(self, st: dict[str, np.ndarray]) -> None:
+        self.seg_max = np.array(st["seg_max"], dtype=np.float32)
+        self.seg_better = np.array(st["seg_better"], dtype=np.int64)
+        self.hist[:] = 0
+        self.hist[0] = st["hist"]
+
     def state(self) -> dict[str, np.ndarray]:
         """Per rung: best non-mate score (Q, R), non-mates above the mate
         (Q, R), and the impostor score histogram (bins,) with its edges."""

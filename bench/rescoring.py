@@ -28,8 +28,9 @@ def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rescore(spec: PopulationSpec, ids: np.ndarray, k: int, fusion: str = "sum",
-            progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Re-score the top-k of candidate lists ids (Q, L) (-1 padded).
+            progress: bool = True, offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Re-score the top-k of candidate lists ids (Q, L) (-1 padded) of
+    submissions offset..offset+Q-1.
 
     Returns (ids (Q, k), scores (Q, k) float32 fused paired-minutiae counts,
     info with timings and the number of 1:1 comparisons)."""
@@ -50,7 +51,7 @@ def rescore(spec: PopulationSpec, ids: np.ndarray, k: int, fusion: str = "sum",
     for a in range(0, Q, BATCH):
         b = min(Q, a + BATCH)
         cand = ids[a:b, :k]
-        pimp = submission_impressions(spec, a, b)
+        pimp = submission_impressions(spec, offset + a, offset + b)
         pt, pn = _templates(spec, pimp)
         p_index = np.full((b - a, F), -1, dtype=np.int64)
         p_index[pimp.row, pimp.slot] = np.arange(len(pimp.row))

@@ -19,8 +19,9 @@ import numpy as np
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-OWN_FILES = ("manifest.json", "summary.json", "searches_*.npz", "ladder*.npz", "report.md",
-             "report.html", "plots/*.png", "state/*", ".*.tmp")
+OWN_FILES = ("manifest.json", "summary.json", "truth.npz", "searches_*.npz", "ladder*.npz",
+             "projection_*.json", "report.md", "report.html", "plots/*.png", "state/*.npz",
+             ".*.tmp", "state/.*.tmp", "plots/.*.tmp.png")
 
 
 class ResultsError(Exception):

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from bench import ladder as ladder_mod
 from bench import metrics
-from bench.results import mark_complete, mark_step, prepare_folder, write_json, write_npz
+from bench.results import (mark_complete, mark_step, prepare_folder, read_npz, write_json,
+                           write_npz)
 from bench.scenario import Scenario
 from matcher.exact import thread_count
 from matcher.interface import Backend, make_backend
@@ -29,6 +30,45 @@ from synth.population import (LEGACY_FINGERS, gallery_chunk, gallery_records, ch
                               submission_chunk, submission_truth)
 
 LATENCY_SAMPLE = 50  # single searches timed one by one for latency percentiles
+# seconds between checkpoints of the gallery pass (0: after every chunk)
+CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
+RESCORE_SEGMENT = 500  # searches re-scored between checkpoints
+
+
+class Checkpoints:
+    """Progress of a run, kept in <out>/state and recorded in the manifest.
+
+    State files carry the progress count in their name and the manifest
+    names the count to resume from, so a kill between two writes leaves the
+    previous consistent set in place; older sets are removed after the
+    manifest moves on."""
+
+    def __init__(self, out: Path, manifest: dict) -> None:
+        self.out = Path(out)
+        self.manifest = manifest
+        self.dir = self.out / "state"
+        self.last = time.monotonic()
+
+    def get(self, step: str, default=None):
+        return self.manifest["steps"].get(step, default)
+
+    def due(self, final: bool = False) -> bool:
+        return final or time.monotonic() - self.last >= CHECKPOINT_S
+
+    def save(self, name: str, count: int, arrays: dict) -> None:
+        write_npz(self.dir / f"{name}@{count}.npz", **arrays)
+
+    def load(self, name: str, count: int) -> dict:
+        return read_npz(self.dir / f"{name}@{count}.npz")
+
+    def commit(self, step: str, info, names: list[str], count: int) -> None:
+        mark_step(self.out, self.manifest, step, info)
+        self.last = time.monotonic()
+        for name in names:  # the sets before this one are no longer needed
+            for f in self.dir.glob(f"{name}@*.npz"):
+                if f.name != f"{name}@{count}.npz":
+                    f.unlink(missing_ok=True)
+
 
 
 def fpscale_version() -> str:
@@ -93,22 +133,33 @@ def _threads(sc: Scenario) -> int:
     return sc.search.threads or numba.config.NUMBA_NUM_THREADS
 
 
-def build_backends(sc: Scenario, subs: Submissions, progress: bool = True):
-    """Stream the gallery once into every backend and into the ladder scans."""
+def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
+                   ck: Checkpoints | None = None):
+    """Stream the gallery once into every backend and into the ladder scans,
+    checkpointing every CHECKPOINT_S seconds; resumes from the last
+    checkpoint recorded in ck."""
     spec = sc.population
     threads = _threads(sc)
+    done = ck.get("build_next", 0) if ck else 0
+    timing = ck.get("build_timing", {}) if ck else {}
     runs = []
     for b in sc.search.backends:
         d = spec.record_bits if b.binary else spec.record_dim
         idx = make_backend(b.name, d, threads=threads, seed=spec.seed)
         run = BackendRun(b, idx)
-        if idx.needs_training:
-            n = min(b.train_size, spec.gallery_size)
-            sample = gallery_chunk(spec, 0, n)
-            t0 = time.perf_counter()
-            idx.train(sample.codes if b.binary else sample.vectors)
-            run.train_s = time.perf_counter() - t0
-        idx.set_search_params(b.params)
+        key = slug(b.name, b.params)
+        if done:
+            idx.set_search_params(b.params)
+            idx.import_state(ck.load(f"index_{key}", done))
+            run.train_s, run.build_s = timing.get(key, (0.0, 0.0))
+        else:
+            if idx.needs_training:
+                n = min(b.train_size, spec.gallery_size)
+                sample = gallery_chunk(spec, 0, n)
+                t0 = time.perf_counter()
+                idx.train(sample.codes if b.binary else sample.vectors)
+                run.train_s = time.perf_counter() - t0
+            idx.set_search_params(b.params)
         runs.append(run)
 
     scans = {}
@@ -126,11 +177,17 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True):
             span = float(len(cols) // spec.dim) if spec.fusion == "sum" else 1.0
             scans[fs] = ladder_mod.LadderScan(np.array(sc.projection.ladder), subs.vectors[:, cols],
                                               mates, ms, span * 1.001)
+            if done:
+                scans[fs].import_state(ck.load(f"ladder_{fs}", done))
 
     bar = tqdm(total=spec.gallery_size, desc="gallery", unit="rec", disable=not progress)
-    gen_s = 0.0
+    gen_s = timing.get("generation_s", 0.0)
+    all_chunks = list(chunks(spec.gallery_size, sc.search.chunk_size))
     with thread_count(threads):
-        for a, b in chunks(spec.gallery_size, sc.search.chunk_size):
+        for ci, (a, b) in enumerate(all_chunks):
+            if ci < done:
+                bar.update(b - a)
+                continue
             t0 = time.perf_counter()
             ch = gallery_chunk(spec, a, b)
             gen_s += time.perf_counter() - t0
@@ -141,26 +198,53 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True):
             for fs, scan in scans.items():
                 scan.add(a, ch.vectors[:, finger_set_columns(sc, fs)])
             bar.update(b - a)
+            if ck is not None and ck.due(final=ci + 1 == len(all_chunks)):
+                names = []
+                for run in runs:
+                    key = slug(run.spec.name, run.spec.params)
+                    ck.save(f"index_{key}", ci + 1, run.index.export_state())
+                    names.append(f"index_{key}")
+                for fs, scan in scans.items():
+                    ck.save(f"ladder_{fs}", ci + 1, scan.export_state())
+                    names.append(f"ladder_{fs}")
+                mark_step(ck.out, ck.manifest, "build_timing", {
+                    "generation_s": gen_s,
+                    **{slug(r.spec.name, r.spec.params): (r.train_s, r.build_s) for r in runs}})
+                ck.commit("build_next", ci + 1, names, ci + 1)
     bar.close()
     return runs, scans, gen_s
 
 
-def search_backend(sc: Scenario, run: BackendRun, subs: Submissions, progress: bool = True):
-    """Search all submissions; returns (ids, scores) and fills run.timings."""
+def search_backend(sc: Scenario, run: BackendRun, subs: Submissions, progress: bool = True,
+                   ck: Checkpoints | None = None):
+    """Search all submissions; returns (ids, scores) and fills run.timings.
+    With ck, every probe batch is checkpointed and a resumed run goes on
+    from the next one."""
     probes = subs.codes if run.spec.binary else subs.vectors
     L = sc.search.candidates
     Q = len(probes)
+    key = slug(run.spec.name, run.spec.params)
     ids = np.empty((Q, L), dtype=np.int64)
     scores = np.empty((Q, L), dtype=np.float32)
+    start, t_all = 0, 0.0
+    if ck is not None and ck.get(f"search_next:{key}"):
+        start, t_all = ck.get(f"search_next:{key}")
+        part = ck.load(f"search_{key}", start)
+        ids[:start], scores[:start] = part["ids"], part["scores"]
     run.index.search(probes[:1], L)  # warm-up: compile or load kernels outside the timing
-    bar = tqdm(total=Q, desc=f"search {run.index.name}", unit="search", disable=not progress)
-    t_all = 0.0
+    bar = tqdm(total=Q, initial=start, desc=f"search {run.index.name}", unit="search",
+               disable=not progress)
     for a, b in chunks(Q, sc.search.probe_batch):
+        if a < start:
+            continue
         t0 = time.perf_counter()
         i, s = run.index.search(probes[a:b], L)
         t_all += time.perf_counter() - t0
         ids[a:b], scores[a:b] = i, s
         bar.update(b - a)
+        if ck is not None:
+            ck.save(f"search_{key}", b, {"ids": ids[:b], "scores": scores[:b]})
+            ck.commit(f"search_next:{key}", [b, t_all], [f"search_{key}"], b)
     bar.close()
     lat = []
     for q in range(min(LATENCY_SAMPLE, Q)):
@@ -222,16 +306,20 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
     out = Path(out)
     version = fpscale_version()
     manifest = prepare_folder(out, sc.fingerprint(), version, overwrite)
+    if manifest.get("complete") and (out / "summary.json").is_file():
+        import json
+        return json.loads((out / "summary.json").read_text())  # nothing left to do
     t_start = time.perf_counter()
+    ck = Checkpoints(out, manifest)
     subs = make_submissions(sc, progress)
     write_npz(out / "truth.npz", mate=subs.mate)
-    runs, scans, gen_s = build_backends(sc, subs, progress)
-    mark_step(out, manifest, "build")
+    runs, scans, gen_s = build_backends(sc, subs, progress, ck)
+    mark_step(out, manifest, "build", True)
     backends = []
     lists = {}
     exact_key = None
     for run in runs:
-        ids, scores = search_backend(sc, run, subs, progress)
+        ids, scores = search_backend(sc, run, subs, progress, ck)
         key = slug(run.spec.name, run.spec.params)
         lists[key] = (ids, scores)
         rank, mscore = metrics.mate_rank(ids, subs.mate, scores)
@@ -247,7 +335,7 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
                          "timings": run.timings, "metrics": summary})
         mark_step(out, manifest, f"search:{key}")
         if sc.search.rescore:
-            backends.append(_rescored(sc, out, key, run, ids, subs, progress))
+            backends.append(_rescored(sc, out, key, run, ids, subs, progress, ck))
             mark_step(out, manifest, f"rescore:{key}")
     if exact_key is not None:
         for b in backends:
@@ -278,15 +366,38 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
     from bench.report import write_report
     write_report(out)  # from the file just written, as `fpscale report` does
     mark_complete(out, manifest)
+    for f in ck.dir.glob("*.npz"):  # a complete folder needs no checkpoints
+        f.unlink()
     return summary
 
 
 def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarray,
-              subs: Submissions, progress: bool) -> dict:
-    """Minutiae re-scoring of one backend's lists, as a row of its own."""
+              subs: Submissions, progress: bool, ck: Checkpoints | None = None) -> dict:
+    """Minutiae re-scoring of one backend's lists, as a row of its own,
+    checkpointed every RESCORE_SEGMENT searches."""
     from bench.rescoring import rescore
-    ri, rs, info = rescore(sc.population, ids, sc.search.rescore_candidates,
-                           sc.search.rescore_fusion, progress)
+    Q = len(ids)
+    k = min(sc.search.rescore_candidates, ids.shape[1])
+    ri = np.empty((Q, k), dtype=np.int64)
+    rs = np.empty((Q, k), dtype=np.float32)
+    start, info = 0, {"comparisons": 0, "compare_s": 0.0}
+    if ck is not None and ck.get(f"rescore_next:{key}"):
+        start, info = ck.get(f"rescore_next:{key}")
+        part = ck.load(f"rescore_{key}", start)
+        ri[:start], rs[:start] = part["ids"], part["scores"]
+    for a, b in chunks(Q, RESCORE_SEGMENT):
+        if a < start:
+            continue
+        i, sc_, seg = rescore(sc.population, ids[a:b], k, sc.search.rescore_fusion, progress, offset=a)
+        ri[a:b], rs[a:b] = i, sc_
+        info = {"comparisons": info["comparisons"] + seg["comparisons"],
+                "compare_s": info["compare_s"] + seg["compare_s"]}
+        if ck is not None:
+            ck.save(f"rescore_{key}", b, {"ids": ri[:b], "scores": rs[:b]})
+            ck.commit(f"rescore_next:{key}", [b, info], [f"rescore_{key}"], b)
+    info.update({"candidates": k, "fusion": sc.search.rescore_fusion,
+                 "comparisons_per_s": (info["comparisons"] / info["compare_s"]
+                                       if info["compare_s"] > 0 else None)})
     rkey = f"{key}+minutiae"
     rank, mscore = metrics.mate_rank(ri, subs.mate, rs)
     write_npz(out / f"searches_{rkey}.npz", probe=np.arange(len(ri)), mate=subs.mate,

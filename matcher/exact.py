@@ -115,6 +115,16 @@ class NumbaFlatIP(Backend):
         self._vecs.append(np.array(data, dtype=np.float32, order="C"))
         self._ids.append(ids.copy())
 
+    def export_state(self) -> dict[str, np.ndarray]:
+        if not self._vecs:
+            return {"vecs": np.zeros((0, self.d), np.float32), "ids": np.zeros(0, np.int64)}
+        return {"vecs": np.concatenate(self._vecs), "ids": np.concatenate(self._ids)}
+
+    def import_state(self, state: dict[str, np.ndarray]) -> None:
+        self._vecs = [np.ascontiguousarray(state["vecs"], dtype=np.float32)]
+        self._ids = [np.asarray(state["ids"], dtype=np.int64)]
+        self.ntotal = len(self._ids[0])
+
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)
         n = self.threads or numba.get_num_threads()
@@ -228,6 +238,16 @@ class NumbaHamming(Backend):
         # stored as (W, n) word planes: see _hamming_scan
         self._codes.append(np.ascontiguousarray(np.ascontiguousarray(data).view(np.uint64).T))
         self._ids.append(ids.copy())
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        if not self._codes:
+            return {"planes": np.zeros((self.d // 64, 0), np.uint64), "ids": np.zeros(0, np.int64)}
+        return {"planes": np.concatenate(self._codes, axis=1), "ids": np.concatenate(self._ids)}
+
+    def import_state(self, state: dict[str, np.ndarray]) -> None:
+        self._codes = [np.ascontiguousarray(state["planes"], dtype=np.uint64)]
+        self._ids = [np.asarray(state["ids"], dtype=np.int64)]
+        self.ntotal = len(self._ids[0])
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)

@@ -114,6 +114,19 @@ class FaissIndex(Backend):
             return int(faiss.serialize_index_binary(self.index).nbytes)
         return int(faiss.serialize_index(self.index).nbytes)
 
+    def export_state(self) -> dict[str, np.ndarray]:
+        """The index serialized by faiss's own IO, as a uint8 array."""
+        ser = faiss.serialize_index_binary if self.binary else faiss.serialize_index
+        return {"faiss": ser(self.index)}
+
+    def import_state(self, state: dict[str, np.ndarray]) -> None:
+        de = faiss.deserialize_index_binary if self.binary else faiss.deserialize_index
+        self.index = de(np.ascontiguousarray(state["faiss"], dtype=np.uint8))
+        self._base = None
+        self.ntotal = int(self.index.ntotal)
+        if self._params:
+            self.set_search_params(self._params)
+
     def save(self, path: str) -> None:
         """Write the index with faiss's own IO."""
         if self.binary:

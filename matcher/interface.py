@@ -72,6 +72,14 @@ class Backend:
         if params:
             raise MatcherInputError(f"{self.name} takes no search parameters, got {params!r}")
 
+    def export_state(self) -> dict[str, np.ndarray]:  # pragma: no cover - overridden
+        """The built index as plain arrays (to checkpoint a long build)."""
+        raise MatcherInputError(f"{self.name} cannot export its state")
+
+    def import_state(self, state: dict[str, np.ndarray]) -> None:  # pragma: no cover
+        """Restore what export_state returned."""
+        raise MatcherInputError(f"{self.name} cannot import a state")
+
     @staticmethod
     def memory_estimate(n: int, d: int) -> int:  # pragma: no cover - overridden
         """Bytes the built index will hold for n records of dimension d."""
