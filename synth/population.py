@@ -11,7 +11,13 @@ The record vector concatenates the per-finger vectors of the searched finger
 positions (``search_fingers``), so one inner product is the sum of per-finger
 cosine similarities over the fingers both sides have (``fusion = "sum"``), or
 that sum divided by the number of probe fingers (``"mean"``: the probe side
-is scaled by 1/F). A finger the record lacks is a zero vector (it adds
+is scaled by 1/F), or that sum divided by sqrt(k), k the fingers the gallery
+record holds (``"znorm"``: the gallery side is scaled by 1/sqrt(k)). Under
+"sum", a two-finger legacy record competes against ten-finger records whose
+impostor sums spread sqrt(5) times wider, so legacy mates lose; "znorm"
+gives every record the same impostor spread (per-finger cosines of unrelated
+fingers are about independent with equal variance), which is what a mixed
+gallery needs. A finger the record lacks is a zero vector (it adds
 nothing) and, in binary codes, the fixed half-ones pattern 0x55 (it adds
 about bits/2, the chance level, to the Hamming distance).
 
@@ -34,7 +40,7 @@ from synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
 LEGACY_FINGERS = (2, 7)        # right and left index
 NON_ENROLLED_BASE = 1 << 40    # identities of people never enrolled
 ABSENT_CODE_BYTE = 0x55
-FUSIONS = ("sum", "mean")
+FUSIONS = ("sum", "mean", "znorm")
 
 
 @dataclass(frozen=True)
@@ -245,6 +251,9 @@ def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
     nb = spec.bits // 8
     codes = np.full((n_rows, F, nb), ABSENT_CODE_BYTE, dtype=np.uint8)
     codes[imp.row, imp.slot] = code
+    if not probe_side and spec.fusion == "znorm":
+        k = np.bincount(imp.row, minlength=n_rows)
+        vectors *= (1.0 / np.sqrt(np.maximum(k, 1))).astype(np.float32)[:, None, None]
     vectors = vectors.reshape(n_rows, F * spec.dim)
     if probe_side and spec.fusion == "mean":
         vectors *= np.float32(1.0 / F)

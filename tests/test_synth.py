@@ -236,3 +236,17 @@ def test_shipped_projection_is_what_the_code_learns():
     cos = np.abs((basis[:, :16] * b2[:, :16]).sum(0)) / (
         np.linalg.norm(basis[:, :16], axis=0) * np.linalg.norm(b2[:, :16], axis=0))
     assert cos.min() > 0.999
+
+
+def test_znorm_fusion_gives_mixed_records_the_same_impostor_spread():
+    spec = PopulationSpec(seed=2, gallery_size=3000, legacy_share=0.5, n_submissions=400,
+                          mated_share=0.0, search_fingers=tuple(range(1, 11)), fusion="znorm")
+    g = gallery_chunk(spec, 0, 3000)
+    p = submission_chunk(spec, 0, 400)
+    legacy = legacy_records(spec, np.arange(3000))
+    s = p.vectors @ g.vectors.T  # all impostor pairs
+    sd_legacy, sd_ten = s[:, legacy].std(), s[:, ~legacy].std()
+    assert abs(sd_legacy / sd_ten - 1) < 0.15
+    plain = PopulationSpec(**{**spec.__dict__, "fusion": "sum"})
+    s2 = submission_chunk(plain, 0, 400).vectors @ gallery_chunk(plain, 0, 3000).vectors.T
+    assert s2[:, ~legacy].std() / s2[:, legacy].std() > 1.8  # sum: sqrt(5) wider for ten-prints
