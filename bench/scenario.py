@@ -229,7 +229,9 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
     try:
         pop = spec_from_dict(d["population"]) if isinstance(d["population"], dict) else None
     except (ValueError, TypeError) as e:
-        raise ScenarioError(str(e).replace("population: ", "[population] ")) from None
+        # synth names fields as population.<key>; scenario files say [population] <key>
+        msg = str(e).replace("population: ", "[population] ").replace("population.", "[population] ", 1)
+        raise ScenarioError(msg) from None
     if pop is None:
         raise ScenarioError("[population] must be a table")
     search = _search(d.get("search", {}))
