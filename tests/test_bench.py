@@ -208,3 +208,24 @@ def test_bench_scaling_fits_exponents(tmp_path):
     assert set(res["fits"]) == {"numba-flat", "numba-hamming"}
     assert (tmp_path / "scaling.png").is_file()
     assert main(["bench", "scaling", "--sizes", "abc", "--out", str(tmp_path)]) == 2
+
+
+def test_refuses_results_of_another_version(tmp_path):
+    sc = scenario_from_dict(tiny(projection__ladder=[]))
+    out = tmp_path / "v"
+    run_scenario(sc, out, progress=False)
+    man = json.loads((out / "manifest.json").read_text())
+    man["fpscale"] = "0.0.1"
+    (out / "manifest.json").write_text(json.dumps(man))
+    from bench.results import ResultsError
+    with pytest.raises(ResultsError, match="results of fpscale 0.0.1"):
+        run_scenario(sc, out, progress=False)
+    assert run_scenario(sc, out, overwrite=True, progress=False)["backends"]
+
+
+def test_rerunning_a_complete_folder_does_nothing_new(tiny_run):
+    sc, out, summary = tiny_run
+    before = (out / "summary.json").stat().st_mtime_ns
+    again = run_scenario(sc, out, progress=False)
+    assert (out / "summary.json").stat().st_mtime_ns == before
+    assert again["backends"][0]["metrics"] == json.loads(json.dumps(summary["backends"][0]["metrics"]))
