@@ -127,6 +127,7 @@ class BackendRun:
     build_s: float = 0.0
     train_s: float = 0.0
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
 
 
 def _threads(sc: Scenario) -> int:
@@ -329,9 +330,10 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
                                     sc.metrics.thresholds)
         if exact_key is None and run.spec.name in ("numba-flat", "faiss:Flat"):
             exact_key = key
+        # measured once per index: faiss's nbytes serializes the whole index
+        run.memory = {"estimate_bytes": _estimate(run), "actual_bytes": run.index.nbytes()}
         backends.append({"name": run.spec.name, "params": run.spec.params, "key": key,
-                         "binary": run.spec.binary, "memory": {
-                             "estimate_bytes": _estimate(run), "actual_bytes": run.index.nbytes()},
+                         "binary": run.spec.binary, "memory": run.memory,
                          "timings": run.timings, "metrics": summary})
         mark_step(out, manifest, f"search:{key}")
         if sc.search.rescore:
@@ -410,7 +412,7 @@ def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarra
     t["throughput_searches_per_s"] = len(ri) / total if total > 0 else None
     return {"name": run.spec.name + "+minutiae", "params": run.spec.params, "key": rkey,
             "binary": run.spec.binary, "rescored_from": key,
-            "memory": {"estimate_bytes": _estimate(run), "actual_bytes": run.index.nbytes()},
+            "memory": run.memory,
             "timings": t, "metrics": m}
 
 

@@ -106,9 +106,6 @@ class FaissIndex(Backend):
         scores[ids < 0] = -np.inf
         return ids, scores
 
-    def memory_estimate_for(self, n: int) -> int:
-        return factory_memory_estimate(self.factory, n, self.d)
-
     def nbytes(self) -> int:
         if self.binary:
             return int(faiss.serialize_index_binary(self.index).nbytes)
@@ -126,13 +123,6 @@ class FaissIndex(Backend):
         self.ntotal = int(self.index.ntotal)
         if self._params:
             self.set_search_params(self._params)
-
-    def save(self, path: str) -> None:
-        """Write the index with faiss's own IO."""
-        if self.binary:
-            faiss.write_index_binary(self.index, path)
-        else:
-            faiss.write_index(self.index, path)
 
 
 def factory_memory_estimate(factory: str, n: int, d: int) -> int:
