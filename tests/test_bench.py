@@ -229,3 +229,11 @@ def test_rerunning_a_complete_folder_does_nothing_new(tiny_run):
     again = run_scenario(sc, out, progress=False)
     assert (out / "summary.json").stat().st_mtime_ns == before
     assert again["backends"][0]["metrics"] == json.loads(json.dumps(summary["backends"][0]["metrics"]))
+
+
+def test_recall_against_exact():
+    from bench.runner import recall_against
+    exact = (np.array([[1, 2, 3], [4, 5, 6]]), None)
+    approx = (np.array([[1, 2, 9], [6, 5, 4]]), None)
+    r = recall_against(exact, approx)
+    assert r["recall_at_L"] == pytest.approx(5 / 6) and r["rank1_agreement"] == 0.5
