@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fpscale: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fpscale: interrupted", file=sys.stderr)
+        print("fpscale: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
         return 130
 
 
