@@ -47,13 +47,19 @@ class Plan:
         return sum(self.indexes.values()) + self.submissions + self.transient + self.baseline
 
 
-def index_bytes(name: str, n: int, d: int) -> int:
-    """Peak bytes of one backend while a gallery of n records is added."""
+def final_index_bytes(name: str, n: int, d: int) -> int:
+    """Bytes one backend holds once n records are added."""
     if name == "numba-flat":
         return NumbaFlatIP.memory_estimate(n, d)
     if name == "numba-hamming":
         return NumbaHamming.memory_estimate(n, d)
-    return int(FAISS_GROWTH * factory_memory_estimate(name.removeprefix("faiss:"), n, d))
+    return factory_memory_estimate(name.removeprefix("faiss:"), n, d)
+
+
+def index_bytes(name: str, n: int, d: int) -> int:
+    """Peak bytes of one backend while a gallery of n records is added."""
+    growth = 1.0 if name.startswith("numba-") else FAISS_GROWTH
+    return int(growth * final_index_bytes(name, n, d))
 
 
 def plan(sc: Scenario) -> Plan:

@@ -164,11 +164,13 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
         runs.append(run)
 
     scans = {}
+    scan_cols = {}
     if sc.projection.ladder:
         for fs in sc.projection.finger_sets:
             cols = finger_set_columns(sc, fs)
             if cols is None:
                 continue
+            scan_cols[fs] = cols
             mates = subs.mate
             ms = np.full(len(mates), -np.inf, dtype=np.float32)
             has = mates >= 0
@@ -197,7 +199,7 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
                 run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
                 run.build_s += time.perf_counter() - t0
             for fs, scan in scans.items():
-                scan.add(a, ch.vectors[:, finger_set_columns(sc, fs)])
+                scan.add(a, ch.vectors[:, scan_cols[fs]])
             bar.update(b - a)
             if ck is not None and ck.due(final=ci + 1 == len(all_chunks)):
                 names = []
@@ -417,8 +419,5 @@ def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarra
 
 
 def _estimate(run: BackendRun) -> int:
-    from matcher.faiss_index import FaissIndex, factory_memory_estimate
-    n = run.index.ntotal
-    if isinstance(run.index, FaissIndex):
-        return factory_memory_estimate(run.index.factory, n, run.index.d)
-    return type(run.index).memory_estimate(n, run.index.d)
+    from bench.planner import final_index_bytes
+    return final_index_bytes(run.spec.name, run.index.ntotal, run.index.d)
