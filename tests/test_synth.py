@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from synth.encoding import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
-                            encode, encode_set, pair_histogram, spatial_histogram)
+                            encode, encode_set, pair_histogram, pair_scratch,
+                            spatial_histogram)
 from synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
 from synth.impressions import CAPTURE_TYPES, minutiae
 from synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
@@ -114,7 +115,7 @@ def test_spatial_histogram_matches_numpy_reference():
 def test_pair_histogram_matches_numpy_reference():
     m = minutiae(9, 4, 3, 1, "plain", 2)
     h = np.empty(N_BINS)
-    pair_histogram(m, len(m), h)
+    pair_histogram(m, len(m), h, *pair_scratch(len(m)))
     ref = _numpy_histogram(m)
     assert h.sum() == pytest.approx(ref.sum())
     # the kernel's fast atan2 is within 0.004 rad of the exact one (and can
