@@ -41,6 +41,49 @@ def test_master_minutiae_inside_pad_spaced_and_counted():
     assert 90 <= np.mean(counts) <= 130  # an index finger's full pad
 
 
+def _reference_master(seed, identity, finger):
+    # plain-Python reference of master_finger: the same draws, but the
+    # spacing rule checked against every earlier minutia (no grid)
+    from synth import fingers as F
+    from synth.rng import STREAM_MASTER, categorical, normal, open_stream, uniform
+    st = open_stream(seed, identity, finger, -1, STREAM_MASTER)
+    cls = categorical(st, F.PATTERN_CDF)
+    sing = np.zeros((4, 2))
+    nc, nd, theta0, arch_h, _, _ = F.singular_points(st, cls, sing)
+    ax, ay = F.finger_semi_axes(finger)
+    scale = 1.0 + 0.06 * normal(st)
+    ax, ay = ax * scale, ay * scale
+    target = int(np.pi * ax * ay * 0.87 * F.MINUTIA_DENSITY * np.exp(0.12 * normal(st)))
+    target = min(max(target, 20), MAX_MASTER)
+    pts, tries = [], 0
+    while len(pts) < target and tries < 20 * target:
+        tries += 1
+        x = (2.0 * uniform(st) - 1.0) * ax
+        y = (2.0 * uniform(st) - 1.0) * ay
+        if not F.in_pad(x, y, ax, ay):
+            continue
+        if any((px - x) ** 2 + (py - y) ** 2 < F.MIN_SPACING ** 2 for px, py, _, _ in pts):
+            continue
+        th = F.orientation(x, y, sing, nc, nd, theta0, arch_h)
+        if uniform(st) < 0.5:
+            th += np.pi
+        th = th % (2 * np.pi)
+        pts.append((x, y, th, F.ENDING if uniform(st) < F.ENDING_SHARE else F.BIFURCATION))
+    return np.array(pts)
+
+
+def test_master_grid_accepts_exactly_what_a_brute_force_check_accepts():
+    out = np.empty((MAX_MASTER, 4))
+    ref = np.empty(3)
+    for i in range(12):
+        finger = 1 + i % 10
+        n, _ = master_finger(4, i, finger, out, ref)
+        expected = _reference_master(4, i, finger)
+        assert n == len(expected)
+        assert np.array_equal(out[:n, [0, 1, 3]], expected[:, [0, 1, 3]])
+        assert np.allclose(out[:n, 2], expected[:, 2], atol=1e-9)
+
+
 @pytest.mark.parametrize("capture,lo,hi", [("plain", 30, 60), ("rolled", 80, 110)])
 def test_minutiae_counts_by_capture(capture, lo, hi):
     counts = [len(minutiae(5, i, 2, 1, capture, 2)) for i in range(300)]
