@@ -18,6 +18,7 @@ import numpy as np
 
 from matcher.checks import MatcherInputError
 from matcher.interface import Backend
+from matcher.topk import merge_lists
 
 
 class FaissIndex(Backend):
@@ -104,7 +105,10 @@ class FaissIndex(Backend):
         else:
             scores = dist.astype(np.float32, copy=False)
         scores[ids < 0] = -np.inf
-        return ids, scores
+        # faiss leaves equal scores in heap order; fpscale's order (ties to
+        # the lower id) makes a list independent of how the gallery was
+        # split or batched
+        return merge_lists([(ids, scores)], k)
 
     def nbytes(self) -> int:
         if self.binary:
