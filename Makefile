@@ -78,7 +78,9 @@ bench-check: $(STAMP)
 
 # Pin the versions the current environment resolved to.
 lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable --exclude fpscale | sort -f > constraints.txt.new
+	@{ echo "# Exact versions for reproducible installs; the Makefile installs with \`-c constraints.txt\`."; \
+	   echo "# Regenerate with \`make lock\` after changing dependencies in pyproject.toml."; } > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable --exclude fpscale | sort -f >> constraints.txt.new
 	@echo "pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)" >> constraints.txt.new
 	@echo "setuptools==$$($(BIN)/python -c 'import setuptools; print(setuptools.__version__)')" >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
