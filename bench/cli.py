@@ -65,11 +65,35 @@ def cmd_run(args) -> int:
     from bench.runner import run_scenario
     from bench.scenario import load_scenario
     sc = load_scenario(args.scenario)
+    sc = _with_cluster_options(sc, args)
     out = Path(args.out) if args.out else Path("results") / sc.name
     summary = run_scenario(sc, out, overwrite=args.overwrite, progress=not args.quiet,
                            max_memory=_parse_size(args.max_memory))
     _print_table(summary, out)
     return 0
+
+
+def _with_cluster_options(sc, args):
+    """The scenario with --scheduler, --workers and --shards applied."""
+    import dataclasses
+    changes = {}
+    for opt in ("workers", "shards"):
+        v = getattr(args, opt, None)
+        if v is not None:
+            if v < 1:
+                raise UserError(f"--{opt} must be a positive integer, got {v}")
+            changes[opt] = v
+    if args.scheduler is not None:
+        if not args.scheduler.strip():
+            raise UserError('--scheduler must be "local" or a scheduler address such as tcp://10.0.0.5:8786')
+        changes["scheduler"] = args.scheduler.strip()
+    scheduler = changes.get("scheduler", sc.cluster.scheduler)
+    if changes and not scheduler:
+        raise UserError("--workers and --shards need --scheduler (or [cluster] scheduler in the scenario)")
+    if "workers" in changes and scheduler != "local":
+        raise UserError("--workers sets the size of a local cluster (--scheduler local); "
+                        "a running scheduler has the workers that were started for it")
+    return dataclasses.replace(sc, cluster=dataclasses.replace(sc.cluster, **changes)) if changes else sc
 
 
 def _parse_size(text: str | None) -> int | None:
@@ -181,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace results of another scenario or version in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--max-memory", help="refuse plans above this size, e.g. 8G (default: available memory)")
+    r.add_argument("--scheduler", help='run on Dask: "local" (a cluster of worker processes on this '
+                   'machine) or a scheduler address such as tcp://10.0.0.5:8786 (default: this process)')
+    r.add_argument("--workers", type=int, help="worker processes of a local cluster (default: one per core)")
+    r.add_argument("--shards", type=int, help="gallery shards on the cluster (default: two per worker)")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="write report.md, report.html and plots from a results folder")
@@ -222,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cluster import ClusterError
     from bench.planner import PlanError
     from bench.results import ResultsError
     from bench.scenario import ScenarioError
@@ -234,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError) as e:
+    except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError,
+            ClusterError) as e:
         print(f"fpscale: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

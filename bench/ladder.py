@@ -81,6 +81,16 @@ class LadderScan:
         """The accumulators, to checkpoint the gallery pass."""
         return {"seg_max": self.seg_max, "seg_better": self.seg_better, "hist": self.hist.sum(axis=0)}
 
+    @staticmethod
+    def merge_states(states: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The accumulators of scans over disjoint parts of the gallery,
+        combined: maxima of the best non-mate scores, sums of the counts.
+        Both are exact and independent of the order, so a gallery scanned
+        in shards gives the state of one scan over all of it."""
+        return {"seg_max": np.maximum.reduce([st["seg_max"] for st in states]),
+                "seg_better": np.sum([st["seg_better"] for st in states], axis=0),
+                "hist": np.sum([st["hist"] for st in states], axis=0)}
+
     def import_state(self, st: dict[str, np.ndarray]) -> None:
         self.seg_max = np.array(st["seg_max"], dtype=np.float32)
         self.seg_better = np.array(st["seg_better"], dtype=np.int64)

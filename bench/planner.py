@@ -62,15 +62,17 @@ def index_bytes(name: str, n: int, d: int) -> int:
     return int(growth * final_index_bytes(name, n, d))
 
 
-def plan(sc: Scenario) -> Plan:
+def plan(sc: Scenario, indexes: bool = True) -> Plan:
+    """The memory plan of a run in this process; indexes=False for the
+    client of a cluster run, whose indexes live on the workers."""
     pop, srch = sc.population, sc.search
     F = len(pop.search_fingers)
     vec = 4 * pop.record_dim
     code = pop.record_bits // 8
-    indexes = {}
-    for b in srch.backends:
+    sizes = {}
+    for b in srch.backends if indexes else ():
         d = pop.record_bits if b.binary else pop.record_dim
-        indexes[f"{b.name} {b.params}".strip()] = index_bytes(b.name, pop.gallery_size, d)
+        sizes[f"{b.name} {b.params}".strip()] = index_bytes(b.name, pop.gallery_size, d)
     Q = pop.n_submissions
     lists = Q * srch.candidates * 12 * len(srch.backends) * (2 if srch.rescore else 1)
     submissions = Q * (vec + code) + lists
@@ -84,7 +86,7 @@ def plan(sc: Scenario) -> Plan:
     if srch.rescore:
         from bench.rescoring import BATCH
         rescore = BATCH * (srch.rescore_candidates + 1) * F * TEMPLATE_BYTES * 2
-    return Plan(indexes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
+    return Plan(sizes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
 
 
 def available_memory() -> int | None:
@@ -103,13 +105,17 @@ def _fmt(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def check(sc: Scenario, limit: int | None = None) -> Plan:
+def check(sc: Scenario, limit: int | None = None, indexes: bool = True) -> Plan:
     """The plan, or PlanError naming the parts and a scenario change that fits."""
-    p = plan(sc)
+    p = plan(sc, indexes)
     avail = available_memory()
     budget = min(x for x in (limit, avail) if x is not None) if (limit or avail) else None
     if budget is None or p.total <= budget:
         return p
+    if not p.indexes:
+        raise PlanError(f"the client of this cluster run needs about {_fmt(p.total)} (searches, "
+                        f"candidate lists, working set) but {_fmt(budget)} may be used; run "
+                        f"fewer submissions (population.n_submissions)")
     largest = max(p.indexes, key=p.indexes.get)
     fixed = p.total - sum(p.indexes.values())
     per_record = sum(p.indexes.values()) / sc.population.gallery_size
@@ -121,3 +127,63 @@ def check(sc: Scenario, limit: int | None = None) -> Plan:
         f"To fit: set population.gallery_size to at most {fits_n:,}, or drop or replace the "
         f"largest backend ({largest}) with numba-hamming or a compressed faiss index such as "
         f"\"IVF4096,PQ32\", or split the gallery into shards")
+
+
+# a Dask worker process: the interpreter and libraries above plus dask,
+# distributed and tornado (measured on Linux x86-64)
+WORKER_BASELINE = BASELINE + (60 << 20)
+
+
+def shard_bytes(sc: Scenario, n: int) -> int:
+    """Peak bytes of one gallery shard of n records on a worker: every
+    backend's index and the shard's ladder accumulators."""
+    pop = sc.population
+    total = 0
+    for b in sc.search.backends:
+        d = pop.record_bits if b.binary else pop.record_dim
+        total += index_bytes(b.name, n, d)
+    if sc.projection.ladder:
+        total += len(sc.projection.finger_sets) * pop.n_submissions * len(sc.projection.ladder) * 12
+    return total
+
+
+def worker_fixed_bytes(sc: Scenario, threads: int) -> int:
+    """Bytes a worker holds whatever its shards: the libraries, the
+    submissions the ladder scans need, and one build's working set per thread."""
+    pop = sc.population
+    p = plan(sc)
+    subs = pop.n_submissions * (4 * pop.record_dim + pop.record_bits // 8)
+    return WORKER_BASELINE + subs + threads * p.transient
+
+
+def plan_shards(sc: Scenario, shard_records: list[int], workers: dict[str, dict],
+                usable: float = 0.7) -> dict[int, str]:
+    """Place shards on workers before anything is built: the largest shard
+    first, each on the worker with the most room left, where a worker may
+    use ``usable`` of its memory limit (Dask starts spilling at 0.7, pauses
+    at 0.8). Returns {shard: worker address}; PlanError when they do not fit.
+    workers: {address: {"memory_limit": bytes or 0 (none), "nthreads": n}}."""
+    if not workers:
+        raise PlanError("the cluster has no workers; start some (dask worker <scheduler address>)")
+    room = {}
+    for addr, w in sorted(workers.items()):
+        limit = w.get("memory_limit") or 0
+        room[addr] = (usable * limit - worker_fixed_bytes(sc, w.get("nthreads", 1))
+                      if limit else float("inf"))
+    placement = {}
+    order = sorted(range(len(shard_records)), key=lambda s: (-shard_records[s], s))
+    for s in order:
+        need = shard_bytes(sc, shard_records[s])
+        addr = max(room, key=lambda a: (room[a], a))
+        if room[addr] < need:
+            total = sum(shard_bytes(sc, n) for n in shard_records)
+            free = sum(max(r, 0) for r in room.values())
+            raise PlanError(
+                f"shard {s} ({shard_records[s]:,} records) needs about {_fmt(need)} but the "
+                f"roomiest worker ({addr}) has {_fmt(max(room[addr], 0))} left of the "
+                f"{usable:.0%} of its memory limit fpscale plans to use; the shards need "
+                f"{_fmt(total)} in all against {_fmt(free)} free. To fit: more shards "
+                f"([cluster] shards), more workers, or workers with more memory")
+        room[addr] -= need
+        placement[s] = addr
+    return placement

@@ -8,6 +8,7 @@ search (probe batches, timed), metrics, projection, report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -134,6 +135,48 @@ def _threads(sc: Scenario) -> int:
     return sc.search.threads or numba.config.NUMBA_NUM_THREADS
 
 
+def new_backend(sc: Scenario, b, threads: int) -> Backend:
+    """An empty index for one backend spec, sized for the record vectors or codes."""
+    spec = sc.population
+    d = spec.record_bits if b.binary else spec.record_dim
+    return make_backend(b.name, d, threads=threads, seed=spec.seed)
+
+
+def train_backend(sc: Scenario, b, idx: Backend) -> float:
+    """Train idx, if it needs it, on the first train_size gallery records
+    (the same sample wherever the run executes); returns seconds."""
+    if not idx.needs_training:
+        return 0.0
+    spec = sc.population
+    sample = gallery_chunk(spec, 0, min(b.train_size, spec.gallery_size))
+    t0 = time.perf_counter()
+    idx.train(sample.codes if b.binary else sample.vectors)
+    return time.perf_counter() - t0
+
+
+def ladder_scans(sc: Scenario, subs: Submissions) -> tuple[dict, dict]:
+    """Empty ladder scans per finger set, and each set's record-vector columns."""
+    spec = sc.population
+    scans, scan_cols = {}, {}
+    if not sc.projection.ladder:
+        return scans, scan_cols
+    for fs in sc.projection.finger_sets:
+        cols = finger_set_columns(sc, fs)
+        if cols is None:
+            continue
+        scan_cols[fs] = cols
+        mates = subs.mate
+        ms = np.full(len(mates), -np.inf, dtype=np.float32)
+        has = mates >= 0
+        if has.any():
+            mv = gallery_records(spec, mates[has]).vectors[:, cols]
+            ms[has] = (subs.vectors[has][:, cols] * mv).sum(1)
+        span = float(len(cols) // spec.dim) if spec.fusion == "sum" else 1.0
+        scans[fs] = ladder_mod.LadderScan(np.array(sc.projection.ladder), subs.vectors[:, cols],
+                                          mates, ms, span * 1.001)
+    return scans, scan_cols
+
+
 def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
                    ck: Checkpoints | None = None):
     """Stream the gallery once into every backend and into the ladder scans,
@@ -145,8 +188,7 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
     timing = ck.get("build_timing", {}) if ck else {}
     runs = []
     for b in sc.search.backends:
-        d = spec.record_bits if b.binary else spec.record_dim
-        idx = make_backend(b.name, d, threads=threads, seed=spec.seed)
+        idx = new_backend(sc, b, threads)
         run = BackendRun(b, idx)
         key = slug(b.name, b.params)
         if done:
@@ -154,34 +196,14 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
             idx.import_state(ck.load(f"index_{key}", done))
             run.train_s, run.build_s = timing.get(key, (0.0, 0.0))
         else:
-            if idx.needs_training:
-                n = min(b.train_size, spec.gallery_size)
-                sample = gallery_chunk(spec, 0, n)
-                t0 = time.perf_counter()
-                idx.train(sample.codes if b.binary else sample.vectors)
-                run.train_s = time.perf_counter() - t0
+            run.train_s = train_backend(sc, b, idx)
             idx.set_search_params(b.params)
         runs.append(run)
 
-    scans = {}
-    scan_cols = {}
-    if sc.projection.ladder:
-        for fs in sc.projection.finger_sets:
-            cols = finger_set_columns(sc, fs)
-            if cols is None:
-                continue
-            scan_cols[fs] = cols
-            mates = subs.mate
-            ms = np.full(len(mates), -np.inf, dtype=np.float32)
-            has = mates >= 0
-            if has.any():
-                mv = gallery_records(spec, mates[has]).vectors[:, cols]
-                ms[has] = (subs.vectors[has][:, cols] * mv).sum(1)
-            span = float(len(cols) // spec.dim) if spec.fusion == "sum" else 1.0
-            scans[fs] = ladder_mod.LadderScan(np.array(sc.projection.ladder), subs.vectors[:, cols],
-                                              mates, ms, span * 1.001)
-            if done:
-                scans[fs].import_state(ck.load(f"ladder_{fs}", done))
+    scans, scan_cols = ladder_scans(sc, subs)
+    if done:
+        for fs, scan in scans.items():
+            scan.import_state(ck.load(f"ladder_{fs}", done))
 
     bar = tqdm(total=spec.gallery_size, desc="gallery", unit="rec", disable=not progress)
     gen_s = timing.get("generation_s", 0.0)
@@ -303,10 +325,23 @@ def recall_against(exact: tuple[np.ndarray, np.ndarray], approx: tuple[np.ndarra
 def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: bool = True,
                  max_memory: int | None = None) -> dict:
     """Run a scenario end to end into ``out``; returns the summary dict.
-    Refuses (PlanError) before any work when it would not fit in memory."""
+    Refuses (PlanError) before any work when it would not fit in memory.
+    With sc.cluster.scheduler set, the gallery is built and searched in
+    shards on a Dask cluster (``bench.cluster``); the results are the same."""
     from bench.planner import check
-    mem_plan = check(sc, max_memory)
-    out = Path(out)
+    on_cluster = bool(sc.cluster.scheduler)
+    mem_plan = check(sc, max_memory, indexes=not on_cluster)
+    with contextlib.ExitStack() as stack:
+        client = layout = None
+        if on_cluster:  # reached and planned before anything is written
+            from bench.cluster import open_cluster, plan_cluster
+            client = stack.enter_context(open_cluster(sc.cluster, progress))
+            layout = plan_cluster(sc, client)
+        return _run(sc, Path(out), overwrite, progress, mem_plan, client, layout)
+
+
+def _run(sc: Scenario, out: Path, overwrite: bool, progress: bool, mem_plan, client,
+         layout) -> dict:
     version = fpscale_version()
     manifest = prepare_folder(out, sc.fingerprint(), version, overwrite)
     if manifest.get("complete") and (out / "summary.json").is_file():
@@ -316,8 +351,61 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
     ck = Checkpoints(out, manifest)
     subs = make_submissions(sc, progress)
     write_npz(out / "truth.npz", mate=subs.mate)
-    runs, scans, gen_s = build_backends(sc, subs, progress, ck)
+    if client is None:
+        runs, scans, gen_s = build_backends(sc, subs, progress, ck)
+        cluster_info = None
+    else:
+        # shards live in the workers' memory: a resumed run rebuilds them
+        # from the seed and goes on from the searches checkpointed
+        from bench.cluster import build_on_cluster, release
+        runs, scans, gen_s, cluster_info = build_on_cluster(sc, subs, client, layout, progress)
     mark_step(out, manifest, "build", True)
+    try:
+        backends, lists, exact_key = _search_all(sc, out, manifest, runs, subs, progress, ck)
+    finally:
+        if client is not None:
+            release(client, cluster_info)
+    if exact_key is not None:
+        for b in backends:
+            if not b["binary"] and b["key"] != exact_key and b["key"] in lists:
+                b["vs_exact"] = recall_against(lists[exact_key], lists[b["key"]])
+    summary = {
+        "scenario": sc.to_dict(), "fingerprint": sc.fingerprint(), "seed": sc.population.seed,
+        "host": host_info(), "generation_s": gen_s, "backends": backends,
+        "memory_plan": {"indexes": mem_plan.indexes, "submissions": mem_plan.submissions,
+                        "transient": mem_plan.transient, "baseline": mem_plan.baseline,
+                        "total_bytes": mem_plan.total, "peak_rss_bytes": _peak_rss()},
+    }
+    if cluster_info is not None:
+        summary["cluster"] = cluster_info
+    if scans:
+        from bench.projection import project
+        ladder_state = {fs: s.state() for fs, s in scans.items()}
+        for fs, st in ladder_state.items():
+            write_npz(out / f"ladder_{fs}.npz", mate=subs.mate, **st)
+        summary["projection"] = project(sc, ladder_state, subs.mate)
+        mark_step(out, manifest, "projection")
+    if sc.search.rescore:
+        from bench.individuality import compare
+        pop = sc.population
+        summary["individuality"] = compare(pop.seed, 2000, pop.search_fingers[0],
+                                           pop.booking_capture, 2)
+    summary["wall_s"] = time.perf_counter() - t_start
+    write_json(out / "summary.json", summary)
+    mark_step(out, manifest, "summary")
+    from bench.report import write_report
+    write_report(out)  # from the file just written, as `fpscale report` does
+    mark_complete(out, manifest)
+    for f in ck.dir.glob("*.npz"):  # a complete folder needs no checkpoints
+        f.unlink()
+    return summary
+
+
+def _search_all(sc: Scenario, out: Path, manifest: dict, runs: list, subs: Submissions,
+                progress: bool, ck: Checkpoints):
+    """Search every backend (and re-score its lists), writing each one's
+    per-search table; returns (summary rows, candidate lists by key, the
+    key of the exact float backend or None)."""
     backends = []
     lists = {}
     exact_key = None
@@ -341,38 +429,7 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
         if sc.search.rescore:
             backends.append(_rescored(sc, out, key, run, ids, subs, progress, ck))
             mark_step(out, manifest, f"rescore:{key}")
-    if exact_key is not None:
-        for b in backends:
-            if not b["binary"] and b["key"] != exact_key and b["key"] in lists:
-                b["vs_exact"] = recall_against(lists[exact_key], lists[b["key"]])
-    summary = {
-        "scenario": sc.to_dict(), "fingerprint": sc.fingerprint(), "seed": sc.population.seed,
-        "host": host_info(), "generation_s": gen_s, "backends": backends,
-        "memory_plan": {"indexes": mem_plan.indexes, "submissions": mem_plan.submissions,
-                        "transient": mem_plan.transient, "baseline": mem_plan.baseline,
-                        "total_bytes": mem_plan.total, "peak_rss_bytes": _peak_rss()},
-    }
-    if scans:
-        from bench.projection import project
-        ladder_state = {fs: s.state() for fs, s in scans.items()}
-        for fs, st in ladder_state.items():
-            write_npz(out / f"ladder_{fs}.npz", mate=subs.mate, **st)
-        summary["projection"] = project(sc, ladder_state, subs.mate)
-        mark_step(out, manifest, "projection")
-    if sc.search.rescore:
-        from bench.individuality import compare
-        pop = sc.population
-        summary["individuality"] = compare(pop.seed, 2000, pop.search_fingers[0],
-                                           pop.booking_capture, 2)
-    summary["wall_s"] = time.perf_counter() - t_start
-    write_json(out / "summary.json", summary)
-    mark_step(out, manifest, "summary")
-    from bench.report import write_report
-    write_report(out)  # from the file just written, as `fpscale report` does
-    mark_complete(out, manifest)
-    for f in ck.dir.glob("*.npz"):  # a complete folder needs no checkpoints
-        f.unlink()
-    return summary
+    return backends, lists, exact_key
 
 
 def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarray,

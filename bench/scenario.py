@@ -75,6 +75,19 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class ClusterSpec:
+    """Where a run executes. An empty scheduler: in this process, as always.
+    "local": a Dask cluster of ``workers`` processes started for the run.
+    An address ("tcp://host:8786"): a running Dask scheduler. None of this
+    changes a result, so it is left out of the scenario's fingerprint."""
+
+    scheduler: str = ""
+    workers: int = 0             # local clusters: worker processes (0: one per core)
+    threads_per_worker: int = 1  # local clusters: threads each worker runs tasks on
+    shards: int = 0              # gallery shards (0: two per worker)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -83,14 +96,17 @@ class Scenario:
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     projection: ProjectionSpec = field(default_factory=ProjectionSpec)
     target: TargetSpec = field(default_factory=TargetSpec)
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that determines the results."""
+        """A short hash of everything that determines the results (where
+        the run executes does not)."""
         d = self.to_dict()
         d.pop("description", None)
+        d.pop("cluster", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -205,6 +221,18 @@ def _target(t: dict) -> TargetSpec:
     return TargetSpec(n, float(s), float(p), src)
 
 
+def _cluster(t: dict) -> ClusterSpec:
+    _check_keys("cluster", t, ClusterSpec)
+    sched = t.get("scheduler", "")
+    if not isinstance(sched, str):
+        raise _err("cluster", "scheduler", sched,
+                   'must be "local" or a scheduler address such as "tcp://10.0.0.5:8786"')
+    vals = {k: t.get(k, getattr(ClusterSpec(), k)) for k in ("workers", "threads_per_worker", "shards")}
+    for k, v in vals.items():
+        _pos_int("cluster", k, v, lo=1 if k == "threads_per_worker" else 0)
+    return ClusterSpec(sched.strip(), vals["workers"], vals["threads_per_worker"], vals["shards"])
+
+
 def _lists(o):
     # a Scenario turned back into a dict (dataclasses.asdict) has tuples
     # where TOML has arrays: read both the same way
@@ -220,7 +248,8 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
     if not isinstance(d, dict):
         raise ScenarioError("a scenario must be a table of tables")
     d = _lists(d)
-    top = {"name", "description", "population", "search", "metrics", "projection", "target"}
+    top = {"name", "description", "population", "search", "metrics", "projection", "target",
+           "cluster"}
     for k in d:
         if k not in top:
             raise ScenarioError(f"unknown top-level key {k!r}; allowed: {', '.join(sorted(top))}")
@@ -247,7 +276,7 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
         raise ScenarioError("name and description must be strings")
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {})),
                     _projection(d.get("projection", {}), pop.gallery_size),
-                    _target(d.get("target", {})))
+                    _target(d.get("target", {})), _cluster(d.get("cluster", {})))
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -63,6 +63,11 @@ def pytest_terminal_summary(terminalreporter):
                               ("minutiae-1to1", "comparisons/s", "minutiae_n")):
         if name in MEDIANS and count in MEDIANS:
             lines.append(f"  {name}: {MEDIANS[count] / MEDIANS[name]:,.0f} {unit}")
+    base = [w for w in (1,) if f"cluster-build-{w}" in MEDIANS]
+    for w in (2, 4, 8, 16):
+        if base and f"cluster-build-{w}" in MEDIANS:
+            lines.append(f"  cluster, {w} workers / 1 worker: build {MEDIANS['cluster-build-1'] / MEDIANS[f'cluster-build-{w}']:.2f}x, "
+                         f"search {MEDIANS['cluster-search-1'] / MEDIANS[f'cluster-search-{w}']:.2f}x")
     if lines:
         terminalreporter.write_sep("-", "fpscale ratios (same session, same data, same threads)")
         for line in lines:

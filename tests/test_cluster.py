@@ -1,0 +1,149 @@
+"""Sharded runs on a real local Dask cluster: same results as one process,
+whatever the workers and shards, and after a worker is killed mid-run."""
+
+import dataclasses
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from bench import cluster as cluster_mod
+from bench.cli import main
+from bench.planner import PlanError, plan_shards, shard_bytes
+from bench.runner import run_scenario
+from bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
+
+SMALL = {
+    "name": "cluster-small",
+    "population": {"seed": 7, "gallery_size": 6000, "legacy_share": 0.3, "n_submissions": 400,
+                   "mated_share": 0.5, "search_fingers": [2, 7]},
+    "search": {"candidates": 10, "chunk_size": 1000, "probe_batch": 150, "threads": 1,
+               "backends": [{"name": "numba-flat"}, {"name": "faiss:Flat"},
+                            {"name": "faiss:IVF16,Flat", "params": "nprobe=4", "train_size": 2000},
+                            {"name": "numba-hamming"}, {"name": "faiss:BFlat"}]},
+    "metrics": {"target_fpir": [0.05]},
+    "projection": {"ladder": [1000, 3000, 6000], "finger_sets": ["one", "two_index"]},
+}
+
+
+def _on_cluster(sc, workers, shards):
+    return dataclasses.replace(sc, cluster=ClusterSpec("local", workers, 1, shards))
+
+
+def _same_results(a, b):
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    assert [x["key"] for x in sa["backends"]] == [x["key"] for x in sb["backends"]]
+    for x, y in zip(sa["backends"], sb["backends"]):
+        assert json.dumps(x["metrics"], sort_keys=True) == json.dumps(y["metrics"], sort_keys=True)
+        assert x.get("vs_exact") == y.get("vs_exact")
+    assert json.dumps(sa["projection"], sort_keys=True) == json.dumps(sb["projection"], sort_keys=True)
+    files = sorted(p.name for p in a.glob("*.npz"))
+    assert files == sorted(p.name for p in b.glob("*.npz")) and len(files) >= 7
+    for f in files:
+        za, zb = np.load(a / f), np.load(b / f)
+        for k in za.files:
+            assert np.array_equal(za[k], zb[k]), (f, k)
+    return sb
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return scenario_from_dict(SMALL)
+
+
+@pytest.fixture(scope="module")
+def single(scenario, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    run_scenario(scenario, out, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("workers,shards", [(2, 3), (3, 5)])
+def test_cluster_run_equals_single_process_run(scenario, single, tmp_path, workers, shards):
+    run_scenario(_on_cluster(scenario, workers, shards), tmp_path, progress=False)
+    info = _same_results(single, tmp_path)["cluster"]
+    assert info["workers"] == workers and info["shards"] == shards
+    assert sum(info["shard_records"]) == scenario.population.gallery_size
+    assert len(set(info["placement"].values())) == workers  # every worker holds a shard
+    assert info["work_stealing"] is False
+
+
+def test_killed_worker_is_rebuilt_elsewhere_and_results_unchanged(scenario, single, tmp_path,
+                                                                  monkeypatch):
+    seen = {"calls": 0, "killed": None, "pids_after": None}
+    original = cluster_mod.ClusterIndex._search
+
+    def search_then_kill(self, probes, k):
+        seen["calls"] += 1
+        if seen["calls"] == 3:  # after the warm-up and the first probe batch
+            holders = self.client.who_has(self.tokens)
+            addr = sorted({a for v in holders.values() for a in v})[0]
+            pid = self.client.run(os.getpid, workers=[addr])[addr]
+            os.kill(pid, signal.SIGKILL)
+            seen["killed"] = pid
+        result = original(self, probes, k)
+        if seen["killed"] and seen["pids_after"] is None:
+            seen["pids_after"] = {t["stats"]["pid"] for t in self.client.gather(self.tokens)}
+        return result
+
+    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", search_then_kill)
+    run_scenario(_on_cluster(scenario, 3, 4), tmp_path, progress=False)
+    assert seen["killed"] is not None
+    # the killed worker's shards were built again in a live process ...
+    assert seen["killed"] not in seen["pids_after"]
+    # ... and nothing in the results moved
+    _same_results(single, tmp_path)
+
+
+def test_shards_are_chunk_aligned_and_cover_the_gallery(scenario):
+    for n in (1, 2, 3, 4, 6, 50):
+        ranges = cluster_mod.shard_ranges(scenario, n)
+        flat = [c for r in ranges for c in r]
+        assert len(ranges) == min(n, 6) and all(ranges)
+        assert flat == [(a, a + 1000) for a in range(0, 6000, 1000)]
+
+
+def test_placement_is_planned_against_worker_memory(scenario):
+    need = shard_bytes(scenario, 2000)
+    big = {"tcp://a:1": {"memory_limit": 8 << 30, "nthreads": 1},
+           "tcp://b:1": {"memory_limit": 8 << 30, "nthreads": 1}}
+    placement = plan_shards(scenario, [2000, 2000, 2000, 2000], big)
+    assert sorted(placement.values()).count("tcp://a:1") == 2  # balanced
+    tiny = {"tcp://a:1": {"memory_limit": 300 << 20, "nthreads": 1}}
+    with pytest.raises(PlanError, match=r"shard \d .* more shards"):
+        plan_shards(scenario, [2000] * 3, tiny)
+    assert need > 0
+    unlimited = {"tcp://a:1": {"memory_limit": 0, "nthreads": 1}}
+    assert set(plan_shards(scenario, [2000] * 3, unlimited).values()) == {"tcp://a:1"}
+
+
+def test_cluster_table_is_validated_and_left_out_of_the_fingerprint(scenario):
+    d = dict(SMALL, cluster={"scheduler": "local", "workers": 2})
+    assert scenario_from_dict(d).fingerprint() == scenario.fingerprint()
+    with pytest.raises(ScenarioError, match=r"\[cluster\] unknown key 'nodes'"):
+        scenario_from_dict(dict(SMALL, cluster={"nodes": 3}))
+    with pytest.raises(ScenarioError, match=r"\[cluster\] workers"):
+        scenario_from_dict(dict(SMALL, cluster={"workers": -1}))
+
+
+def test_cli_names_bad_cluster_options(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "s.toml"
+    path.write_text('[population]\ngallery_size = 1000\nn_submissions = 50\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--workers", "2"]) == 2
+    assert "--workers and --shards need --scheduler" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--scheduler", "local",
+                 "--shards", "0"]) == 2
+    assert "--shards must be a positive integer" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--scheduler", "tcp://h:8786",
+                 "--workers", "3"]) == 2
+    assert "--workers sets the size of a local cluster" in capsys.readouterr().err
+    monkeypatch.setattr(cluster_mod, "CONNECT_TIMEOUT_S", 2)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet",
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
