@@ -71,19 +71,21 @@ def test_cluster_run_equals_single_process_run(scenario, single, tmp_path, worke
     assert info["work_stealing"] is False
 
 
-def test_killed_worker_is_rebuilt_elsewhere_and_results_unchanged(scenario, single, tmp_path,
-                                                                  monkeypatch):
+def _kill_worker_holding(client, future) -> int:
+    addr = sorted(client.who_has(future)[future.key])[0]
+    pid = client.run(os.getpid, workers=[addr])[addr]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_worker_killed_mid_search_is_rebuilt_elsewhere(scenario, single, tmp_path, monkeypatch):
     seen = {"calls": 0, "killed": None, "pids_after": None}
     original = cluster_mod.ClusterIndex._search
 
     def search_then_kill(self, probes, k):
         seen["calls"] += 1
         if seen["calls"] == 3:  # after the warm-up and the first probe batch
-            holders = self.client.who_has(self.tokens)
-            addr = sorted({a for v in holders.values() for a in v})[0]
-            pid = self.client.run(os.getpid, workers=[addr])[addr]
-            os.kill(pid, signal.SIGKILL)
-            seen["killed"] = pid
+            seen["killed"] = _kill_worker_holding(self.client, self.tokens[0])
         result = original(self, probes, k)
         if seen["killed"] and seen["pids_after"] is None:
             seen["pids_after"] = {t["stats"]["pid"] for t in self.client.gather(self.tokens)}
@@ -95,6 +97,24 @@ def test_killed_worker_is_rebuilt_elsewhere_and_results_unchanged(scenario, sing
     # the killed worker's shards were built again in a live process ...
     assert seen["killed"] not in seen["pids_after"]
     # ... and nothing in the results moved
+    _same_results(single, tmp_path)
+
+
+def test_worker_killed_while_shards_are_built(scenario, single, tmp_path, monkeypatch):
+    import distributed
+    real = distributed.as_completed
+    seen = {}
+
+    def kill_after_first(futures, *args, **kwargs):
+        for i, fut in enumerate(real(futures, *args, **kwargs)):
+            if i == 0:  # its result is lost with the worker and must be built again
+                seen["killed"] = _kill_worker_holding(fut.client, fut)
+            yield fut
+
+    monkeypatch.setattr(distributed, "as_completed", kill_after_first)
+    summary = run_scenario(_on_cluster(scenario, 2, 4), tmp_path, progress=False)
+    assert seen["killed"]
+    assert summary["cluster"]["shards"] == 4
     _same_results(single, tmp_path)
 
 
