@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
-from synth.angles import fast_atan2 as _fast_atan2
+from synth.angles import fine_atan2
 from synth.angles import wrap_angle
 from synth.fingers import MAX_MASTER, master_finger
 from synth.impressions import MAX_IMPRESSION, impression_from_master
@@ -158,7 +158,7 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
         fd = max(np.sqrt(dx * dx + dy * dy) * (N_DIST / R_MAX) - 0.5, 0.0)
         d0 = int(fd)
         d1 = min(d0 + 1, N_DIST - 1)
-        phi = _fast_atan2(dy, dx)
+        phi = fine_atan2(dy, dx)
         a1 = wrap_angle(tib[p] - phi)
         a2 = wrap_angle(tjb[p] - phi)
         b1 = a2 - np.pi if a2 >= np.pi else a2 + np.pi
@@ -227,7 +227,7 @@ def spatial_histogram(m: np.ndarray, n: int, ref: np.ndarray, hist: np.ndarray) 
             r0 = int(fr)
             r1 = r0 + 1 if r0 + 1 < N_RING else r0
             wr = fr - r0
-        s0, s1, ws = _wrap_bin(_fast_atan2(v, u), N_SECTOR)
+        s0, s1, ws = _wrap_bin(fine_atan2(v, u), N_SECTOR)
         d0, d1, wd = _wrap_bin(m[i, 2] - ref[2], N_DIR)
         for a in range(2):
             rb = r1 if a == 1 else r0
@@ -299,6 +299,27 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
 _BLOCK = 64
 
 
+@njit(cache=True)
+def _work_arrays() -> tuple:
+    # master, impression, their reference points, and pair_scratch
+    fbuf, ibuf = pair_scratch(MAX_IMPRESSION)
+    return (np.empty((MAX_MASTER, 4)), np.empty((MAX_IMPRESSION, 4)), np.empty(3),
+            np.empty(4), fbuf, ibuf)
+
+
+@njit(cache=True)
+def _impression_features(seed: int, identity: int, finger: int, encounter: int,
+                         capture: int, quality: int, mean: np.ndarray, feat: np.ndarray,
+                         work: tuple) -> int:
+    # generate one impression and write its features; returns its minutiae count
+    master, imp, ref_m, ref, fbuf, ibuf = work
+    n_master, cls = master_finger(seed, identity, finger, master, ref_m)
+    k = impression_from_master(seed, identity, finger, encounter, capture, quality,
+                               master, n_master, ref_m, cls, imp, ref)
+    features(imp, k, ref, mean, feat, fbuf, ibuf)
+    return k
+
+
 @njit(cache=True, parallel=True)
 def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
@@ -307,19 +328,11 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   counts: np.ndarray) -> None:
     n = identities.shape[0]
     for blk in prange((n + _BLOCK - 1) // _BLOCK):
-        master = np.empty((MAX_MASTER, 4))
-        imp = np.empty((MAX_IMPRESSION, 4))
-        ref_m = np.empty(3)
-        ref = np.empty(4)
+        work = _work_arrays()
         feat = np.empty(N_FEATURES)
-        fbuf, ibuf = pair_scratch(MAX_IMPRESSION)
         for t in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n)):
-            n_master, cls = master_finger(seed, identities[t], fingers[t], master, ref_m)
-            k = impression_from_master(seed, identities[t], fingers[t], encounters[t],
-                                       captures[t], qualities[t], master, n_master,
-                                       ref_m, cls, imp, ref)
-            counts[t] = k
-            features(imp, k, ref, mean, feat, fbuf, ibuf)
+            counts[t] = _impression_features(seed, identities[t], fingers[t], encounters[t],
+                                             captures[t], qualities[t], mean, feat, work)
             _project(feat, mean, proj, simhash, out_v[t], out_b[t])
 
 
@@ -332,17 +345,10 @@ def feature_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
     n = identities.shape[0]
     out = np.zeros((n, N_FEATURES))
     for blk in prange((n + _BLOCK - 1) // _BLOCK):
-        master = np.empty((MAX_MASTER, 4))
-        imp = np.empty((MAX_IMPRESSION, 4))
-        ref_m = np.empty(3)
-        ref = np.empty(4)
-        fbuf, ibuf = pair_scratch(MAX_IMPRESSION)
+        work = _work_arrays()
         for t in range(blk * _BLOCK, min((blk + 1) * _BLOCK, n)):
-            n_master, cls = master_finger(seed, identities[t], fingers[t], master, ref_m)
-            k = impression_from_master(seed, identities[t], fingers[t], encounters[t],
-                                       captures[t], qualities[t], master, n_master,
-                                       ref_m, cls, imp, ref)
-            features(imp, k, ref, mean, out[t], fbuf, ibuf)
+            _impression_features(seed, identities[t], fingers[t], encounters[t], captures[t],
+                                 qualities[t], mean, out[t], work)
     return out
 
 

@@ -161,9 +161,9 @@ def test_pair_histogram_matches_numpy_reference():
     pair_histogram(m, len(m), h, *pair_scratch(len(m)))
     ref = _numpy_histogram(m)
     assert h.sum() == pytest.approx(ref.sum())
-    # the kernel's fast atan2 is within 0.004 rad of the exact one (and can
-    # flip the orientation of a pair whose two readings are that close)
-    assert np.abs(h - ref).sum() / ref.sum() < 0.03
+    # the kernel's atan2 is within 2e-6 rad of the exact one (and could flip
+    # the orientation of a pair whose two readings are that close)
+    assert np.abs(h - ref).sum() / ref.sum() < 1e-4
 
 
 @given(st.integers(0, 10_000), st.floats(-np.pi, np.pi), st.floats(-50, 50), st.floats(-50, 50))
@@ -173,8 +173,8 @@ def test_vector_invariant_to_rotation_and_translation(identity, angle, tx, ty):
     moved_ref = ref.copy()
     moved_ref[:3] = rigid(ref[None, :], angle, tx, ty)[0, :3]
     v1, b1 = encode_set(rigid(m, angle, tx, ty), moved_ref)
-    assert float(v0 @ v1) > 0.995
-    assert np.unpackbits(b0 ^ b1).sum() <= 6
+    assert float(v0 @ v1) > 0.999
+    assert np.unpackbits(b0 ^ b1).sum() <= 4
 
 
 @given(st.integers(1, 500), st.integers(0, 10))
