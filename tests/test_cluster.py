@@ -118,6 +118,28 @@ def test_worker_killed_while_shards_are_built(scenario, single, tmp_path, monkey
     _same_results(single, tmp_path)
 
 
+def test_interrupted_cluster_run_resumes_with_same_results(scenario, single, tmp_path,
+                                                          monkeypatch):
+    original = cluster_mod.ClusterIndex._search
+    calls = {"n": 0}
+
+    def interrupt_third(self, probes, k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # warm-up, first batch, then Ctrl-C
+            raise KeyboardInterrupt
+        return original(self, probes, k)
+
+    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(_on_cluster(scenario, 2, 2), tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert not manifest.get("complete")
+    assert manifest["steps"]["search_next:numba-flat"][0] == 150  # one batch kept
+    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", original)
+    run_scenario(_on_cluster(scenario, 2, 2), tmp_path, progress=False)
+    _same_results(single, tmp_path)
+
+
 def test_shards_are_chunk_aligned_and_cover_the_gallery(scenario):
     for n in (1, 2, 3, 4, 6, 50):
         ranges = cluster_mod.shard_ranges(scenario, n)
