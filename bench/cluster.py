@@ -27,10 +27,13 @@ table):
   rebuilt shard is the same bytes, so the run completes with the same
   results.
 
-Results equal a single-process run's byte for byte for exact backends and
-IVF indexes (same scores, exact merge), on machines that run the same
-versions of fpscale and its pinned libraries. Graph indexes (HNSW) are not
-equal: a graph built per shard is a different graph.
+Results equal a single-process run's byte for byte for fpscale's exact
+kernels, faiss binary and IVF indexes (same scores, exact merge), on
+machines that run the same versions of fpscale and its pinned libraries.
+faiss's Flat index scores through BLAS in blocks whose float32 sums round
+differently with the size of the index and the thread count, so a sharded
+faiss Flat can differ in the last bit of a score (about 1e-7). Graph
+indexes (HNSW) are not equal: a graph built per shard is a different graph.
 """
 
 from __future__ import annotations
@@ -155,6 +158,16 @@ def search_shard(token: dict, backend: int, probes: np.ndarray, k: int) -> tuple
         return idx.search(probes, k)
 
 
+def rescore_task(spec, ids: np.ndarray, k: int, fusion: str, offset: int) -> tuple:
+    """Task: minutiae re-scoring of one segment of candidate lists, with
+    this worker's threads (``bench.rescoring.rescore``)."""
+    from distributed import get_worker
+
+    from bench.rescoring import rescore
+    with thread_count(get_worker().state.nthreads):
+        return rescore(spec, ids, k, fusion, False, offset)
+
+
 def forget_run(run: str) -> int:
     """Drop a run's shards from this worker; returns how many were held."""
     with _LOCK:
@@ -196,6 +209,24 @@ class ClusterIndex(Backend):
 
     def nbytes(self) -> int:
         return self._nbytes
+
+
+def rescore_on_cluster(client, spec, ids: np.ndarray, k: int, fusion: str,
+                       segments: list[tuple[int, int]], progress: bool = True):
+    """Re-score segments [a, b) of the candidate lists ids (Q, L) on the
+    workers, all at once; yields each segment's (ids, scores, info) in
+    order, so that the caller can checkpoint a growing prefix."""
+    futures = [client.submit(rescore_task, spec, ids[a:b], k, fusion, a, pure=False)
+               for a, b in segments]
+    bar = tqdm(total=sum(b - a for a, b in segments), desc="minutiae re-scoring (cluster)",
+               unit="search", disable=not progress)
+    try:
+        for (a, b), fut in zip(segments, futures):
+            yield _gather(client, [fut], f"re-scoring searches {a}-{b}")[0]
+            bar.update(b - a)
+    finally:
+        bar.close()
+        client.cancel(futures)  # what an interruption left running
 
 
 def shard_ranges(sc: Scenario, n_shards: int) -> list[list[tuple[int, int]]]:
@@ -266,7 +297,8 @@ def build_on_cluster(sc: Scenario, subs: Submissions, client, layout: dict,
     workers, ranges, records = layout["workers"], layout["ranges"], layout["records"]
     placement = layout["placement"]
     n_workers = len(workers)
-    threads = min(w["nthreads"] for w in workers.values())
+    # [search] threads, where set, is what each task uses, as in one process
+    threads = sc.search.threads or min(w["nthreads"] for w in workers.values())
     stealing = client.run_on_scheduler(
         lambda dask_scheduler: "stealing" in dask_scheduler.extensions)
 

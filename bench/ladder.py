@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
+from threadpoolctl import threadpool_limits
 
 HIST_BINS = 40_000
 
@@ -73,7 +74,11 @@ class LadderScan:
             return
         g = gallery[: stop - start]
         seg_of = np.searchsorted(self.rungs, np.arange(start, stop), side="right").astype(np.int64)
-        scores = self.probes @ g.T
+        # one BLAS thread: a multi-threaded sgemm may round differently with
+        # another thread count (OpenBLAS's AVX2 kernels do), and the ladder
+        # must not depend on the machine or on how a cluster splits the work
+        with threadpool_limits(1, user_api="blas"):
+            scores = self.probes @ g.T
         _update(scores, start, seg_of, self.mate, self.mate_score, self.seg_max,
                 self.seg_better, self.hist, self.lo, self.width)
 

@@ -361,7 +361,8 @@ def _run(sc: Scenario, out: Path, overwrite: bool, progress: bool, mem_plan, cli
         runs, scans, gen_s, cluster_info = build_on_cluster(sc, subs, client, layout, progress)
     mark_step(out, manifest, "build", True)
     try:
-        backends, lists, exact_key = _search_all(sc, out, manifest, runs, subs, progress, ck)
+        backends, lists, exact_key = _search_all(sc, out, manifest, runs, subs, progress, ck,
+                                                 client)
     finally:
         if client is not None:
             release(client, cluster_info)
@@ -402,7 +403,7 @@ def _run(sc: Scenario, out: Path, overwrite: bool, progress: bool, mem_plan, cli
 
 
 def _search_all(sc: Scenario, out: Path, manifest: dict, runs: list, subs: Submissions,
-                progress: bool, ck: Checkpoints):
+                progress: bool, ck: Checkpoints, client=None):
     """Search every backend (and re-score its lists), writing each one's
     per-search table; returns (summary rows, candidate lists by key, the
     key of the exact float backend or None)."""
@@ -427,15 +428,17 @@ def _search_all(sc: Scenario, out: Path, manifest: dict, runs: list, subs: Submi
                          "timings": run.timings, "metrics": summary})
         mark_step(out, manifest, f"search:{key}")
         if sc.search.rescore:
-            backends.append(_rescored(sc, out, key, run, ids, subs, progress, ck))
+            backends.append(_rescored(sc, out, key, run, ids, subs, progress, ck, client))
             mark_step(out, manifest, f"rescore:{key}")
     return backends, lists, exact_key
 
 
 def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarray,
-              subs: Submissions, progress: bool, ck: Checkpoints | None = None) -> dict:
+              subs: Submissions, progress: bool, ck: Checkpoints | None = None,
+              client=None) -> dict:
     """Minutiae re-scoring of one backend's lists, as a row of its own,
-    checkpointed every RESCORE_SEGMENT searches."""
+    checkpointed every RESCORE_SEGMENT searches; on the cluster's workers
+    when a Dask client is given (the same numbers either way)."""
     from bench.rescoring import rescore
     Q = len(ids)
     k = min(sc.search.rescore_candidates, ids.shape[1])
@@ -446,13 +449,21 @@ def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarra
         start, info = ck.get(f"rescore_next:{key}")
         part = ck.load(f"rescore_{key}", start)
         ri[:start], rs[:start] = part["ids"], part["scores"]
-    for a, b in chunks(Q, RESCORE_SEGMENT):
-        if a < start:
-            continue
-        i, sc_, seg = rescore(sc.population, ids[a:b], k, sc.search.rescore_fusion, progress, offset=a)
+    segments = [(a, b) for a, b in chunks(Q, RESCORE_SEGMENT) if a >= start]
+    fusion = sc.search.rescore_fusion
+    if client is None:
+        results = (rescore(sc.population, ids[a:b], k, fusion, progress, offset=a)
+                   for a, b in segments)
+    else:  # segments are independent: the workers re-score them side by side
+        from bench.cluster import rescore_on_cluster
+        results = rescore_on_cluster(client, sc.population, ids, k, fusion, segments, progress)
+    t0 = time.perf_counter()
+    for (a, b), (i, sc_, seg) in zip(segments, results):
         ri[a:b], rs[a:b] = i, sc_
         info = {"comparisons": info["comparisons"] + seg["comparisons"],
-                "compare_s": info["compare_s"] + seg["compare_s"]}
+                "compare_s": info["compare_s"] + seg["compare_s"],
+                "wall_s": info.get("wall_s", 0.0) + time.perf_counter() - t0}
+        t0 = time.perf_counter()
         if ck is not None:
             ck.save(f"rescore_{key}", b, {"ids": ri[:b], "scores": rs[:b]})
             ck.commit(f"rescore_next:{key}", [b, info], [f"rescore_{key}"], b)
@@ -467,7 +478,9 @@ def _rescored(sc: Scenario, out: Path, key: str, run: BackendRun, ids: np.ndarra
                           sc.metrics.thresholds)
     t = dict(run.timings)
     t["rescore"] = info
-    total = t["search_s"] + info["compare_s"]
+    # in this process: the time spent comparing; on a cluster, where the
+    # workers compare side by side, the wall-clock time of the stage
+    total = t["search_s"] + (info["compare_s"] if client is None else info["wall_s"])
     t["throughput_searches_per_s"] = len(ri) / total if total > 0 else None
     return {"name": run.spec.name + "+minutiae", "params": run.spec.params, "key": rkey,
             "binary": run.spec.binary, "rescored_from": key,
