@@ -83,6 +83,19 @@ def test_cluster_run_equals_single_process_run(scenario, single, tmp_path, worke
     assert info["work_stealing"] is False
 
 
+def test_run_on_a_running_scheduler_with_work_stealing(scenario, single, tmp_path):
+    # a scheduler started elsewhere, with Dask's defaults (work stealing on):
+    # a search that lands on a worker without its shard rebuilds it there
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster:
+        sc = dataclasses.replace(scenario, cluster=ClusterSpec(cluster.scheduler_address, 0, 1, 3))
+        run_scenario(sc, tmp_path, progress=False)
+    info = _same_results(single, tmp_path)["cluster"]
+    assert info["scheduler"].startswith("tcp://") and info["work_stealing"] is True
+    assert info["workers"] == 2 and info["shards"] == 3
+
+
 def _kill_worker_holding(client, future) -> int:
     addr = sorted(client.who_has(future)[future.key])[0]
     pid = client.run(os.getpid, workers=[addr])[addr]
