@@ -7,19 +7,31 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def fast_atan2(y: float, x: float) -> float:
-    # atan(t) ~ pi/4 t + 0.273 t (1 - t) on [0, 1], |error| < 0.004 rad: far
-    # below the minutia angle jitter (>= 4 degrees). Written with selects
-    # instead of branches: octants are random here, and mispredicted
-    # branches cost more than the arithmetic.
+def _octant_ratio(y: float, x: float) -> float:
+    # min(|x|, |y|) / max(|x|, |y|) in [0, 1]: atan of it, unfolded by
+    # _unfold, is atan2(y, x)
     ax = abs(x)
     ay = abs(y)
     mx = max(ax, ay)
-    t = min(ax, ay) / (mx if mx > 0.0 else 1.0)
-    r = 0.7853981633974483 * t + 0.273 * t * (1.0 - t)
-    r = 1.5707963267948966 - r if ay > ax else r
+    return min(ax, ay) / (mx if mx > 0.0 else 1.0)
+
+
+@njit(cache=True, inline="always")
+def _unfold(r: float, y: float, x: float) -> float:
+    # selects instead of branches: octants are random here, and mispredicted
+    # branches cost more than the arithmetic
+    r = 1.5707963267948966 - r if abs(y) > abs(x) else r
     r = np.pi - r if x < 0.0 else r
     return -r if y < 0.0 else r
+
+
+@njit(cache=True, inline="always")
+def fast_atan2(y: float, x: float) -> float:
+    # atan(t) ~ pi/4 t + 0.273 t (1 - t) on [0, 1], |error| < 0.004 rad: far
+    # below the minutia angle jitter (>= 4 degrees), enough for generating
+    # orientation fields
+    t = _octant_ratio(y, x)
+    return _unfold(0.7853981633974483 * t + 0.273 * t * (1.0 - t), y, x)
 
 
 # atan(t) on [0, 1] as t * P(t^2): an odd degree-11 polynomial fitted by
@@ -35,16 +47,11 @@ def fine_atan2(y: float, x: float) -> float:
     # to build a rigid-invariant encoding, an error that depends on the
     # absolute direction (0.004 rad) would move weight between bins when the
     # print is rotated. Branch-free, so it vectorises in SIMD loops.
-    ax = abs(x)
-    ay = abs(y)
-    mx = max(ax, ay)
-    t = min(ax, ay) / (mx if mx > 0.0 else 1.0)
+    t = _octant_ratio(y, x)
     t2 = t * t
     r = t * (_ATAN_C[0] + t2 * (_ATAN_C[1] + t2 * (_ATAN_C[2] + t2 * (
         _ATAN_C[3] + t2 * (_ATAN_C[4] + t2 * _ATAN_C[5])))))
-    r = 1.5707963267948966 - r if ay > ax else r
-    r = np.pi - r if x < 0.0 else r
-    return -r if y < 0.0 else r
+    return _unfold(r, y, x)
 
 
 @njit(cache=True, inline="always")
