@@ -1,7 +1,7 @@
 import numpy as np
 from numba import njit
 
-from synth.angles import fast_atan2, fine_atan2, wrap_angle
+from synth.angles import fast_atan2, fast_cos, fast_sin, fine_atan2, wrap_angle
 
 
 @njit
@@ -38,3 +38,20 @@ def test_wrap_angle_lands_in_range_and_keeps_the_direction():
     w = _wrap_all(a)
     assert np.all((w >= 0) & (w < 2 * np.pi))
     assert _circular_error(w, a).max() < 1e-12
+
+
+@njit
+def _sin_cos(a):
+    s = np.empty(len(a))
+    c = np.empty(len(a))
+    for i in range(len(a)):
+        s[i] = fast_sin(a[i])
+        c[i] = fast_cos(a[i])
+    return s, c
+
+
+def test_fast_sin_and_cos_against_numpy():
+    a = np.concatenate([np.linspace(-40, 40, 400_001), [0.0, np.pi / 2, -np.pi, 1e4 + 0.3]])
+    s, c = _sin_cos(a)
+    assert np.abs(s - np.sin(a)).max() < 5e-9
+    assert np.abs(c - np.cos(a)).max() < 5e-9
