@@ -45,7 +45,7 @@ from numba import njit, prange
 
 from synth.angles import fast_cos, fast_sin, wrap_angle
 from synth.fingers import ARCH, MAX_MASTER, finger_semi_axes, in_pad, master_finger
-from synth.rng import STREAM_IMPRESSION, normal, open_stream, poisson, uniform
+from synth.rng import STREAM_IMPRESSION, normal, normal_pair, open_stream, poisson, uniform
 
 CAPTURE_TYPES = ("rolled", "plain", "legacy_flat", "partial")
 ROLLED, PLAIN, LEGACY_FLAT, PARTIAL = 0, 1, 2, 3
@@ -71,16 +71,6 @@ _REF_MISS = np.array([0.01, 0.02, 0.04, 0.07, 0.12])
 MAX_IMPRESSION = 256  # capacity of an impression buffer
 _TWO_PI = 2.0 * np.pi
 _K = 2.0 * np.pi / 25.0  # distortion wavelength about the size of a finger
-
-
-@njit(cache=True, inline="always")
-def _normal_pair(st: np.ndarray) -> tuple:
-    # rng.normal_pair with polynomial sine and cosine (within 4e-9)
-    u1 = uniform(st)
-    u2 = uniform(st)
-    r = np.sqrt(-2.0 * np.log(1.0 - u1))
-    a = 2.0 * np.pi * u2
-    return r * fast_cos(a), r * fast_sin(a)
 
 
 @njit(cache=True)
@@ -133,13 +123,13 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
         if n >= cap:
             break
         # smooth skin distortion, then extraction jitter
-        jx, jy = _normal_pair(st)
+        jx, jy = normal_pair(st)
         xd = x + amp * fast_sin(_K * x + p1) * fast_cos(_K * y + p2) + pos_sd * jx
         yd = y + amp * fast_cos(_K * x + p3) * fast_sin(_K * y + p4) + pos_sd * jy
         if have_spare:
             ja = spare
         else:
-            ja, spare = _normal_pair(st)
+            ja, spare = normal_pair(st)
         have_spare = not have_spare
         th = master[i, 2] + ang_sd * ja
         typ = master[i, 3]
