@@ -48,13 +48,13 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.planner import PlanError, plan_shards
-from bench.runner import (BackendRun, Scenario, Submissions, _threads, ladder_scans,
-                          make_submissions, new_backend, slug, train_backend)
+from bench.runner import (BackendRun, Scenario, Submissions, _threads, index_chunk,
+                          ladder_scans, make_submissions, new_backend, slug, train_backend)
 from bench.scenario import ClusterSpec, scenario_from_dict
 from matcher.exact import thread_count
 from matcher.interface import Backend
 from matcher.topk import merge_lists
-from synth.population import chunks, gallery_chunk
+from synth.population import chunks
 
 CONNECT_TIMEOUT_S = 20  # seconds to reach a scheduler before giving up
 
@@ -76,8 +76,8 @@ def _gather(client, futures: list, what: str) -> list:
 
 # -- on the workers ---------------------------------------------------------
 
-# (run id, shard) -> {"indexes": [Backend], "ladder": {finger set: state}}
-_SHARDS: dict[tuple[str, int], dict] = {}
+# (run id, shard) -> the shard's indexes, one per backend of the scenario
+_SHARDS: dict[tuple[str, int], list[Backend]] = {}
 _SUBMISSIONS: dict[str, Submissions] = {}
 _LOCK = threading.Lock()
 _BUILDING: dict[tuple[str, int], threading.Lock] = {}
@@ -92,49 +92,46 @@ def _run_submissions(run: str, sc: Scenario) -> Submissions:
         return _SUBMISSIONS[run]
 
 
-def _build(job: dict) -> tuple[dict, dict]:
-    """Generate and index one shard; returns (shard, stats)."""
+def _shard_lock(key: tuple[str, int]) -> threading.Lock:
+    # two threads of one worker never build the same shard at once
+    with _LOCK:
+        return _BUILDING.setdefault(key, threading.Lock())
+
+
+def _build(job: dict, ladder: bool) -> tuple[list[Backend], dict]:
+    """Generate and index one shard, and scan its part of the ladder when
+    asked; returns (indexes, stats)."""
     sc = scenario_from_dict(job["scenario"])
-    spec = sc.population
-    threads = job["threads"]
-    indexes = []
+    runs = []
     for b in sc.search.backends:
-        idx = new_backend(sc, b, threads)
+        idx = new_backend(sc, b, job["threads"])
         trained = job["trained"].get(slug(b.name, b.params))
         if trained is not None:
             idx.import_state(trained)
         idx.set_search_params(b.params)
-        indexes.append(idx)
-    scans, cols = ladder_scans(sc, _run_submissions(job["run"], sc)) if job["ladder"] else ({}, {})
-    gen_s, build_s, n = 0.0, [0.0] * len(indexes), 0
-    with thread_count(threads):
+        runs.append(BackendRun(b, idx))
+    scans, cols = (ladder_scans(sc, _run_submissions(job["run"], sc))
+                   if ladder and job["ladder"] else ({}, {}))
+    gen_s = 0.0
+    with thread_count(job["threads"]):
         for a, b in job["chunks"]:
-            t0 = time.perf_counter()
-            ch = gallery_chunk(spec, a, b)
-            gen_s += time.perf_counter() - t0
-            for i, (bs, idx) in enumerate(zip(sc.search.backends, indexes)):
-                t0 = time.perf_counter()
-                idx.add(ch.ids, ch.codes if bs.binary else ch.vectors)
-                build_s[i] += time.perf_counter() - t0
-            for fs, scan in scans.items():
-                scan.add(a, ch.vectors[:, cols[fs]])
-            n += b - a
-    shard = {"indexes": indexes}
-    stats = {"shard": job["shard"], "records": n, "generation_s": gen_s, "build_s": build_s,
+            gen_s += index_chunk(sc, a, b, runs, scans, cols)
+    indexes = [r.index for r in runs]
+    stats = {"shard": job["shard"], "records": sum(b - a for a, b in job["chunks"]),
+             "generation_s": gen_s, "build_s": [r.build_s for r in runs],
              "nbytes": [idx.nbytes() for idx in indexes],
              "ladder": {fs: scan.export_state() for fs, scan in scans.items()},
              "pid": os.getpid()}
-    return shard, stats
+    return indexes, stats
 
 
-def _shard(job: dict) -> dict:
-    """This worker's copy of a shard, built now if it has none."""
+def _shard(job: dict) -> list[Backend]:
+    """This worker's indexes of a shard, built now (without the ladder scan,
+    which the token already holds) if it has none."""
     key = (job["run"], job["shard"])
-    with _LOCK:
-        lock = _BUILDING.setdefault(key, threading.Lock())
-    with lock:  # two threads of one worker never build the same shard twice
+    with _shard_lock(key):
         if key not in _SHARDS:
-            _SHARDS[key] = _build(job)[0]
+            _SHARDS[key] = _build(job, ladder=False)[0]
         return _SHARDS[key]
 
 
@@ -142,18 +139,15 @@ def build_shard(job: dict) -> dict:
     """Task: build one shard on this worker and keep it; returns the token
     (the job, for a rebuild, and the shard's statistics)."""
     key = (job["run"], job["shard"])
-    with _LOCK:
-        lock = _BUILDING.setdefault(key, threading.Lock())
-    with lock:
-        shard, stats = _build(job)
-        _SHARDS[key] = shard
+    with _shard_lock(key):
+        _SHARDS[key], stats = _build(job, ladder=True)
     return {"job": job, "stats": stats}
 
 
 def search_shard(token: dict, backend: int, probes: np.ndarray, k: int) -> tuple:
     """Task: one shard's top k for a batch of probes, (ids, scores)."""
     job = token["job"]
-    idx = _shard(job)["indexes"][backend]
+    idx = _shard(job)[backend]
     with thread_count(job["threads"]):
         return idx.search(probes, k)
 
@@ -196,15 +190,13 @@ class ClusterIndex(Backend):
         self._nbytes = nbytes
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        futures = []
-        for tok in self.tokens:
-            # prefer the worker holding the shard; after a loss, wherever
-            # Dask has rebuilt it (a loose restriction falls back to the
-            # location of the token)
-            held = self.client.who_has(tok).get(tok.key, ())
-            futures.append(self.client.submit(search_shard, tok, self.backend, probes, k,
-                                              workers=list(held) or None,
-                                              allow_other_workers=True, pure=False))
+        # prefer the worker holding each shard; after a loss, wherever Dask
+        # has rebuilt it (a loose restriction falls back to the token's place)
+        held = self.client.who_has(self.tokens)
+        futures = [self.client.submit(search_shard, tok, self.backend, probes, k,
+                                      workers=list(held.get(tok.key, ())) or None,
+                                      allow_other_workers=True, pure=False)
+                   for tok in self.tokens]
         return merge_lists(_gather(self.client, futures, f"searching {self.name}"), k)
 
     def nbytes(self) -> int:
@@ -358,5 +350,5 @@ def release(client, info: dict) -> None:
         client.run(forget_run, info["run"])
 
 
-__all__ = ["ClusterError", "ClusterIndex", "PlanError", "build_on_cluster", "open_cluster", "plan_cluster",
-           "release", "shard_ranges"]
+__all__ = ["ClusterError", "ClusterIndex", "PlanError", "build_on_cluster", "open_cluster",
+           "plan_cluster", "release", "shard_ranges"]

@@ -62,6 +62,14 @@ def index_bytes(name: str, n: int, d: int) -> int:
     return int(growth * final_index_bytes(name, n, d))
 
 
+def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
+    """Peak bytes of each backend's index over n records, by backend."""
+    pop = sc.population
+    return {f"{b.name} {b.params}".strip():
+            index_bytes(b.name, n, pop.record_bits if b.binary else pop.record_dim)
+            for b in sc.search.backends}
+
+
 def plan(sc: Scenario, indexes: bool = True) -> Plan:
     """The memory plan of a run in this process; indexes=False for the
     client of a cluster run, whose indexes live on the workers."""
@@ -69,10 +77,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     F = len(pop.search_fingers)
     vec = 4 * pop.record_dim
     code = pop.record_bits // 8
-    sizes = {}
-    for b in srch.backends if indexes else ():
-        d = pop.record_bits if b.binary else pop.record_dim
-        sizes[f"{b.name} {b.params}".strip()] = index_bytes(b.name, pop.gallery_size, d)
+    sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
     Q = pop.n_submissions
     lists = Q * srch.candidates * 12 * len(srch.backends) * (2 if srch.rescore else 1)
     submissions = Q * (vec + code) + lists
@@ -138,22 +143,21 @@ def shard_bytes(sc: Scenario, n: int) -> int:
     """Peak bytes of one gallery shard of n records on a worker: every
     backend's index and the shard's ladder accumulators."""
     pop = sc.population
-    total = 0
-    for b in sc.search.backends:
-        d = pop.record_bits if b.binary else pop.record_dim
-        total += index_bytes(b.name, n, d)
+    total = sum(_index_sizes(sc, n).values())
     if sc.projection.ladder:
         total += len(sc.projection.finger_sets) * pop.n_submissions * len(sc.projection.ladder) * 12
     return total
 
 
-def worker_fixed_bytes(sc: Scenario, threads: int) -> int:
+def worker_fixed_bytes(sc: Scenario, threads: int, transient: int | None = None) -> int:
     """Bytes a worker holds whatever its shards: the libraries, the
-    submissions the ladder scans need, and one build's working set per thread."""
+    submissions the ladder scans need, and one build's working set per
+    thread (``transient``, from ``plan``, when already computed)."""
     pop = sc.population
-    p = plan(sc)
+    if transient is None:
+        transient = plan(sc, indexes=False).transient
     subs = pop.n_submissions * (4 * pop.record_dim + pop.record_bits // 8)
-    return WORKER_BASELINE + subs + threads * p.transient
+    return WORKER_BASELINE + subs + threads * transient
 
 
 def plan_shards(sc: Scenario, shard_records: list[int], workers: dict[str, dict],
@@ -165,10 +169,11 @@ def plan_shards(sc: Scenario, shard_records: list[int], workers: dict[str, dict]
     workers: {address: {"memory_limit": bytes or 0 (none), "nthreads": n}}."""
     if not workers:
         raise PlanError("the cluster has no workers; start some (dask worker <scheduler address>)")
+    transient = plan(sc, indexes=False).transient
     room = {}
     for addr, w in sorted(workers.items()):
         limit = w.get("memory_limit") or 0
-        room[addr] = (usable * limit - worker_fixed_bytes(sc, w.get("nthreads", 1))
+        room[addr] = (usable * limit - worker_fixed_bytes(sc, w.get("nthreads", 1), transient)
                       if limit else float("inf"))
     placement = {}
     order = sorted(range(len(shard_records)), key=lambda s: (-shard_records[s], s))

@@ -177,6 +177,22 @@ def ladder_scans(sc: Scenario, subs: Submissions) -> tuple[dict, dict]:
     return scans, scan_cols
 
 
+def index_chunk(sc: Scenario, a: int, b: int, runs: list, scans: dict, scan_cols: dict) -> float:
+    """Generate gallery records [a, b), add them to every run's index (adding
+    the time to run.build_s) and to the ladder scans; returns the seconds
+    spent generating."""
+    t0 = time.perf_counter()
+    ch = gallery_chunk(sc.population, a, b)
+    gen_s = time.perf_counter() - t0
+    for run in runs:
+        t0 = time.perf_counter()
+        run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
+        run.build_s += time.perf_counter() - t0
+    for fs, scan in scans.items():
+        scan.add(a, ch.vectors[:, scan_cols[fs]])
+    return gen_s
+
+
 def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
                    ck: Checkpoints | None = None):
     """Stream the gallery once into every backend and into the ladder scans,
@@ -213,15 +229,7 @@ def build_backends(sc: Scenario, subs: Submissions, progress: bool = True,
             if ci < done:
                 bar.update(b - a)
                 continue
-            t0 = time.perf_counter()
-            ch = gallery_chunk(spec, a, b)
-            gen_s += time.perf_counter() - t0
-            for run in runs:
-                t0 = time.perf_counter()
-                run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
-                run.build_s += time.perf_counter() - t0
-            for fs, scan in scans.items():
-                scan.add(a, ch.vectors[:, scan_cols[fs]])
+            gen_s += index_chunk(sc, a, b, runs, scans, scan_cols)
             bar.update(b - a)
             if ck is not None and ck.due(final=ci + 1 == len(all_chunks)):
                 names = []
