@@ -1,4 +1,9 @@
-"""Scenarios, the experiment runner, NIST 1:N metrics, projection, reports, CLI.
+"""Scenarios, the run, NIST 1:N metrics, projection, reports and the CLI.
+
+The flow: ``scenario`` -> ``run`` (steps, executors, checkpoints, planner)
+-> ``measure`` (metrics, ladder, projection) -> ``store`` (results folder,
+typed summary) -> ``report``; ``tools`` holds the commands beside a run and
+``cli`` the ``fpscale`` command line.
 
 Importing ``bench`` first points numba's on-disk cache at a folder keyed by a
 hash of fpscale's sources: numba invalidates a cached kernel only when its own
@@ -18,9 +23,9 @@ def _point_numba_cache() -> None:
         return
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha1()
-    for pkg in ("synth", "matcher"):
-        for f in sorted((root / pkg).glob("*.py")):
-            digest.update(f.name.encode())
+    for pkg in ("synth", "matcher", "bench"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            digest.update(str(f.relative_to(root)).encode())
             digest.update(f.read_bytes())
     base = os.environ.get("FPSCALE_NUMBA_CACHE") or str(
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fpscale" / "numba")

@@ -19,50 +19,50 @@ class UserError(Exception):
 
 
 def _version() -> str:
-    from bench.runner import fpscale_version
+    from bench.run.host import fpscale_version
     return fpscale_version()
 
 
-def _print_table(summary: dict, out: Path) -> None:
+def _print_table(summary, out: Path) -> None:
+    from bench.measure.projection import false_match_searches_per_year
     rows = [("backend", "rank-1", "FPIR target", "T", "FNIR", "FPIR", "searches/s")]
-    for b in summary["backends"]:
-        m = b["metrics"]
-        r1 = m["rank1_hit_rate"]["value"]
-        for op in m["operating_points"][:2]:
-            fn = op["fnir"]["value"]
-            fp = op["fpir"]["value"]
-            rows.append((b["key"], f"{r1:.3f}", f"{op['target_fpir']:g}" + ("" if op["resolved"] else "*"),
-                         f"{op['threshold']:.4f}", f"{fn:.4f}", f"{fp:.4f}",
-                         f"{b['timings']['throughput_searches_per_s']:,.0f}"))
+    for b in summary.backends:
+        m = b.metrics
+        r1 = m.rank1_hit_rate.value
+        for op in m.operating_points[:2]:
+            qps = b.timings.throughput_searches_per_s
+            rows.append((b.key, f"{r1:.3f}", f"{op.target_fpir:g}" + ("" if op.resolved else "*"),
+                         f"{op.threshold:.4f}", f"{op.fnir.value:.4f}", f"{op.fpir.value:.4f}",
+                         "n/a" if qps is None else f"{qps:,.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print()
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    if any(not op["resolved"] for b in summary["backends"] for op in b["metrics"]["operating_points"][:2]):
+    if any(not op.resolved for b in summary.backends for op in b.metrics.operating_points[:2]):
         print("* fewer non-mated searches than 1/FPIR: the threshold is an upper bound")
-    proj = summary.get("projection") or {}
-    tgt = summary["scenario"]["target"]
+    proj = summary.projection or {}
+    tgt = summary.scenario.target
     if proj:
-        print(f"\nProjected to {tgt['gallery_size']:,} enrolled and {tgt['searches_per_year']:,.0f} searches/year "
-              f"(mated share {tgt['mated_share']}):")
+        print(f"\nProjected to {tgt.gallery_size:,} enrolled and {tgt.searches_per_year:,.0f} searches/year "
+              f"(mated share {tgt.mated_share}):")
         for fs, p in proj.items():
-            s = p["studies"][-1] if p["studies"] else None
+            s = p.studies[-1] if p.studies else None
             if s is None:
                 continue
-            people = tgt["searches_per_year"] * (1 - tgt["mated_share"]) * s["target_fpir_independence"]
-            last = s["measured"][-1]
-            t1 = p["target"]["threshold_under_one_per_year"]
-            print(f"  {fs:10s} at T = {s['threshold']:.4f} (FPIR {last['fpir']:.3f} at N = {last['n']:,}): "
-                  f"FPIR {s['target_fpir_independence']:.3f} at target, about {people:,.0f} people/year falsely matched; "
+            people = false_match_searches_per_year(tgt, s.target_fpir_independence)
+            last = s.measured[-1]
+            t1 = p.target.threshold_under_one_per_year
+            print(f"  {fs:10s} at T = {s.threshold:.4f} (FPIR {last.fpir:.3f} at N = {last.n:,}): "
+                  f"FPIR {s.target_fpir_independence:.3f} at target, about {people:,.0f} people/year falsely matched; "
                   + ("under 1/year needs T beyond the measured range" if t1 is None else
-                     f"under 1/year needs T >= {t1:.4f} (FNIR there {p['target']['fnir_at_that_threshold']:.3f})"))
+                     f"under 1/year needs T >= {t1:.4f} (FNIR there {p.target.fnir_at_that_threshold:.3f})"))
     print(f"\nReport: {out / 'report.md'} (and report.html); raw results: {out}")
 
 
 def cmd_run(args) -> int:
-    from bench.runner import run_scenario
+    from bench.run.steps import run_scenario
     from bench.scenario import load_scenario
     sc = load_scenario(args.scenario)
     sc = _with_cluster_options(sc, args)
@@ -112,14 +112,14 @@ def _parse_size(text: str | None) -> int | None:
 
 
 def cmd_report(args) -> int:
-    from bench.report import write_report
+    from bench.report.write import write_report
     path = write_report(Path(args.results))
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0
 
 
 def cmd_synth_stats(args) -> int:
-    from bench.synth_stats import print_stats, synth_stats
+    from bench.tools.synth_stats import print_stats, synth_stats
     from bench.scenario import load_scenario
     seed = args.seed
     if args.scenario:
@@ -129,28 +129,27 @@ def cmd_synth_stats(args) -> int:
 
 
 def cmd_project(args) -> int:
-    from bench.projection import reproject
-    from bench.results import write_json
+    from bench.measure.projection import false_match_searches_per_year
+    from bench.tools.project import reproject, write_projection
     target, proj = reproject(args.results, args.gallery_size, args.searches_per_year, args.mated_share)
-    out = Path(args.results) / f"projection_{target['gallery_size']}.json"
-    write_json(out, {"target": target, "projection": proj})
-    print(f"Projected to {target['gallery_size']:,} enrolled, {target['searches_per_year']:,.0f} searches/year "
-          f"(mated share {target['mated_share']}):")
+    out = write_projection(Path(args.results), target, proj)
+    print(f"Projected to {target.gallery_size:,} enrolled, {target.searches_per_year:,.0f} searches/year "
+          f"(mated share {target.mated_share}):")
     print("  fingers     T        FMR(T)     FPIR at target  false matches/year")
     for fs, p in proj.items():
-        for st in p["studies"]:
-            people = target["searches_per_year"] * (1 - target["mated_share"]) * st["target_fpir_independence"]
-            print(f"  {fs:10s}  {st['threshold']:.4f}  {st['fmr']:.2e}   {st['target_fpir_independence']:.4f}"
+        for st in p.studies:
+            people = false_match_searches_per_year(target, st.target_fpir_independence)
+            print(f"  {fs:10s}  {st.threshold:.4f}  {st.fmr:.2e}   {st.target_fpir_independence:.4f}"
                   f"          {people:,.0f}")
-        t1 = p["target"]["threshold_under_one_per_year"]
+        t1 = p.target.threshold_under_one_per_year
         print(f"  {fs:10s}  under one per year: " + ("beyond the measured range" if t1 is None else
-              f"T >= {t1:.4f} (simulated FNIR there {p['target']['fnir_at_that_threshold']:.3f})"))
+              f"T >= {t1:.4f} (simulated FNIR there {p.target.fnir_at_that_threshold:.3f})"))
     print(f"wrote {out}")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from bench.sweep import parse_values, sweep
+    from bench.tools.sweep import parse_values, sweep
     out = Path(args.out) if args.out else Path("results") / f"sweep-{Path(args.scenario).stem}"
     rows = sweep(args.scenario, args.key, parse_values(args.values), out, args.overwrite,
                  progress=not args.quiet)
@@ -166,7 +165,7 @@ def cmd_bench(args) -> int:
     if args.what != "scaling":
         raise UserError(f"unknown benchmark {args.what!r}; allowed: scaling "
                         "(the pytest-benchmark suites run with `make bench`)")
-    from bench.scaling import DEFAULT_BACKENDS, scaling, write_scaling
+    from bench.tools.scaling import DEFAULT_BACKENDS, scaling, write_scaling
     try:
         sizes = [int(float(x)) for x in args.sizes.split(",")]
     except ValueError:
@@ -174,9 +173,9 @@ def cmd_bench(args) -> int:
     if len(sizes) < 2 or min(sizes) < 1:
         raise UserError(f"--sizes {args.sizes!r}: give at least two sizes >= 1")
     backends = args.backends.split(",") if args.backends else list(DEFAULT_BACKENDS)
-    from matcher.interface import make_backend
+    from matcher.registry import is_binary, make_backend
     for b in backends:  # named errors before any work
-        make_backend(b, 256 if (b == "numba-hamming" or b.startswith("faiss:B")) else args.dim)
+        make_backend(b, 256 if is_binary(b) else args.dim)
     res = scaling(sizes, backends, dim=args.dim, probes=args.probes, progress=not args.quiet)
     out = Path(args.out)
     write_scaling(res, out)
@@ -250,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cluster import ClusterError
-    from bench.planner import PlanError
-    from bench.results import ResultsError
+    from bench.run.cluster import ClusterError
+    from bench.run.planner import PlanError
+    from bench.store.files import ResultsError
     from bench.scenario import ScenarioError
     from matcher.checks import MatcherInputError
 

@@ -16,8 +16,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from matcher.interface import make_backend
 from matcher.checks import MatcherInputError
+from matcher.registry import NAMES_HELP, backend_key, is_binary, make_backend
 from synth.population import PopulationSpec, spec_from_dict
 
 
@@ -38,7 +38,21 @@ class BackendSpec:
 
     @property
     def binary(self) -> bool:
-        return self.name == "numba-hamming" or self.name.startswith("faiss:B")
+        """Searches binary codes (Hamming) rather than float vectors."""
+        return is_binary(self.name)
+
+    @property
+    def key(self) -> str:
+        """The label of this backend's results files and summary rows."""
+        return backend_key(self.name, self.params)
+
+
+@dataclass(frozen=True)
+class Rescoring:
+    """Minutiae re-scoring of the top candidates: how many, fused how."""
+
+    candidates: int
+    fusion: str  # per-finger paired counts fused by "sum" or "max"
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,11 @@ class SearchSpec:
     rescore: bool = False     # minutiae re-scoring of the top candidates
     rescore_candidates: int = 10
     rescore_fusion: str = "sum"  # fuse per-finger paired counts: sum or max
+
+    @property
+    def rescoring(self) -> Rescoring:
+        """What minutiae re-scoring does (whether it runs: ``rescore``)."""
+        return Rescoring(self.rescore_candidates, self.rescore_fusion)
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,7 @@ def _backend(i: int, b) -> BackendSpec:
         b = {"name": b}
     _check_keys(where, b, BackendSpec)
     if "name" not in b or not isinstance(b["name"], str):
-        raise ScenarioError(f"[{where}] needs a name: numba-flat, numba-hamming or faiss:<index_factory string>")
+        raise ScenarioError(f"[{where}] needs a name: {NAMES_HELP}")
     spec = BackendSpec(b["name"], b.get("params", ""), b.get("train_size", 20_000))
     if not isinstance(spec.params, str):
         raise _err(where, "params", spec.params, "must be a string such as \"nprobe=16\"")
@@ -265,9 +284,8 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
         raise ScenarioError("[population] must be a table")
     search = _search(d.get("search", {}))
     for b in search.backends:
-        dim = pop.record_bits if b.binary else pop.record_dim
         try:
-            make_backend(b.name, dim)
+            make_backend(b.name, pop.record_width(b.binary))
         except MatcherInputError as e:
             raise ScenarioError(f"[search] backend {b.name!r}: {e}") from None
     nm = d.get("name", name)

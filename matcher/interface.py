@@ -1,4 +1,4 @@
-"""One interface for every search backend.
+"""The interface every search backend implements (``matcher.registry`` builds them).
 
 A backend is built from streamed gallery chunks (``add(ids, data)``), may
 need a training sample first (``train``), and answers ``search(probes, L)``
@@ -94,20 +94,3 @@ class Backend:
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
         raise MatcherInputError("_search is defined by each backend")
-
-
-def make_backend(spec: str, d: int, threads: int | None = None, seed: int = 0) -> Backend:
-    """Backend from a short spec: "numba-flat", "numba-hamming", or
-    "faiss:<index_factory string>" (binary factories start with "B",
-    e.g. "faiss:BFlat", "faiss:BIVF1024")."""
-    from matcher.exact import NumbaFlatIP, NumbaHamming
-    from matcher.faiss_index import FaissIndex
-
-    if spec == "numba-flat":
-        return NumbaFlatIP(d, threads)
-    if spec == "numba-hamming":
-        return NumbaHamming(d, threads)
-    if spec.startswith("faiss:") and len(spec) > 6:
-        return FaissIndex(spec[6:], d, threads=threads, seed=seed)
-    raise MatcherInputError(
-        f"unknown backend {spec!r}; allowed: numba-flat, numba-hamming, faiss:<index_factory string>")

@@ -6,7 +6,7 @@ radians in [0, 2*pi). At 500 ppi one millimetre is 19.685 pixels
 (``PX_PER_MM``).
 
 Model:
-- pattern class drawn per finger with the natural frequencies in DESIGN.md
+- pattern class drawn per finger with the natural frequencies in docs/sources.md
   (SFinGe documentation): arch 3.7%, tented arch 2.9%, left loop 33.8%,
   right loop 31.7%, whorl 27.9%. Fingers are drawn independently (real
   fingers of one person are correlated; fpscale does not model that).
@@ -20,7 +20,7 @@ Model:
   finger position (thumbs largest, little fingers smallest).
 - master minutiae: a spatial process with a minimum spacing, density
   ``MINUTIA_DENSITY`` per mm^2, which gives about 110 minutiae on an index
-  finger, of which a rolled capture keeps 80-110 (the range DESIGN.md cites); directions
+  finger, of which a rolled capture keeps 80-110 (the range docs/sources.md cites); directions
   follow the orientation field (either sense along the ridge, as ridge
   endings and bifurcations point both ways); type ending or bifurcation.
 """

@@ -33,7 +33,7 @@ quality  position sd  angle sd    miss prob.  spurious/mm^2   type flip
 
 These amounts are fpscale's modelling choices, not measurements: they are set
 so that plain impressions show about 30-60 minutiae and rolled ones about
-80-110 (the counts DESIGN.md cites from NIST SD27 and the literature), and
+80-110 (the counts docs/sources.md cites from NIST SD27 and the literature), and
 so that worse quality loses true minutiae and gains false ones as minutiae
 extractors do. ``tests/test_impressions.py`` checks the resulting counts.
 """

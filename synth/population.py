@@ -2,7 +2,7 @@
 
 A gallery record is the enrolment (encounter 0) of one identity: either a
 legacy two-index-finger flat record (IDENT captured two flat index fingers
-until 2007-2008, DESIGN.md) or a ten-print record. A submission is a later
+until 2007-2008, docs/sources.md) or a ten-print record. A submission is a later
 booking (encounter 1 + submission index) of either an enrolled identity (a
 mated search) or of a person who was never enrolled (identities from
 ``NON_ENROLLED_BASE`` up, disjoint from every gallery).
@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numba import njit, prange
 
-from synth.encoding import check_dims, encode
+from synth.embedding import check_dims, encode
 from synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, capture_index
 from synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
                        categorical, open_stream, uniform)
@@ -73,6 +73,11 @@ class PopulationSpec:
     def record_bits(self) -> int:
         """Binary record code length in bits."""
         return self.bits * len(self.search_fingers)
+
+    def record_width(self, binary: bool) -> int:
+        """Width of a record as a search backend sees it: bits of its binary
+        code, or dimensions of its float vector."""
+        return self.record_bits if binary else self.record_dim
 
 
 def _fail(name: str, value, allowed: str) -> None:

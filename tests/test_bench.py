@@ -7,55 +7,16 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.results import read_npz
-from bench.runner import run_scenario
+from bench.run.steps import run_scenario
 from bench.scenario import ScenarioError, load_scenario, scenario_from_dict
+from bench.store.files import ResultsError, read_npz
+from bench.store.summary import read_summary, to_json_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def tiny(**over) -> dict:
-    d = {
-        "name": "tiny",
-        "population": {"seed": 7, "gallery_size": 800, "n_submissions": 240, "mated_share": 0.4,
-                       "legacy_share": 0.3, "search_fingers": [2, 7]},
-        "search": {"candidates": 10, "chunk_size": 300, "probe_batch": 100,
-                   "backends": [{"name": "numba-flat"}, {"name": "faiss:Flat"},
-                                {"name": "numba-hamming"}]},
-        "metrics": {"target_fpir": [0.1, 0.01]},
-        "projection": {"ladder": [100, 200, 400, 800], "finger_sets": ["one", "two_index"]},
-        "target": {"gallery_size": 1_000_000, "searches_per_year": 100_000, "mated_share": 0.063},
-    }
-    for k, v in over.items():
-        sec, key = k.split("__")
-        d[sec][key] = v
-    if not d["projection"]["ladder"]:
-        del d["projection"]
-    return d
-
-
-def write_toml(path: Path, d: dict) -> Path:
-    def val(v):
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, list):
-            return "[" + ", ".join(val(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-    lines = [f"name = {val(d['name'])}"]
-    for sec, t in d.items():
-        if isinstance(t, dict):
-            lines.append(f"[{sec}]")
-            lines += [f"{k} = {val(v)}" for k, v in t.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("run") / "tiny"
     sc = scenario_from_dict(tiny())
     summary = run_scenario(sc, out, progress=False)
@@ -70,12 +31,13 @@ def test_run_writes_complete_results(tiny_run):
               "plots/fpir_vs_n_one.png", "plots/people_two_index.png", "truth.npz"):
         assert (out / f).is_file(), f
     assert not list(out.glob(".*.tmp"))
-    s = json.loads((out / "summary.json").read_text())
-    keys = [b["key"] for b in s["backends"]]
-    assert keys == ["numba-flat", "faiss-Flat", "numba-hamming"]
-    for b in s["backends"]:
-        assert b["timings"]["throughput_searches_per_s"] > 0
-        assert b["memory"]["actual_bytes"] > 0
+    s = read_summary(out)
+    assert [b.key for b in s.backends] == ["numba-flat", "faiss-Flat", "numba-hamming"]
+    for b in s.backends:
+        assert b.timings.throughput_searches_per_s > 0
+        assert b.memory.actual_bytes > 0
+    # what was written is what the run returned
+    assert to_json_dict(s.backends[0].metrics) == to_json_dict(summary.backends[0].metrics)
 
 
 def test_metrics_recomputable_from_the_per_search_table(tiny_run):
@@ -83,51 +45,58 @@ def test_metrics_recomputable_from_the_per_search_table(tiny_run):
     t = read_npz(out / "searches_numba-flat.npz")
     mated = t["mate"] >= 0
     r1 = np.mean(t["mate_rank"][mated] == 1)
-    b = summary["backends"][0]["metrics"]
-    assert b["rank1_hit_rate"]["value"] == pytest.approx(r1)
-    op = b["operating_points"][0]
-    fp = np.mean(t["cand_scores"][~mated, 0] >= op["threshold"])
-    assert op["fpir"]["value"] == pytest.approx(fp)
+    b = summary.backends[0].metrics
+    assert b.rank1_hit_rate.value == pytest.approx(r1)
+    op = b.operating_points[0]
+    fp = np.mean(t["cand_scores"][~mated, 0] >= op.threshold)
+    assert op.fpir.value == pytest.approx(fp)
 
 
 def test_numba_exact_and_faiss_flat_give_the_same_metrics(tiny_run):
     _, _, summary = tiny_run
-    a, b = summary["backends"][0]["metrics"], summary["backends"][1]["metrics"]
-    assert a["rank1_hit_rate"] == b["rank1_hit_rate"]
-    assert a["cmc"] == pytest.approx(b["cmc"])
+    a, b = summary.backends[0].metrics, summary.backends[1].metrics
+    assert a.rank1_hit_rate == b.rank1_hit_rate
+    assert a.cmc == pytest.approx(b.cmc)
 
 
 def test_projection_validates_on_the_largest_rung(tiny_run):
     _, _, summary = tiny_run
-    p = summary["projection"]["two_index"]
-    assert p["rungs"] == [100, 200, 400, 800]
-    assert p["impostor_pairs"] > 100_000
-    for s in p["studies"]:
-        meas = [m["fpir"] for m in s["measured"]]
+    p = summary.projection["two_index"]
+    assert p.rungs == [100, 200, 400, 800]
+    # every (search, non-mate) pair of the largest rung is histogrammed once
+    mate = read_npz(tiny_run[1] / "truth.npz")["mate"]
+    nonmates = sum(800 - (0 <= m < 800) for m in mate)
+    assert p.impostor_pairs == nonmates
+    for s in p.studies:
+        meas = [m.fpir for m in s.measured]
         assert meas == sorted(meas)  # FPIR grows with N at a fixed threshold
-        v = s["validation"]
-        assert "independence_inside_ci" in v and 0 <= v["independence_prediction"] <= 1
+        v = s.validation
+        lo, hi = s.measured[-1].ci95
+        assert 0 <= v.independence_prediction <= 1
+        assert v.independence_inside_ci == (lo <= v.independence_prediction <= hi)
+        if v.fitted_prediction is not None:
+            assert v.fitted_inside_ci == (lo <= v.fitted_prediction <= hi)
     # at least one model predicts the held-out rung within its interval
-    assert any(s["validation"]["independence_inside_ci"] or s["validation"].get("fitted_inside_ci")
-               for s in p["studies"])
+    assert any(s.validation.independence_inside_ci or s.validation.fitted_inside_ci
+               for s in p.studies)
 
 
-def test_same_seed_same_numbers_across_chunk_sizes_and_threads(tmp_path, tiny_run):
-    _, _, summary = tiny_run
-    import numba
+def test_same_seed_same_numbers_across_chunk_sizes_and_threads(tmp_path, tiny_run, tiny):
+    _, out, summary = tiny_run
     d = tiny(search__chunk_size=257, search__probe_batch=61, search__threads=1)
     other = run_scenario(scenario_from_dict(d), tmp_path / "b", progress=False)
-    for x, y in zip(summary["backends"], other["backends"]):
-        assert x["metrics"] == y["metrics"]
-    assert json.dumps(summary["projection"]["one"]["studies"], default=str) == \
-        json.dumps(other["projection"]["one"]["studies"], default=str)
-    assert numba.get_num_threads() >= 1
+    assert other.scenario.search.threads == 1 and summary.scenario.search.threads == 0
+    for x, y in zip(summary.backends, other.backends):
+        assert x.metrics == y.metrics
+    assert to_json_dict(summary.projection["one"].studies) == \
+        to_json_dict(other.projection["one"].studies)
+    for f in ("searches_numba-flat.npz", "searches_numba-hamming.npz", "ladder_one.npz"):
+        assert (out / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
-def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run):
+def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run, tiny):
     _, out, _ = tiny_run
     other = scenario_from_dict(tiny(population__seed=8))
-    from bench.results import ResultsError
     with pytest.raises(ResultsError, match="another scenario"):
         run_scenario(other, out, progress=False)
 
@@ -143,12 +112,12 @@ def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run):
     ({"metrics__target_fpir": [0]}, "target_fpir"),
     ({"target__mated_share": -1}, r"\[target\] mated_share"),
 ])
-def test_scenario_errors_name_the_key(over, needle):
+def test_scenario_errors_name_the_key(over, needle, tiny):
     with pytest.raises(ScenarioError, match=needle):
         scenario_from_dict(tiny(**over))
 
 
-def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
+def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys, tiny, write_toml):
     bad = tmp_path / "bad.toml"
     bad.write_text("[population\nseed = 1\n")
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
@@ -184,13 +153,13 @@ def test_project_to_another_target(tiny_run, capsys):
     got = json.loads((out / "projection_5000000.json").read_text())
     assert got["target"]["gallery_size"] == 5_000_000
     # same ladder, bigger N: the projected FPIR cannot fall
-    a = summary["projection"]["two_index"]["studies"][0]["target_fpir_independence"]
+    a = summary.projection["two_index"].studies[0].target_fpir_independence
     b = got["projection"]["two_index"]["studies"][0]["target_fpir_independence"]
     assert b >= a
     assert "false matches/year" in capsys.readouterr().out
 
 
-def test_sweep_runs_each_value(tmp_path, capsys):
+def test_sweep_runs_each_value(tmp_path, capsys, tiny, write_toml):
     scen = write_toml(tmp_path / "s.toml", tiny(projection__ladder=[]))
     assert main(["sweep", str(scen), "--key", "population.gallery_size", "--values", "300,600",
                  "--out", str(tmp_path / "sw"), "--quiet"]) == 0
@@ -210,17 +179,19 @@ def test_bench_scaling_fits_exponents(tmp_path):
     assert main(["bench", "scaling", "--sizes", "abc", "--out", str(tmp_path)]) == 2
 
 
-def test_refuses_results_of_another_version(tmp_path):
+def test_refuses_results_of_another_version(tmp_path, tiny):
     sc = scenario_from_dict(tiny(projection__ladder=[]))
     out = tmp_path / "v"
     run_scenario(sc, out, progress=False)
     man = json.loads((out / "manifest.json").read_text())
+    man_version = man["fpscale"]
     man["fpscale"] = "0.0.1"
     (out / "manifest.json").write_text(json.dumps(man))
-    from bench.results import ResultsError
     with pytest.raises(ResultsError, match="results of fpscale 0.0.1"):
         run_scenario(sc, out, progress=False)
-    assert run_scenario(sc, out, overwrite=True, progress=False)["backends"]
+    again = run_scenario(sc, out, overwrite=True, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["fpscale"] == man_version
+    assert [b.key for b in again.backends] == ["numba-flat", "faiss-Flat", "numba-hamming"]
 
 
 def test_rerunning_a_complete_folder_does_nothing_new(tiny_run):
@@ -228,12 +199,12 @@ def test_rerunning_a_complete_folder_does_nothing_new(tiny_run):
     before = (out / "summary.json").stat().st_mtime_ns
     again = run_scenario(sc, out, progress=False)
     assert (out / "summary.json").stat().st_mtime_ns == before
-    assert again["backends"][0]["metrics"] == json.loads(json.dumps(summary["backends"][0]["metrics"]))
+    assert again.backends[0].metrics == summary.backends[0].metrics
 
 
 def test_recall_against_exact():
-    from bench.runner import recall_against
+    from bench.measure.recall import recall_against
     exact = (np.array([[1, 2, 3], [4, 5, 6]]), None)
     approx = (np.array([[1, 2, 9], [6, 5, 4]]), None)
     r = recall_against(exact, approx)
-    assert r["recall_at_L"] == pytest.approx(5 / 6) and r["rank1_agreement"] == 0.5
+    assert r.recall_at_L == pytest.approx(5 / 6) and r.rank1_agreement == 0.5 and r.L == 3

@@ -9,10 +9,10 @@ import signal
 import numpy as np
 import pytest
 
-from bench import cluster as cluster_mod
 from bench.cli import main
-from bench.planner import PlanError, plan_shards, shard_bytes
-from bench.runner import run_scenario
+from bench.run import cluster as cluster_mod
+from bench.run.planner import PlanError, plan_shards, shard_bytes
+from bench.run.steps import run_scenario
 from bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
 
 SMALL = {
@@ -105,18 +105,18 @@ def _kill_worker_holding(client, future) -> int:
 
 def test_worker_killed_mid_search_is_rebuilt_elsewhere(scenario, single, tmp_path, monkeypatch):
     seen = {"calls": 0, "killed": None, "pids_after": None}
-    original = cluster_mod.ClusterIndex._search
+    original = cluster_mod.DaskExecutor.search
 
-    def search_then_kill(self, probes, k):
+    def search_then_kill(self, run, probes, k):
         seen["calls"] += 1
         if seen["calls"] == 3:  # after the warm-up and the first probe batch
             seen["killed"] = _kill_worker_holding(self.client, self.tokens[0])
-        result = original(self, probes, k)
+        result = original(self, run, probes, k)
         if seen["killed"] and seen["pids_after"] is None:
             seen["pids_after"] = {t["stats"]["pid"] for t in self.client.gather(self.tokens)}
         return result
 
-    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", search_then_kill)
+    monkeypatch.setattr(cluster_mod.DaskExecutor, "search", search_then_kill)
     run_scenario(_on_cluster(scenario, 3, 4), tmp_path, progress=False)
     assert seen["killed"] is not None
     # the killed worker's shards were built again in a live process ...
@@ -139,35 +139,35 @@ def test_worker_killed_while_shards_are_built(scenario, single, tmp_path, monkey
     monkeypatch.setattr(distributed, "as_completed", kill_after_first)
     summary = run_scenario(_on_cluster(scenario, 2, 4), tmp_path, progress=False)
     assert seen["killed"]
-    assert summary["cluster"]["shards"] == 4
+    assert summary.cluster.shards == 4
     _same_results(single, tmp_path)
 
 
 def test_interrupted_cluster_run_resumes_with_same_results(scenario, single, tmp_path,
                                                           monkeypatch):
-    original = cluster_mod.ClusterIndex._search
+    original = cluster_mod.DaskExecutor.search
     calls = {"n": 0}
 
-    def interrupt_third(self, probes, k):
+    def interrupt_third(self, run, probes, k):
         calls["n"] += 1
         if calls["n"] == 3:  # warm-up, first batch, then Ctrl-C
             raise KeyboardInterrupt
-        return original(self, probes, k)
+        return original(self, run, probes, k)
 
-    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", interrupt_third)
+    monkeypatch.setattr(cluster_mod.DaskExecutor, "search", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         run_scenario(_on_cluster(scenario, 2, 2), tmp_path, progress=False)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert not manifest.get("complete")
     assert manifest["steps"]["search_next:numba-flat"][0] == 150  # one batch kept
-    monkeypatch.setattr(cluster_mod.ClusterIndex, "_search", original)
+    monkeypatch.setattr(cluster_mod.DaskExecutor, "search", original)
     run_scenario(_on_cluster(scenario, 2, 2), tmp_path, progress=False)
     _same_results(single, tmp_path)
 
 
 def test_shards_are_chunk_aligned_and_cover_the_gallery(scenario):
     for n in (1, 2, 3, 4, 6, 50):
-        ranges = cluster_mod.shard_ranges(scenario, n)
+        ranges = cluster_mod.shard_ranges(scenario.population, scenario.search.chunk_size, n)
         flat = [c for r in ranges for c in r]
         assert len(ranges) == min(n, 6) and all(ranges)
         assert flat == [(a, a + 1000) for a in range(0, 6000, 1000)]
@@ -182,7 +182,11 @@ def test_placement_is_planned_against_worker_memory(scenario):
     tiny = {"tcp://a:1": {"memory_limit": 300 << 20, "nthreads": 1}}
     with pytest.raises(PlanError, match=r"shard \d .* more shards"):
         plan_shards(scenario, [2000] * 3, tiny)
-    assert need > 0
+    # a shard's bytes grow linearly with its records: the indexes, plus a
+    # ladder part that does not depend on them
+    step_a, step_b = shard_bytes(scenario, 4000) - need, need - shard_bytes(scenario, 0)
+    assert step_b > 0 and abs(step_a - step_b) <= 8  # bytes of rounding
+    assert need >= 2000 * scenario.population.record_dim * 4  # at least the float vectors
     unlimited = {"tcp://a:1": {"memory_limit": 0, "nthreads": 1}}
     assert set(plan_shards(scenario, [2000] * 3, unlimited).values()) == {"tcp://a:1"}
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from math import comb
 
-from bench.individuality import compare, model_parameters, pankanti_probability
+from bench.measure.individuality import compare, model_parameters, pankanti_probability
 
 
 def test_probabilities_sum_to_one_and_vanish_past_min():
@@ -38,9 +38,9 @@ def test_bad_parameters_are_named():
 
 def test_model_beside_simulated_impostors():
     r = compare(seed=1, n_pairs=300)
-    M, l = model_parameters(r["area_mm2"])
-    assert (M, l) == (r["M"], r["l"])
-    assert sum(r["observed_p"]) == pytest.approx(1.0, abs=1e-9)
+    M, l = model_parameters(r.area_mm2)
+    assert (M, l) == (r.M, r.l)
+    assert sum(r.observed_p) == pytest.approx(1.0, abs=1e-9)
     # the matcher searches alignments, so it finds at least the chance
     # pairings of one fixed alignment
-    assert r["observed_mean"] >= r["model_mean"]
+    assert r.observed_mean >= r.model_mean

@@ -4,7 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from bench.metrics import (binomial_ci, cmc, det_curve, fnir, fpir, mate_rank, sel,
+from bench.scenario import MetricsSpec
+from bench.measure.metrics import (binomial_ci, cmc, det_curve, fnir, fpir, mate_rank, sel,
                            summarize, threshold_for_fpir)
 
 NEG = -np.inf
@@ -31,17 +32,17 @@ def test_fnir_hand_computed_with_ties_and_rank():
     rank, s = mate_rank(ids, mate, scores)
     mated = mate >= 0
     # T = 0.6: mate of search 1 scores exactly 0.6, a tie at the threshold counts as a hit
-    assert fnir(rank, s, mated, R=2, T=np.float32(0.6))["count"] == 1  # only search 2 (not listed)
-    assert fnir(rank, s, mated, R=1, T=-np.inf)["count"] == 2  # mate beyond rank 1 and unlisted
-    assert fnir(rank, s, mated, R=3, T=0.95)["value"] == 1.0
+    assert fnir(rank, s, mated, R=2, T=np.float32(0.6)).count == 1  # only search 2 (not listed)
+    assert fnir(rank, s, mated, R=1, T=-np.inf).count == 2  # mate beyond rank 1 and unlisted
+    assert fnir(rank, s, mated, R=3, T=0.95).value == 1.0
 
 
 def test_fpir_sel_hand_computed():
     ids, scores, mate = _case()
     nonmated = mate < 0
-    assert fpir(scores[:, 0], nonmated, np.float32(0.6))["count"] == 1   # tie at T counts
-    assert fpir(scores[:, 0], nonmated, 0.2)["value"] == 1.0
-    assert fpir(scores[:, 0], nonmated, 0.61)["count"] == 0
+    assert fpir(scores[:, 0], nonmated, np.float32(0.6)).count == 1   # tie at T counts
+    assert fpir(scores[:, 0], nonmated, 0.2).value == 1.0
+    assert fpir(scores[:, 0], nonmated, 0.61).count == 0
     assert sel(scores, nonmated, np.float32(0.6)) == 1.0   # two candidates at 0.6, then none
     assert sel(scores, nonmated, 0.25) == 1.5
 
@@ -50,9 +51,9 @@ def test_empty_candidate_lists():
     ids = np.full((3, 4), -1)
     scores = np.full((3, 4), NEG, dtype=np.float32)
     mate = np.array([0, -1, -1])
-    s = summarize(ids, scores, mate, 1, (0.5,))
-    assert s["rank1_hit_rate"]["value"] == 0.0
-    assert s["operating_points"][0]["fpir"]["value"] == 0.0
+    s = summarize(ids, scores, mate, MetricsSpec(target_fpir=(0.5,), rank=1))
+    assert s.rank1_hit_rate.value == 0.0
+    assert s.operating_points[0].fpir.value == 0.0
 
 
 def test_cmc_is_one_minus_fnir_over_ranks():
@@ -61,16 +62,16 @@ def test_cmc_is_one_minus_fnir_over_ranks():
     c = cmc(rank, mate >= 0, 3)
     assert c.tolist() == pytest.approx([1 / 3, 2 / 3, 2 / 3])
     for r in (1, 2, 3):
-        assert c[r - 1] == pytest.approx(1 - fnir(rank, s, mate >= 0, r, -np.inf)["value"])
+        assert c[r - 1] == pytest.approx(1 - fnir(rank, s, mate >= 0, r, -np.inf).value)
 
 
 def test_threshold_for_fpir_reaches_target_and_says_when_unresolved():
     top = np.linspace(0, 1, 1000)
     nonmated = np.ones(1000, bool)
     t = threshold_for_fpir(top, nonmated, 0.01)
-    assert t["resolved"] and fpir(top, nonmated, t["threshold"])["value"] <= 0.01
-    assert fpir(top, nonmated, np.nextafter(t["threshold"], -1))["value"] > 0.01 - 1e-9
-    assert not threshold_for_fpir(top, nonmated, 1e-4)["resolved"]
+    assert t.resolved and fpir(top, nonmated, t.threshold).value <= 0.01
+    assert fpir(top, nonmated, np.nextafter(t.threshold, -1)).value > 0.01 - 1e-9
+    assert not threshold_for_fpir(top, nonmated, 1e-4).resolved
 
 
 @given(st.integers(0, 50), st.integers(1, 50))
@@ -93,4 +94,4 @@ def test_det_is_monotone(seed):
     mated = np.arange(200) % 3 == 0
     rank = np.where(mated, 1, 0)
     d = det_curve(np.where(mated, ms, top), np.where(mated, ms, NEG), rank, mated, 50)
-    assert np.all(np.diff(d["fpir"]) <= 0) and np.all(np.diff(d["fnir"]) >= 0)
+    assert np.all(np.diff(d.fpir) <= 0) and np.all(np.diff(d.fnir) >= 0)

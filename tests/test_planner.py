@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import main
-from bench.planner import PlanError, check, plan
+from bench.run.planner import PlanError, check, plan
 from bench.scenario import scenario_from_dict
 
 import pytest
@@ -47,12 +47,13 @@ def test_estimate_within_25_percent_of_measured_peak(tmp_path):
     code = (
         "import json, sys\n"
         "from bench.scenario import scenario_from_dict\n"
-        "from bench.runner import run_scenario\n"
+        "from bench.run.steps import run_scenario\n"
+        "from bench.store.summary import to_json_dict\n"
         "d = {'name': 'mem', 'population': {'seed': 1, 'gallery_size': 300000, 'n_submissions': 500,"
         " 'mated_share': 0.3}, 'search': {'candidates': 20, 'chunk_size': 20000,"
         " 'backends': [{'name': 'numba-flat'}, {'name': 'faiss:Flat'}]}}\n"
         "s = run_scenario(scenario_from_dict(d), sys.argv[1], progress=False)\n"
-        "print(json.dumps(s['memory_plan']))\n")
+        "print(json.dumps(to_json_dict(s.memory_plan)))\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o")], capture_output=True,
                        text=True, cwd=Path(__file__).resolve().parent.parent)
     assert r.returncode == 0, r.stderr[-2000:]

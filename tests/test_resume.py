@@ -1,5 +1,6 @@
-"""A run killed with SIGKILL at random moments and started again with the
-same command ends with the results of an uninterrupted run."""
+"""A run killed with SIGKILL and started again with the same command ends
+with the results of an uninterrupted run: at chosen checkpoints (the crash
+hook FPSCALE_CRASH_AT, see bench/run/checkpoints.py) and at random moments."""
 
 import json
 import os
@@ -11,11 +12,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bench.results import read_npz
-from test_bench import tiny, write_toml
+from bench.store.files import read_npz
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# each run resumes the previous one's folder and is killed further on: in the
+# gallery pass, between a checkpoint's files and its manifest entry, between
+# probe batches, and in re-scoring
+CRASH_CHAIN = ["build_next/3", "build_next/2/before", "search_next/4", "search_next/3/before",
+               "rescore_next/1", "rescore_next/2/before"]
 
 
 def _run(scen, out, env, timeout=None):
@@ -31,35 +38,61 @@ def _run(scen, out, env, timeout=None):
         return None, b""
 
 
-def test_sigkill_and_resume_gives_identical_results(tmp_path):
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory, tiny, write_toml):
+    """A scenario with many checkpoints, and its uninterrupted results."""
     d = tiny(population__gallery_size=6000, population__n_submissions=600,
              search__chunk_size=400, search__probe_batch=50, search__rescore=True,
              search__rescore_candidates=5, projection__ladder=[500, 1500, 3000, 6000])
-    scen = write_toml(tmp_path / "r.toml", d)
+    tmp = tmp_path_factory.mktemp("resume")
+    scen = write_toml(tmp / "r.toml", d)
     env = dict(os.environ, FPSCALE_CHECKPOINT_S="0")
-    code, err = _run(scen, tmp_path / "ref", env)
+    env.pop("FPSCALE_CRASH_AT", None)
+    code, err = _run(scen, tmp / "ref", env)
     assert code == 0, err.decode()[-2000:]
+    return scen, env, tmp / "ref"
 
+
+def _same_as_reference(ref: Path, out: Path) -> None:
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and not list((out / "state").glob("*.npz"))
+    a = json.loads((ref / "summary.json").read_text())
+    b = json.loads((out / "summary.json").read_text())
+    assert [x["metrics"] for x in a["backends"]] == [x["metrics"] for x in b["backends"]]
+    assert a["projection"] == b["projection"]
+    files = sorted(f.name for f in ref.glob("*.npz"))
+    assert files == sorted(f.name for f in out.glob("*.npz")) and len(files) >= 9
+    for name in files:
+        x, y = read_npz(ref / name), read_npz(out / name)
+        for k in x:
+            assert np.array_equal(x[k], y[k]), (name, k)
+
+
+def test_killed_at_chosen_checkpoints_resumes_to_identical_results(resumable, tmp_path):
+    scen, env, ref = resumable
     out = tmp_path / "killed"
+    for point in CRASH_CHAIN:
+        code, err = _run(scen, out, dict(env, FPSCALE_CRASH_AT=point))
+        assert code == -signal.SIGKILL, (point, code, err.decode()[-2000:])
+        man = json.loads((out / "manifest.json").read_text())
+        assert not man["complete"], point
+    code, err = _run(scen, out, env)
+    assert code == 0, err.decode()[-2000:]
+    _same_as_reference(ref, out)
+
+
+def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_path):
+    scen, env, ref = resumable
+    out = tmp_path / "random"
     rng = random.Random(7)
     kills, started = 0, time.monotonic()
     while True:
-        code, err = _run(scen, out, env, timeout=rng.uniform(3.0, 9.0))
+        code, err = _run(scen, out, env, timeout=rng.uniform(4.0, 9.0))
         if code is None:
             kills += 1
             assert time.monotonic() - started < 400, "the run never finished"
             continue
         assert code == 0, err.decode()[-2000:]
         break
-    assert kills >= 2
-    man = json.loads((out / "manifest.json").read_text())
-    assert man["complete"] and not list((out / "state").glob("*.npz"))
-
-    a = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    b = json.loads((out / "summary.json").read_text())
-    assert [x["metrics"] for x in a["backends"]] == [x["metrics"] for x in b["backends"]]
-    assert a["projection"]["two_index"]["studies"] == b["projection"]["two_index"]["studies"]
-    for f in sorted((tmp_path / "ref").glob("searches_*.npz")):
-        x, y = read_npz(f), read_npz(out / f.name)
-        for k in x:
-            assert np.array_equal(x[k], y[k]), (f.name, k)
+    assert kills >= 1
+    _same_as_reference(ref, out)

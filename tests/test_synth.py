@@ -6,11 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from synth.encoding import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
-                            encode, encode_set, pair_histogram, pair_scratch,
-                            spatial_histogram)
+from synth.embedding import encode, encode_set
+from synth.features import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
+                            pair_histogram, pair_scratch, spatial_histogram)
 from synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
-from synth.impressions import CAPTURE_TYPES, minutiae
+from synth.impressions import CAPTURE_TYPES, capture_index, minutiae
 from synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
                               legacy_records, spec_from_dict, submission_chunk,
                               submission_truth)
@@ -97,7 +97,7 @@ def test_worse_quality_loses_true_minutiae():
 
 
 def _numpy_histogram(m):
-    # plain-numpy reference of synth.encoding.pair_histogram (exact atan2):
+    # plain-numpy reference of synth.features.pair_histogram (exact atan2):
     # each unordered pair once, in the orientation with the smaller first angle
     h = np.zeros(N_BINS)
     n = len(m)
@@ -203,7 +203,7 @@ def test_same_bytes_with_one_or_two_threads():
     assert one.vectors.tobytes() == two.vectors.tobytes()
 
 
-# Documented margin (README, synth/encoding.py): for plain quality-2
+# Documented margin (README, docs/encoding.md): for plain quality-2
 # impressions of one finger, genuine cosine beats impostor cosine by at least
 # 0.3 on average and d' is at least 2.5.
 def test_genuine_beats_impostor_by_documented_margin():
@@ -266,15 +266,15 @@ def test_bad_values_name_the_field(key, value, needle):
 def test_capture_types_named_in_error():
     with pytest.raises(ValueError, match="rolled, plain, legacy_flat, partial"):
         minutiae(1, 1, 1, 1, "photo")
-    assert CAPTURE_TYPES[0] == "rolled"
+    assert [capture_index(c) for c in CAPTURE_TYPES] == list(range(len(CAPTURE_TYPES)))
 
 
 def test_shipped_projection_is_what_the_code_learns():
     # the LDA file must be reproducible from the code (smaller sample: the
     # leading directions agree closely)
-    from synth.encoding import _shipped_projection
-    from synth.projection import learn
-    mean, basis = _shipped_projection()
+    from synth.embedding import shipped_basis
+    from synth.lda_basis import learn
+    mean, basis = shipped_basis()
     m2, b2 = learn(n=8000)
     assert np.allclose(mean, m2, atol=1e-6)
     cos = np.abs((basis[:, :16] * b2[:, :16]).sum(0)) / (

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.cluster import build_on_cluster, open_cluster, plan_cluster, release
-from bench.runner import make_submissions
+from bench.run.cluster import DaskExecutor, open_cluster, plan_cluster
+from bench.run.submissions import make_submissions
 from bench.scenario import ClusterSpec, scenario_from_dict
 from synth.population import chunks
 
@@ -35,20 +35,21 @@ def _scenario(workers: int):
 @pytest.mark.parametrize("workers", WORKERS)
 def test_cluster_build_and_search(benchmark, workers):
     sc = _scenario(workers)
-    subs = make_submissions(sc, progress=False)
+    subs = make_submissions(sc.population, sc.search.chunk_size, progress=False)
     build_s, search_s = [], []
     with open_cluster(sc.cluster, progress=False) as client:
         layout = plan_cluster(sc, client)
 
         def build_and_search():
             t0 = time.perf_counter()
-            runs, _, _, info = build_on_cluster(sc, subs, client, layout, progress=False)
+            ex = DaskExecutor(client, layout, threads=1, progress=False)
+            gallery = ex.build(sc, subs, None)  # shards live on the workers: no checkpoints
             t1 = time.perf_counter()
             for a, b in chunks(len(subs.mate), sc.search.probe_batch):
-                runs[0].index.search(subs.vectors[a:b], sc.search.candidates)
+                ex.search(gallery.runs[0], subs.vectors[a:b], sc.search.candidates)
             search_s.append(time.perf_counter() - t1)
             build_s.append(t1 - t0)
-            release(client, info)
+            ex.release()
 
         benchmark.pedantic(build_and_search, rounds=max(3, ROUNDS // 2), warmup_rounds=1)
     n, q = sc.population.gallery_size, len(subs.mate)

@@ -70,4 +70,3 @@ def test_ratio_numba_hamming_vs_faiss_bflat():
     r = ratio("numba-hamming", "faiss-BFlat")
     print(f"numba-hamming / faiss-BFlat throughput {r:.2f}x")
     assert r >= 1.0, f"numba binary exact at {r:.2f}x faiss IndexBinaryFlat (target >= 1.0x)"
-    assert MEDIANS

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from bench.runner import run_scenario
+from bench.run.steps import run_scenario
 from bench.scenario import load_scenario
 from matcher.minutiae import match_many
-from synth.encoding import encode
+from synth.embedding import encode
 from synth.impressions import PLAIN, impression_batch
 
 from .conftest import MEDIANS, ROUNDS, record, scaled

@@ -1,21 +1,19 @@
-"""Results folders: atomic writes, a manifest that says what is done.
+"""The results folder's manifest: what run it holds and which steps are done.
 
-Every file is written to a temporary name in the same folder, flushed to
-disk and renamed over its final name, so a crash leaves either the old file
-or the new one, never a truncated file that looks valid. ``manifest.json``
-records the scenario's fingerprint, the fpscale version, the finished steps
-and whether the folder is complete.
+``manifest.json`` records the format, the fpscale version, the scenario's
+fingerprint, the finished steps (with what a resumed run needs) and whether
+the folder is complete. A folder holding another scenario's or another
+version's results is refused unless overwrite is asked for, and only files
+fpscale writes are ever removed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bench.store.files import ResultsError, write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -24,63 +22,8 @@ OWN_FILES = ("manifest.json", "summary.json", "truth.npz", "searches_*.npz", "la
              ".*.tmp", "state/.*.tmp", "plots/.*.tmp.png")
 
 
-class ResultsError(Exception):
-    """A results folder that cannot be used as asked."""
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (NaN written as null)."""
-    data = json.dumps(_clean(obj), indent=2, sort_keys=False).encode()
-    _atomic(Path(path), lambda f: f.write(data + b"\n"))
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(Path(path), lambda f: f.write(text.encode()))
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write an uncompressed npz atomically (plain arrays only: no pickles)."""
-    for k, a in arrays.items():
-        if np.asarray(a).dtype == object:
-            raise ResultsError(f"{k}: object arrays are not written")
-    _atomic(Path(path), lambda f: np.savez(f, **arrays))
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def _clean(o):
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        f = float(o)
-        return f if np.isfinite(f) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    return o
-
-
 def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest, or None when it has none."""
     p = Path(folder) / MANIFEST
     if not p.exists():
         return None
@@ -133,10 +76,12 @@ def prepare_folder(folder: Path, fingerprint: str, version: str, overwrite: bool
 
 
 def mark_step(folder: Path, manifest: dict, step: str, info: Any = True) -> None:
+    """Record a finished step (and what resuming it needs) in the manifest."""
     manifest["steps"][step] = info
     write_json(Path(folder) / MANIFEST, manifest)
 
 
 def mark_complete(folder: Path, manifest: dict) -> None:
+    """Record that every step is done."""
     manifest["complete"] = True
     write_json(Path(folder) / MANIFEST, manifest)

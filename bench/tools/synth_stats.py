@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synth.encoding import encode
+from bench.measure.individuality import compare
+from synth.embedding import encode
 from synth.fingers import PATTERN_CLASSES, PATTERN_FREQUENCIES, pattern_class
 from synth.impressions import CAPTURE_TYPES, PLAIN, ROLLED
 from synth.population import LEGACY_FINGERS
@@ -60,7 +61,6 @@ def synth_stats(seed: int = 0, n: int = 2000) -> dict:
         sims[name] = {"genuine_mean": float(g.mean()), "genuine_sd": float(g.std()),
                       "impostor_mean": float(i.mean()), "impostor_sd": float(i.std()),
                       "d_prime": d_prime(g, i), "eer": eer(g, i)}
-    from bench.individuality import compare
     return {"seed": seed, "identities": n, "individuality": compare(seed, min(n, 2000)),
             "class_frequency": dict(zip(PATTERN_CLASSES, freq.tolist())),
             "class_frequency_expected": dict(zip(PATTERN_CLASSES, PATTERN_FREQUENCIES.tolist())),
@@ -81,9 +81,9 @@ def print_stats(s: dict) -> None:
         print(f"  {k:20s} {v['genuine_mean']:6.3f} ({v['genuine_sd']:.3f})     "
               f"{v['impostor_mean']:6.3f} ({v['impostor_sd']:.3f})      {v['d_prime']:5.2f}  {v['eer']:.4f}")
     ind = s["individuality"]
-    print(f"\nchance correspondences, plain impostor pairs: Pankanti et al. model (M = {ind['M']}, "
-          f"l = {ind['l']:.3f}, m = {ind['m']}, n = {ind['n']}) against fpscale's matcher")
+    print(f"\nchance correspondences, plain impostor pairs: Pankanti et al. model (M = {ind.M}, "
+          f"l = {ind.l:.3f}, m = {ind.m}, n = {ind.n}) against fpscale's matcher")
     print("  q    model P(>= q)   simulated P(>= q)")
     for q in (6, 8, 10, 12, 15, 20):
-        if q < len(ind["q"]):
-            print(f"  {q:<4d} {ind['model_p_at_least'][q]:.2e}        {ind['observed_p_at_least'][q]:.2e}")
+        if q < len(ind.q):
+            print(f"  {q:<4d} {ind.model_p_at_least[q]:.2e}        {ind.observed_p_at_least[q]:.2e}")

@@ -21,12 +21,38 @@ the gap is the price of alignment search.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats
 
 from matcher.minutiae import A_TOL, R_TOL, match_many
 from synth.fingers import finger_semi_axes
 from synth.impressions import CAPTURE_TYPES, _WINDOW, capture_index, impression_batch
+
+
+@dataclass
+class Individuality:
+    """The model's P(q) beside the simulation's impostor paired counts."""
+
+    capture: str
+    quality: int
+    finger: int
+    pairs: int
+    area_mm2: float
+    M: int
+    l: float  # noqa: E741 (the paper's name)
+    m: int
+    n: int
+    r_tol_mm: float
+    a_tol_deg: float
+    q: list[int]
+    model_p: list[float]
+    observed_p: list[float]
+    model_p_at_least: list[float]
+    observed_p_at_least: list[float]
+    observed_mean: float
+    model_mean: float
 
 
 def pankanti_probability(M: int, m: int, n: int, q, l: float) -> np.ndarray:
@@ -62,7 +88,7 @@ def impostor_paired_counts(seed: int, n_pairs: int = 2000, finger: int = 2,
 
 
 def compare(seed: int, n_pairs: int = 2000, finger: int = 2, capture: str = "plain",
-            quality: int = 2) -> dict:
+            quality: int = 2) -> Individuality:
     """The model's P(q) against the simulation's impostor paired counts."""
     paired, na, nb = impostor_paired_counts(seed, n_pairs, finger, capture, quality)
     ax, ay = finger_semi_axes(finger)
@@ -76,9 +102,7 @@ def compare(seed: int, n_pairs: int = 2000, finger: int = 2, capture: str = "pla
     observed = np.bincount(paired, minlength=len(q))[: len(q)] / len(paired)
     tail_model = model[::-1].cumsum()[::-1]
     tail_obs = observed[::-1].cumsum()[::-1]
-    return {"capture": capture, "quality": quality, "finger": finger, "pairs": int(n_pairs),
-            "area_mm2": area, "M": M, "l": l, "m": m, "n": n,
-            "r_tol_mm": R_TOL, "a_tol_deg": float(np.degrees(A_TOL)),
-            "q": q.tolist(), "model_p": model.tolist(), "observed_p": observed.tolist(),
-            "model_p_at_least": tail_model.tolist(), "observed_p_at_least": tail_obs.tolist(),
-            "observed_mean": float(paired.mean()), "model_mean": float((q * model).sum())}
+    return Individuality(capture, quality, finger, int(n_pairs), area, M, l, m, n, R_TOL,
+                         float(np.degrees(A_TOL)), q.tolist(), model.tolist(), observed.tolist(),
+                         tail_model.tolist(), tail_obs.tolist(), float(paired.mean()),
+                         float((q * model).sum()))

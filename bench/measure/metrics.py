@@ -1,4 +1,4 @@
-"""NIST 1:N identification metrics (ISO/IEC 19795-1 usage, see DESIGN.md).
+"""NIST 1:N identification metrics (ISO/IEC 19795-1 usage, docs/design.md).
 
 Inputs are the per-search candidate lists: ``ids`` (Q, L) int64 and
 ``scores`` (Q, L) float, best first, padded with -1 / -inf, and ``mate``
@@ -16,8 +16,57 @@ Clopper-Pearson on request), from scipy.stats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from scipy import stats
+
+from bench.scenario import MetricsSpec
+
+
+@dataclass
+class Rate:
+    """A proportion count/of with its 95% interval (value None when of = 0)."""
+
+    value: float | None
+    ci95: list[float | None]
+    count: int
+    of: int
+
+
+@dataclass
+class OperatingPoint:
+    """The threshold reaching one FPIR target and the rates there."""
+
+    target_fpir: float
+    threshold: float | None
+    resolved: bool
+    fnir: Rate | None = None
+    fpir: Rate | None = None
+    sel: float | None = None
+
+
+@dataclass
+class Det:
+    """FNIR and FPIR over a threshold sweep."""
+
+    threshold: list[float]
+    fnir: list[float]
+    fpir: list[float]
+
+
+@dataclass
+class MetricsSummary:
+    """Every metric of one backend's searches."""
+
+    searches: int
+    mated: int
+    nonmated: int
+    rank1_hit_rate: Rate
+    fnir_no_threshold: Rate
+    cmc: list[float | None]
+    det: Det
+    operating_points: list[OperatingPoint] = field(default_factory=list)
 
 
 def mate_rank(ids: np.ndarray, mate: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,20 +106,19 @@ def binomial_ci(k, n, method: str = "wilson", level: float = 0.95) -> tuple[np.n
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
-def _rate(k, n, method="wilson") -> dict:
+def _rate(k, n, method="wilson") -> Rate:
     lo, hi = binomial_ci(k, n, method)
-    return {"value": float(k / n) if n else float("nan"), "ci95": [float(lo), float(hi)],
-            "count": int(k), "of": int(n)}
+    return Rate(float(k / n) if n else float("nan"), [float(lo), float(hi)], int(k), int(n))
 
 
-def fnir(rank: np.ndarray, mate_score: np.ndarray, mated: np.ndarray, R: int, T: float) -> dict:
+def fnir(rank: np.ndarray, mate_score: np.ndarray, mated: np.ndarray, R: int, T: float) -> Rate:
     """FNIR(N, R, T) with CI over the mated searches."""
     r, s = rank[mated], mate_score[mated]
     miss = (r == 0) | (r > R) | (s < T)
     return _rate(int(miss.sum()), int(mated.sum()))
 
 
-def fpir(top_score: np.ndarray, nonmated: np.ndarray, T: float) -> dict:
+def fpir(top_score: np.ndarray, nonmated: np.ndarray, T: float) -> Rate:
     """FPIR(N, T) with CI over the non-mated searches (their best score only)."""
     return _rate(int((top_score[nonmated] >= T).sum()), int(nonmated.sum()))
 
@@ -91,7 +139,7 @@ def cmc(rank: np.ndarray, mated: np.ndarray, L: int) -> np.ndarray:
     return np.cumsum(counts) / len(r)
 
 
-def threshold_for_fpir(top_score: np.ndarray, nonmated: np.ndarray, target: float) -> dict:
+def threshold_for_fpir(top_score: np.ndarray, nonmated: np.ndarray, target: float) -> OperatingPoint:
     """Lowest threshold whose FPIR <= target, and whether the data resolve it.
 
     With n non-mated searches an FPIR below 1/n cannot be told from zero:
@@ -101,50 +149,49 @@ def threshold_for_fpir(top_score: np.ndarray, nonmated: np.ndarray, target: floa
     s = np.sort(top_score[nonmated])[::-1]
     n = len(s)
     if n == 0:
-        return {"target_fpir": target, "threshold": float("nan"), "resolved": False}
+        return OperatingPoint(target, float("nan"), False)
     allowed = int(np.floor(target * n))
     # the next value up in the scores' own dtype, so that the threshold
     # compares the same way when the table is re-read outside fpscale
     t = float(np.nextafter(s[allowed], s.dtype.type(np.inf))) if allowed < n else float(s[-1])
     # scores equal to s[allowed] are excluded; one more tie could sit above
-    return {"target_fpir": target, "threshold": t, "resolved": bool(target * n >= 1.0)}
+    return OperatingPoint(target, t, bool(target * n >= 1.0))
 
 
 def det_curve(top_score: np.ndarray, mate_score: np.ndarray, rank: np.ndarray,
-              mated: np.ndarray, n_points: int = 200) -> dict:
+              mated: np.ndarray, n_points: int = 200) -> Det:
     """FNIR (any rank in the list, as NIST's DET) and FPIR over a threshold sweep."""
     cand = np.concatenate([top_score[~mated], mate_score[mated & (rank > 0)]])
     cand = cand[np.isfinite(cand)]
     if len(cand) == 0:
-        return {"threshold": [], "fnir": [], "fpir": []}
+        return Det([], [], [])
     thr = np.unique(np.quantile(cand, np.linspace(0, 1, n_points)))
     nm = np.sort(top_score[~mated])
     ms = np.sort(np.where(rank[mated] > 0, mate_score[mated], -np.inf))
     fp = (len(nm) - np.searchsorted(nm, thr, side="left")) / max(len(nm), 1)
     fn = np.searchsorted(ms, thr, side="left") / max(len(ms), 1)
-    return {"threshold": thr.tolist(), "fnir": fn.tolist(), "fpir": fp.tolist()}
+    return Det(thr.tolist(), fn.tolist(), fp.tolist())
 
 
-def summarize(ids: np.ndarray, scores: np.ndarray, mate: np.ndarray, rank_R: int,
-              target_fpir: tuple[float, ...], n_points: int = 200) -> dict:
-    """All metrics of one backend's searches, JSON-ready."""
+def summarize(ids: np.ndarray, scores: np.ndarray, mate: np.ndarray,
+              spec: MetricsSpec) -> MetricsSummary:
+    """All metrics of one backend's searches: ids, scores (Q, L), mate (Q,);
+    spec gives R (rank), the FPIR targets and the DET's number of points."""
     mated = mate >= 0
     nonmated = ~mated
     rank, mscore = mate_rank(ids, mate, scores)
     top = scores[:, 0]
     L = ids.shape[1]
-    out = {
-        "searches": int(len(mate)), "mated": int(mated.sum()), "nonmated": int(nonmated.sum()),
-        "rank1_hit_rate": _rate(int(((rank == 1) & mated).sum()), int(mated.sum())),
-        "fnir_no_threshold": fnir(rank, mscore, mated, rank_R, -np.inf),
-        "cmc": cmc(rank, mated, L).tolist(),
-        "det": det_curve(top, mscore, rank, mated, n_points),
-        "operating_points": [],
-    }
-    for target in target_fpir:
-        t = threshold_for_fpir(top, nonmated, target)
-        T = t["threshold"]
-        t.update({"fnir": fnir(rank, mscore, mated, rank_R, T), "fpir": fpir(top, nonmated, T),
-                  "sel": sel(scores, nonmated, T)})
-        out["operating_points"].append(t)
+    out = MetricsSummary(
+        int(len(mate)), int(mated.sum()), int(nonmated.sum()),
+        _rate(int(((rank == 1) & mated).sum()), int(mated.sum())),
+        fnir(rank, mscore, mated, spec.rank, -np.inf),
+        cmc(rank, mated, L).tolist(),
+        det_curve(top, mscore, rank, mated, spec.thresholds))
+    for target in spec.target_fpir:
+        op = threshold_for_fpir(top, nonmated, target)
+        T = op.threshold
+        op.fnir, op.fpir, op.sel = (fnir(rank, mscore, mated, spec.rank, T), fpir(top, nonmated, T),
+                                    sel(scores, nonmated, T))
+        out.operating_points.append(op)
     return out

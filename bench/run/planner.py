@@ -6,7 +6,7 @@ kernel half-way. The parts, in bytes:
 
 - each backend's index: its own estimate (``memory_estimate`` /
   ``factory_memory_estimate``) at the full gallery size, times
-  ``FAISS_GROWTH`` for faiss indexes at the moment they last grow;
+  ``matcher.registry.FAISS_GROWTH`` for faiss indexes at the moment they last grow;
 - submissions: float vectors and binary codes of every search, and every
   backend's candidate lists (ids and scores);
 - the largest transient: one gallery chunk (vectors, codes, impression
@@ -20,14 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.run.rescore_segment import BATCH as RESCORE_BATCH
 from bench.scenario import Scenario
-from matcher.exact import NumbaFlatIP, NumbaHamming
-from matcher.faiss_index import factory_memory_estimate
+from matcher.registry import peak_index_bytes
 
 BASELINE = 230 << 20         # bytes: python + numpy + numba + faiss + scipy + matplotlib
-# faiss keeps codes in std::vector, grown by doubling as chunks are added:
-# when the last chunks go in, the old buffer and its doubled copy coexist
-FAISS_GROWTH = 3.0
 TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
 
 
@@ -47,26 +44,10 @@ class Plan:
         return sum(self.indexes.values()) + self.submissions + self.transient + self.baseline
 
 
-def final_index_bytes(name: str, n: int, d: int) -> int:
-    """Bytes one backend holds once n records are added."""
-    if name == "numba-flat":
-        return NumbaFlatIP.memory_estimate(n, d)
-    if name == "numba-hamming":
-        return NumbaHamming.memory_estimate(n, d)
-    return factory_memory_estimate(name.removeprefix("faiss:"), n, d)
-
-
-def index_bytes(name: str, n: int, d: int) -> int:
-    """Peak bytes of one backend while a gallery of n records is added."""
-    growth = 1.0 if name.startswith("numba-") else FAISS_GROWTH
-    return int(growth * final_index_bytes(name, n, d))
-
-
 def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
     """Peak bytes of each backend's index over n records, by backend."""
     pop = sc.population
-    return {f"{b.name} {b.params}".strip():
-            index_bytes(b.name, n, pop.record_bits if b.binary else pop.record_dim)
+    return {f"{b.name} {b.params}".strip(): peak_index_bytes(b.name, n, pop.record_width(b.binary))
             for b in sc.search.backends}
 
 
@@ -89,8 +70,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
             + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     rescore = 0
     if srch.rescore:
-        from bench.rescoring import BATCH
-        rescore = BATCH * (srch.rescore_candidates + 1) * F * TEMPLATE_BYTES * 2
+        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * TEMPLATE_BYTES * 2
     return Plan(sizes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
 
 

@@ -1,6 +1,6 @@
-"""Learn the linear discriminant projection that ``synth.encoding`` ships.
+"""Learn the linear discriminant basis that ``synth.embedding`` ships.
 
-Run ``python -m synth.projection`` to rebuild ``synth/projection_lda.npz``
+Run ``python -m synth.lda_basis`` to rebuild ``synth/lda_basis.npz``
 after changing the pair histogram. The reference population is fixed (its
 own seed, never a scenario's): pairs of impressions of the same finger with
 mixed capture types and qualities. Fisher LDA solves
@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
-from synth.encoding import N_FEATURES, R_MAX, feature_batch
+from synth.features import N_FEATURES, R_MAX, feature_batch
 
 REFERENCE_SEED = 0x2EF_5EED
 N_REFERENCE = 8000
@@ -62,7 +62,7 @@ def learn(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> int:
-    out = Path(__file__).with_name("projection_lda.npz")
+    out = Path(__file__).with_name("lda_basis.npz")
     mean, basis = learn()
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, mean=mean.astype(np.float32), basis=basis.astype(np.float32),

@@ -7,9 +7,9 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-from bench.results import write_json
-from bench.runner import run_scenario
+from bench.run.steps import run_scenario
 from bench.scenario import ScenarioError, load_scenario, scenario_from_dict
+from bench.store.files import write_json
 
 
 def parse_values(text: str) -> list:
@@ -47,13 +47,15 @@ def sweep(scenario_path: str, key: str, values: list, out: Path, overwrite: bool
     for v, sc in runs:
         folder = Path(out) / f"{key}={v}"
         summary = run_scenario(sc, folder, overwrite=overwrite, progress=progress)
-        for b in summary["backends"]:
-            op = b["metrics"]["operating_points"][0] if b["metrics"]["operating_points"] else {}
-            rows.append({"value": v, "backend": b["key"],
-                         "rank1": b["metrics"]["rank1_hit_rate"]["value"],
-                         "target_fpir": op.get("target_fpir"), "threshold": op.get("threshold"),
-                         "fnir": op.get("fnir", {}).get("value"), "fpir": op.get("fpir", {}).get("value"),
-                         "searches_per_s": b["timings"]["throughput_searches_per_s"],
+        for b in summary.backends:
+            ops = b.metrics.operating_points
+            op = ops[0] if ops else None
+            rows.append({"value": v, "backend": b.key,
+                         "rank1": b.metrics.rank1_hit_rate.value,
+                         "target_fpir": op.target_fpir if op else None,
+                         "threshold": op.threshold if op else None,
+                         "fnir": op.fnir.value if op else None, "fpir": op.fpir.value if op else None,
+                         "searches_per_s": b.timings.throughput_searches_per_s,
                          "folder": str(folder)})
     write_json(Path(out) / "sweep.json", {"scenario": str(scenario_path), "key": key,
                                           "values": values, "rows": rows})

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.results import write_json
-from matcher.interface import make_backend
+from bench.store.files import write_json
+from matcher.registry import is_binary, make_backend
 
 DEFAULT_BACKENDS = ("numba-flat", "faiss:Flat", "faiss:IVF1024,Flat", "faiss:HNSW32", "numba-hamming")
 
@@ -32,7 +32,7 @@ def scaling(sizes: list[int], backends: list[str], dim: int = 128, bits: int = 2
     rows = []
     bar = tqdm(total=len(sizes) * len(backends), desc="scaling", disable=not progress)
     for spec in backends:
-        binary = spec == "numba-hamming" or spec.startswith("faiss:B")
+        binary = is_binary(spec)
         for n in sorted(sizes):
             b = make_backend(spec, bits if binary else dim, threads=threads, seed=seed)
             data, q = (gb, pb) if binary else (g, p)

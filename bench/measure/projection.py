@@ -20,15 +20,120 @@ For each finger set (one finger, two index fingers, all searched fingers):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from scipy import stats
 
-from bench.metrics import binomial_ci
-from bench.scenario import Scenario
+from bench.measure.metrics import binomial_ci
+from bench.scenario import TargetSpec
+
+# a field left out of the JSON when it is None (dataclass field metadata)
+OMIT_IF_NONE = {"omit_if_none": True}
 
 STUDY_FPIR = (0.3, 0.1, 0.03)   # thresholds set where the largest rung measures these
 TAIL_EXCEEDANCES = 2000          # peaks over threshold used for the tail fit
 BOOTSTRAP = 60
+
+
+@dataclass
+class MeasuredFpir:
+    """FPIR measured at one rung of the ladder, with its 95% interval."""
+
+    n: int
+    fpir: float | None
+    ci95: list[float | None]
+    count: int
+    of: int
+
+
+@dataclass
+class Validation:
+    """Each model's prediction of the largest rung, made without it."""
+
+    independence_prediction: float
+    independence_inside_ci: bool
+    fitted_prediction: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    fitted_inside_ci: bool | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass
+class PowerFit:
+    """FPIR(N) = 1 - exp(-a N^b)."""
+
+    a: float
+    b: float
+
+
+@dataclass
+class Study:
+    """One threshold: FPIR measured at every rung, both models, the target."""
+
+    threshold: float
+    fmr: float
+    measured: list[MeasuredFpir]
+    independence: list[float]
+    fit: PowerFit | None
+    validation: Validation
+    target_fpir_independence: float
+    target_fpir_fitted: float | None
+
+
+@dataclass
+class TailFit:
+    """The generalized Pareto tail above u (FMR p_u there)."""
+
+    u: float
+    p_u: float
+    gpd: list[float] | None
+    bootstrap: int
+
+
+@dataclass
+class ThresholdSweep:
+    """Per threshold at the target scale: FMR, FPIR, FNIR and people per year."""
+
+    threshold: list[float]
+    fmr: list[float | None]
+    fpir: list[float | None]
+    fnir_sim: list[float | None]
+    false_matches_per_year: list[float | None]
+    false_matches_per_year_ci95: list[list[float | None]]
+    mated_wrong_per_year: list[float | None]
+
+
+@dataclass
+class TargetProjection:
+    """The national target and what the models say there."""
+
+    gallery_size: int
+    searches_per_year: float
+    mated_share: float
+    sweep: ThresholdSweep
+    threshold_under_one_per_year: float | None
+    fnir_at_that_threshold: float | None
+
+
+@dataclass
+class FingerSetProjection:
+    """The projection of one finger set (one, two_index or all)."""
+
+    finger_set: str
+    rungs: list[int]
+    impostor_pairs: int
+    tail: TailFit
+    studies: list[Study]
+    target: TargetProjection
+
+
+def false_match_searches_per_year(target: TargetSpec, fpir: float) -> float:
+    """Non-mated searches a year with a candidate above T: S (1 - p) FPIR."""
+    return target.searches_per_year * (1 - target.mated_share) * fpir
+
+
+def mated_wrong_searches_per_year(target: TargetSpec, p_wrong):
+    """Mated searches a year whose top candidate above T is someone else: S p P(wrong)."""
+    return target.searches_per_year * target.mated_share * p_wrong
 
 
 def fpir_at_n(fmr: np.ndarray, n: float) -> np.ndarray:
@@ -50,6 +155,7 @@ def fit_power_model(n: np.ndarray, fpir: np.ndarray) -> tuple[float, float] | No
 
 
 def power_model(a: float, b: float, n) -> np.ndarray:
+    """FPIR(N) = 1 - exp(-a N^b) at the sizes n."""
     return -np.expm1(-a * np.power(np.asarray(n, dtype=np.float64), b))
 
 
@@ -112,25 +218,25 @@ class TailModel:
         return lo, hi
 
 
-def _measured(top: np.ndarray, mate: np.ndarray, rungs: np.ndarray, t: float):
+def _measured(top: np.ndarray, mate: np.ndarray, rungs: np.ndarray, t: float) -> list[MeasuredFpir]:
     out = []
     for r, n in enumerate(rungs):
         nonmated = (mate < 0) | (mate >= n)
         k = int((top[nonmated, r] >= t).sum())
         m = int(nonmated.sum())
         lo, hi = binomial_ci(k, m)
-        out.append({"n": int(n), "fpir": k / m if m else float("nan"), "ci95": [float(lo), float(hi)],
-                    "count": k, "of": m})
+        out.append(MeasuredFpir(int(n), k / m if m else float("nan"), [float(lo), float(hi)], k, m))
     return out
 
 
-def project_finger_set(sc: Scenario, st: dict, mate: np.ndarray, fset: str) -> dict:
+def project_finger_set(target: TargetSpec, st: dict, mate: np.ndarray, fset: str,
+                       seed: int) -> FingerSetProjection:
+    """The projection of one finger set from its ladder state (``LadderScan.state``)
+    and the searches' mates (Q,); seed drives the tail bootstrap."""
     rungs = st["rungs"].astype(np.float64)
     top = st["top_nonmate"]
-    tail = TailModel(st["impostor_hist"], st["hist_edges"], seed=sc.population.seed)
-    N = float(sc.target.gallery_size)
-    S = sc.target.searches_per_year
-    p = sc.target.mated_share
+    tail = TailModel(st["impostor_hist"], st["hist_edges"], seed=seed)
+    N = float(target.gallery_size)
     largest = top[(mate < 0) | (mate >= rungs[-1]), -1]
 
     # thresholds: where the largest rung measures the study FPIRs
@@ -138,27 +244,20 @@ def project_finger_set(sc: Scenario, st: dict, mate: np.ndarray, fset: str) -> d
     studies = []
     for t in thresholds:
         meas = _measured(top, mate, rungs, t)
-        fp = np.array([m["fpir"] for m in meas])
+        fp = np.array([m.fpir for m in meas])
         fmr = float(tail.fmr(t))
         indep = fpir_at_n(fmr, rungs)
         fit_small = fit_power_model(rungs[:-1], fp[:-1])
         fit_all = fit_power_model(rungs, fp)
-        last = meas[-1]
-        val = {
-            "independence_prediction": float(indep[-1]),
-            "independence_inside_ci": bool(last["ci95"][0] <= indep[-1] <= last["ci95"][1]),
-        }
+        lo, hi = meas[-1].ci95
+        val = Validation(float(indep[-1]), bool(lo <= indep[-1] <= hi))
         if fit_small is not None:
             pred = float(power_model(*fit_small, rungs[-1]))
-            val.update({"fitted_prediction": pred,
-                        "fitted_inside_ci": bool(last["ci95"][0] <= pred <= last["ci95"][1])})
-        studies.append({"threshold": t, "fmr": fmr, "measured": meas,
-                        "independence": indep.tolist(),
-                        "fit": None if fit_all is None else {"a": fit_all[0], "b": fit_all[1]},
-                        "validation": val,
-                        "target_fpir_independence": float(fpir_at_n(fmr, N)),
-                        "target_fpir_fitted": (float(power_model(*fit_all, N))
-                                               if fit_all is not None else None)})
+            val.fitted_prediction, val.fitted_inside_ci = pred, bool(lo <= pred <= hi)
+        studies.append(Study(t, fmr, meas, indep.tolist(),
+                             None if fit_all is None else PowerFit(*fit_all), val,
+                             float(fpir_at_n(fmr, N)),
+                             float(power_model(*fit_all, N)) if fit_all is not None else None))
 
     # threshold sweep at the target scale: people per year
     hi_t = float(tail.edges[-1])
@@ -170,29 +269,23 @@ def project_finger_set(sc: Scenario, st: dict, mate: np.ndarray, fset: str) -> d
     mated_scores = _mate_scores(st, mate)
     wrong = np.array([_p_wrong(tail, mated_scores, t, N) for t in sweep])
     fnir_t = np.array([(mated_scores < t).mean() if len(mated_scores) else np.nan for t in sweep])
-    people = S * (1 - p) * f_nm
-    people_lo = S * (1 - p) * fpir_at_n(fmr_lo, N)
-    people_hi = S * (1 - p) * fpir_at_n(fmr_hi, N)
+    people = false_match_searches_per_year(target, f_nm)
+    people_lo = false_match_searches_per_year(target, fpir_at_n(fmr_lo, N))
+    people_hi = false_match_searches_per_year(target, fpir_at_n(fmr_hi, N))
+    mated_wrong = mated_wrong_searches_per_year(target, wrong)
     # the lowest threshold with under one false match per year
-    under_one = np.flatnonzero(people + S * p * wrong < 1.0)
+    under_one = np.flatnonzero(people + mated_wrong < 1.0)
     t1 = float(sweep[under_one[0]]) if len(under_one) else None
-    return {
-        "finger_set": fset, "rungs": rungs.astype(int).tolist(),
-        "impostor_pairs": tail.total, "tail": {"u": tail.u, "p_u": tail.p_u,
-                                               "gpd": tail.params, "bootstrap": len(tail.boot)},
-        "studies": studies,
-        "target": {
-            "gallery_size": int(N), "searches_per_year": S, "mated_share": p,
-            "sweep": {"threshold": sweep.tolist(), "fmr": fmr.tolist(), "fpir": f_nm.tolist(),
-                      "fnir_sim": fnir_t.tolist(),
-                      "false_matches_per_year": people.tolist(),
-                      "false_matches_per_year_ci95": [people_lo.tolist(), people_hi.tolist()],
-                      "mated_wrong_per_year": (S * p * wrong).tolist()},
-            "threshold_under_one_per_year": t1,
-            "fnir_at_that_threshold": (float((mated_scores < t1).mean())
-                                       if t1 is not None and len(mated_scores) else None),
-        },
-    }
+    sweep_out = ThresholdSweep(
+        sweep.tolist(), fmr.tolist(), f_nm.tolist(), fnir_t.tolist(), people.tolist(),
+        [people_lo.tolist(), people_hi.tolist()], mated_wrong.tolist())
+    fnir_t1 = (float((mated_scores < t1).mean()) if t1 is not None and len(mated_scores)
+               else None)
+    return FingerSetProjection(
+        fset, rungs.astype(int).tolist(), tail.total,
+        TailFit(tail.u, tail.p_u, tail.params, len(tail.boot)), studies,
+        TargetProjection(int(N), target.searches_per_year, target.mated_share, sweep_out, t1,
+                         fnir_t1))
 
 
 def _mate_scores(st: dict, mate: np.ndarray) -> np.ndarray:
@@ -213,42 +306,8 @@ def _p_wrong(tail: TailModel, mate_scores: np.ndarray, t: float, n: float) -> fl
     return float(fpir_at_n(tail.fmr(bar), n - 1).mean())
 
 
-def project(sc: Scenario, ladder_state: dict, mate: np.ndarray) -> dict:
-    """Projection for every finger set measured."""
-    return {fs: project_finger_set(sc, st, mate, fs) for fs, st in ladder_state.items()}
-
-
-def reproject(folder, gallery_size: int | None = None, searches_per_year: float | None = None,
-              mated_share: float | None = None) -> tuple[dict, dict]:
-    """Projection from a finished results folder to another target.
-
-    Returns (target used, projection per finger set); the ladder files hold
-    everything needed, so nothing is searched again."""
-    import dataclasses
-    import json
-    from pathlib import Path
-
-    from bench.results import ResultsError, read_npz
-    from bench.scenario import TargetSpec, scenario_from_dict
-
-    folder = Path(folder)
-    p = folder / "summary.json"
-    if not p.is_file():
-        raise ResultsError(f"{folder} holds no summary.json: run a scenario into it first")
-    d = json.loads(p.read_text())["scenario"]
-    t = d["target"]
-    for key, v in (("gallery_size", gallery_size), ("searches_per_year", searches_per_year),
-                   ("mated_share", mated_share)):
-        if v is not None:
-            t[key] = v
-    sc = scenario_from_dict(d, d["name"])
-    files = sorted(folder.glob("ladder_*.npz"))
-    if not files:
-        raise ResultsError(f"{folder} has no ladder files: the scenario has no [projection] ladder")
-    state = {}
-    mate = None
-    for f in files:
-        st = read_npz(f)
-        mate = st.pop("mate")
-        state[f.stem.removeprefix("ladder_")] = st
-    return dataclasses.asdict(sc.target) if isinstance(sc.target, TargetSpec) else t, project(sc, state, mate)
+def project(target: TargetSpec, ladder_state: dict, mate: np.ndarray,
+            seed: int) -> dict[str, FingerSetProjection]:
+    """Projection for every finger set measured: ladder_state maps a finger
+    set to its ``LadderScan.state()``; mate (Q,) as in the searches."""
+    return {fs: project_finger_set(target, st, mate, fs, seed) for fs, st in ladder_state.items()}

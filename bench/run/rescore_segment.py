@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from tqdm import tqdm
 
+from bench.scenario import Rescoring
 from matcher.minutiae import match_many
 from synth.impressions import impression_batch
 from synth.population import PopulationSpec, gallery_impressions, submission_impressions
@@ -27,17 +27,18 @@ def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
                             imp.capture, imp.quality)
 
 
-def rescore(spec: PopulationSpec, ids: np.ndarray, k: int, fusion: str = "sum",
-            progress: bool = True, offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Re-score the top-k of candidate lists ids (Q, L) (-1 padded) of
-    submissions offset..offset+Q-1.
+def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
+                    offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Re-score the top k = rescoring.candidates of candidate lists ids (Q, L)
+    (-1 padded) of submissions offset..offset+Q-1.
 
     Returns (ids (Q, k), scores (Q, k) float32 fused paired-minutiae counts,
     info with timings and the number of 1:1 comparisons)."""
+    fusion = rescoring.fusion
     if fusion not in ("sum", "max"):
         raise ValueError(f"fusion must be 'sum' or 'max', got {fusion!r}")
     Q = ids.shape[0]
-    k = min(k, ids.shape[1])
+    k = min(rescoring.candidates, ids.shape[1])
     F = len(spec.search_fingers)
     out_i = np.full((Q, k), -1, dtype=np.int64)
     out_s = np.full((Q, k), -np.inf, dtype=np.float32)
@@ -47,7 +48,6 @@ def rescore(spec: PopulationSpec, ids: np.ndarray, k: int, fusion: str = "sum",
     one = np.zeros((1, 4, 4))
     match_many(one, np.zeros(1, np.int64), one, np.zeros(1, np.int64),
                np.zeros(1, np.int64), np.zeros(1, np.int64))
-    bar = tqdm(total=Q, desc="minutiae re-scoring", unit="search", disable=not progress)
     for a in range(0, Q, BATCH):
         b = min(Q, a + BATCH)
         cand = ids[a:b, :k]
@@ -77,8 +77,6 @@ def rescore(spec: PopulationSpec, ids: np.ndarray, k: int, fusion: str = "sum",
         order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -score), axis=1)
         out_i[a:b] = np.take_along_axis(cand, order, axis=1)
         out_s[a:b] = np.take_along_axis(score, order, axis=1)
-        bar.update(b - a)
-    bar.close()
     info = {"comparisons": comparisons, "compare_s": compare_s,
             "comparisons_per_s": comparisons / compare_s if compare_s > 0 else None,
             "candidates": k, "fusion": fusion}

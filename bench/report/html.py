@@ -1,0 +1,43 @@
+"""The report's HTML page, from its Markdown."""
+
+from __future__ import annotations
+
+import html
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """A standalone HTML page of the report's Markdown (headings, tables,
+    bullets, images and paragraphs)."""
+    # The report's Markdown uses headings, tables, bullets and images only:
+    # a small converter keeps the HTML page free of extra dependencies.
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            out.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
+                                 for c in r) + "</tr>" for i, r in enumerate(rows)) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            for part in line.split(") "):
+                alt, src = part[2:].split("](")
+                out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}" style="max-width:48%">')
+        elif line.startswith("- "):
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(out)}</body></html>\n")

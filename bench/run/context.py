@@ -1,0 +1,32 @@
+"""What every step of a run holds: the scenario, the results folder's
+checkpoints, the executor and whether to show progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.run.checkpoints import Checkpoints
+from bench.run.executor import Executor
+from bench.scenario import Scenario
+
+
+@dataclass
+class RunContext:
+    """One run in progress."""
+
+    scenario: Scenario
+    checkpoints: Checkpoints
+    executor: Executor
+    progress: bool = True
+
+    @property
+    def out(self) -> Path:
+        """The results folder."""
+        return self.checkpoints.out
+
+    def bar(self, total: int, desc: str, unit: str, initial: int = 0) -> tqdm:
+        """A progress bar for one stage (silent when progress is off)."""
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not self.progress)

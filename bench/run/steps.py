@@ -1,0 +1,168 @@
+"""The step order of a run: scenario -> submissions, gallery, searches, summary.
+
+Steps, each recorded in the results folder's manifest when finished:
+submissions (generated once, ground truth kept in its own array), build
+(gallery chunks streamed into every backend and the ladder scan), search and
+re-scoring (per backend, probe batches and segments checkpointed), the
+projection, the summary and the report. Where the work executes (this
+process or a Dask cluster) is the executor's business, not the steps'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from bench.measure import metrics
+from bench.measure.individuality import compare as individuality
+from bench.measure.projection import project
+from bench.measure.recall import recall_against
+from bench.report.write import write_report
+from bench.run.checkpoints import Checkpoints
+from bench.run.context import RunContext
+from bench.run.executor import Executor
+from bench.run.gallery import BackendRun, Gallery
+from bench.run.host import fpscale_version, host_info, peak_rss
+from bench.run.local import LocalExecutor
+from bench.run.planner import Plan, check
+from bench.run.rescore import rescore_lists
+from bench.run.search import search_backend
+from bench.run.submissions import Submissions, make_submissions
+from bench.scenario import Scenario, SearchSpec
+from bench.store.files import write_npz
+from bench.store.manifest import mark_complete, prepare_folder
+from bench.store.summary import (BackendResult, Memory, MemoryPlan, Summary, read_summary,
+                                 write_summary)
+from matcher.registry import final_index_bytes, is_exact_float
+
+
+def threads(search: SearchSpec) -> int:
+    """Threads a run uses in this process: [search] threads, or all cores."""
+    return search.threads or numba.config.NUMBA_NUM_THREADS
+
+
+def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: bool = True,
+                 max_memory: int | None = None) -> Summary:
+    """Run a scenario end to end into ``out``; returns its summary.
+
+    Refuses (PlanError) before any work when it would not fit in memory.
+    With sc.cluster.scheduler set, the gallery is built and searched in
+    shards on a Dask cluster; the results are the same."""
+    on_cluster = bool(sc.cluster.scheduler)
+    plan = check(sc, max_memory, indexes=not on_cluster)
+    with _executor(sc, progress) as executor:  # a cluster is reached and planned first
+        manifest = prepare_folder(Path(out), sc.fingerprint(), fpscale_version(), overwrite)
+        ctx = RunContext(sc, Checkpoints(Path(out), manifest), executor, progress)
+        if manifest.get("complete") and (Path(out) / "summary.json").is_file():
+            return read_summary(out)  # nothing left to do
+        return _run(ctx, plan)
+
+
+@contextlib.contextmanager
+def _executor(sc: Scenario, progress: bool) -> Iterator[Executor]:
+    if not sc.cluster.scheduler:
+        yield LocalExecutor(threads(sc.search), progress)
+        return
+    from bench.run.cluster import DaskExecutor, open_cluster, plan_cluster
+    with open_cluster(sc.cluster, progress) as client:
+        yield DaskExecutor(client, plan_cluster(sc, client), threads(sc.search), progress)
+
+
+def _run(ctx: RunContext, plan: Plan) -> Summary:
+    sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
+    t_start = time.perf_counter()
+    subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
+    write_npz(out / "truth.npz", mate=subs.mate)
+    gallery = ctx.executor.build(sc, subs, ck)
+    ck.mark("build")
+    try:
+        rows = _search_all(ctx, gallery, subs)
+    finally:
+        ctx.executor.release()
+    summary = Summary(
+        scenario=sc, fingerprint=sc.fingerprint(), seed=sc.population.seed, host=host_info(),
+        generation_s=gallery.generation_s, backends=rows,
+        memory_plan=MemoryPlan(plan.indexes, plan.submissions, plan.transient, plan.baseline,
+                               plan.total, peak_rss()),
+        cluster=ctx.executor.cluster_info())
+    if gallery.scans:
+        ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
+        for fs, st in ladder_state.items():
+            write_npz(out / f"ladder_{fs}.npz", mate=subs.mate, **st)
+        summary.projection = project(sc.target, ladder_state, subs.mate, sc.population.seed)
+        ck.mark("projection")
+    if sc.search.rescore:
+        pop = sc.population
+        summary.individuality = individuality(pop.seed, 2000, pop.search_fingers[0],
+                                              pop.booking_capture, 2)
+    summary.wall_s = time.perf_counter() - t_start
+    write_summary(out, summary)
+    ck.mark("summary")
+    write_report(out)  # from the file just written, as `fpscale report` does
+    mark_complete(out, ck.manifest)
+    ck.clear()  # a complete folder needs no checkpoints
+    return summary
+
+
+def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[BackendResult]:
+    """Search every backend (and re-score its lists), writing each one's
+    per-search table; returns the summary rows, approximate float backends
+    compared with the exact one."""
+    rows, lists = [], {}
+    exact_key = None
+    for run in gallery.runs:
+        key = run.spec.key
+        ids, scores, timings = search_backend(ctx, run, subs.probes(run.spec.binary))
+        lists[key] = (ids, scores)
+        if exact_key is None and is_exact_float(run.spec.name):
+            exact_key = key
+        # measured once per index: faiss's nbytes serializes the whole index
+        memory = Memory(_estimate(ctx.scenario, run), ctx.executor.index_nbytes(run))
+        row = BackendResult(name=run.spec.name, params=run.spec.params, key=key,
+                            binary=run.spec.binary, memory=memory, timings=timings,
+                            metrics=_measure(ctx, key, (ids, scores), subs.mate))
+        rows.append(row)
+        ctx.checkpoints.mark(f"search:{key}")
+        if ctx.scenario.search.rescore:
+            rows.append(_rescored(ctx, row, ids, subs.mate))
+            ctx.checkpoints.mark(f"rescore:{key}")
+    if exact_key is not None:
+        for row in rows:
+            if not row.binary and row.key != exact_key and row.key in lists:
+                row.vs_exact = recall_against(lists[exact_key], lists[row.key])
+    return rows
+
+
+def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
+             mate: np.ndarray) -> metrics.MetricsSummary:
+    """Write the per-search table of one row and summarize its metrics."""
+    ids, scores = lists
+    rank, mscore = metrics.mate_rank(ids, mate, scores)
+    write_npz(ctx.out / f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
+              mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
+
+
+def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
+              mate: np.ndarray) -> BackendResult:
+    """Minutiae re-scoring of one backend's lists, as a row of its own."""
+    ri, rs, info = rescore_lists(ctx, row.key, ids)
+    rkey = f"{row.key}+minutiae"
+    t = row.timings
+    total = t.search_s + ctx.executor.rescore_seconds({"compare_s": info.compare_s,
+                                                       "wall_s": info.wall_s})
+    timings = type(t)(t.train_s, t.build_s, t.search_s, len(ri) / total if total > 0 else None,
+                      t.latency_ms, info)
+    return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
+                         binary=row.binary, rescored_from=row.key, memory=row.memory,
+                         timings=timings, metrics=_measure(ctx, rkey, (ri, rs), mate))
+
+
+def _estimate(sc: Scenario, run: BackendRun) -> int:
+    pop = sc.population
+    return final_index_bytes(run.spec.name, pop.gallery_size, pop.record_width(run.spec.binary))

@@ -1,0 +1,1 @@
+"""The results folder: atomic files, the manifest, the typed summary."""

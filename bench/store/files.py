@@ -1,0 +1,74 @@
+"""Atomic writes of results files: JSON, text and npz.
+
+Every file is written to a temporary name in the same folder, flushed to
+disk and renamed over its final name, so a crash leaves either the old file
+or the new one, never a truncated file that looks valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ResultsError(Exception):
+    """A results folder that cannot be used as asked."""
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (NaN written as null)."""
+    data = json.dumps(_clean(obj), indent=2, sort_keys=False).encode()
+    _atomic(Path(path), lambda f: f.write(data + b"\n"))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an uncompressed npz atomically (plain arrays only: no pickles)."""
+    for k, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise ResultsError(f"{k}: object arrays are not written")
+    _atomic(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All arrays of an npz file (pickles refused)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _clean(o):
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        f = float(o)
+        return f if np.isfinite(f) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    return o

@@ -1,0 +1,2 @@
+"""Commands beside a single run: sweeps, backend scaling, population
+statistics and re-projection of a finished run."""
