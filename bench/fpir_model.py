@@ -161,7 +161,8 @@ class Ladder:
         top = np.asarray(self.top_nonmate, dtype=np.float64)
         mate = np.asarray(self.mate, dtype=np.int64).ravel()
         if top.ndim != 2 or top.shape != (len(mate), len(rungs)):
-            raise ValueError(f"top_nonmate must be (Q, R) = ({len(mate)}, {len(rungs)}), got {top.shape}")
+            raise ValueError(f"top_nonmate must be (Q, R) = ({len(mate)}, {len(rungs)}), "
+                             f"got {top.shape}")
         if len(rungs) == 0 or np.any(np.diff(rungs) <= 0) or rungs[0] <= 0:
             raise ValueError("rungs must be positive and increasing")
         object.__setattr__(self, "rungs", rungs)
@@ -355,12 +356,13 @@ class Validation:
     """A fit on rungs <= n_fit checked against the measured rung n_test.
 
     predicted: population FPIR(n_test) with its bootstrap interval;
-    predicted_same: the FPIR these same searches should show at n_test
-    given what they showed up to n_fit (prediction interval: parameter
-    uncertainty plus each surviving search's own chance); measured, with
-    its interval (measured_lo, measured_hi), count of of; inside: measured
-    lies in predicted_same's interval; overlap: the measured interval meets
-    predicted's interval; fit: the frailty fit used."""
+    predicted_same (frailty models; None for the shift model): the FPIR
+    these same searches should show at n_test given what they showed up to
+    n_fit (prediction interval: parameter uncertainty plus each surviving
+    search's own chance); measured, with its Wilson interval (measured_lo,
+    measured_hi), count of of; inside: measured lies in predicted_same's
+    interval (predicted's for the shift model); overlap: the measured interval meets
+    predicted's interval; fit: the fit used. Made by validate."""
 
     model: str
     threshold: float
@@ -546,6 +548,7 @@ def _weights(g: int, n_boot: int, seed: int, chunk: int = _CHUNK):
 
 
 def _percentile(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval over axis 0 of replicates x."""
     a = (1 - level) / 2
     return np.nanquantile(x, a, axis=0), np.nanquantile(x, 1 - a, axis=0)
 
@@ -624,11 +627,11 @@ def _fit_one(counts: np.ndarray, n: np.ndarray, rho_max: float) -> tuple[float, 
 
 def _refit_many(counts: np.ndarray, n: np.ndarray, start: np.ndarray,
                 rho_max: float, iters: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximum likelihood for many tables at once (B, 2R), from start (2,) or
-    (B, 2): a damped Newton
-    (Levenberg-Marquardt) ascent on (s, rho), vectorised over the rows,
-    with finite-difference derivatives and the box s in _S_BOUNDS, rho in
-    [0, rho_max]. Returns (s (B,), rho (B,), converged (B,) bool)."""
+    """Maximum likelihood for many tables of counts (B, 2R) at once, from
+    start (2,) or (B, 2): a damped Newton (Levenberg-Marquardt) ascent on
+    (s, rho), vectorised over the rows, with finite-difference derivatives,
+    inside the box s in _S_BOUNDS, rho in [0, rho_max]. Returns (s (B,),
+    rho (B,), converged (B,) bool)."""
     B = len(counts)
     p = np.broadcast_to(np.asarray(start, dtype=np.float64), (B, 2)).copy()
     lo = np.array([_S_BOUNDS[0], 0.0])
@@ -659,7 +662,8 @@ def _refit_many(counts: np.ndarray, n: np.ndarray, start: np.ndarray,
             g1 = h11 = h01 = np.zeros(len(act))
         # coordinates held at a bound the gradient pushes against
         hold0 = ((pa[:, 0] <= lo[0]) & (g0 < 0)) | ((pa[:, 0] >= hi[0]) & (g0 > 0))
-        hold1 = np.full(len(act), not free_rho) | ((pa[:, 1] <= lo[1]) & (g1 < 0)) | ((pa[:, 1] >= hi[1]) & (g1 > 0))
+        hold1 = (np.full(len(act), not free_rho) | ((pa[:, 1] <= lo[1]) & (g1 < 0))
+                 | ((pa[:, 1] >= hi[1]) & (g1 > 0)))
         g0 = np.where(hold0, 0.0, g0)
         g1 = np.where(hold1, 0.0, g1)
         a00 = np.maximum(-h00, 1e-12)
@@ -740,10 +744,13 @@ def fit_frailty(ladder: Ladder, t: float, options: Options = Options()) -> Frail
 
 def _resolve(value: float, lo: float, hi: float, dn: float, df: float,
              what: str, options: Options) -> Estimate:
+    """The Estimate, or None plus the reason where dn (decades past the
+    data in N) or df (in FPIR) exceeds options.max_decades."""
     lim = options.max_decades + 1e-9
     reason = ""
     if dn > lim:
-        reason = f"not resolved: {dn:.1f} decades past the largest gallery measured (limit {options.max_decades:g})"
+        reason = (f"not resolved: {dn:.1f} decades past the largest gallery measured "
+                  f"(limit {options.max_decades:g})")
     elif df > lim:
         reason = (f"not resolved: {df:.1f} decades below the smallest FPIR the searches can show "
                   f"(limit {options.max_decades:g})")
@@ -891,11 +898,14 @@ def predict_shift(fit: ShiftFit, n: float, t: float, options: Options | None = N
     options = options or fit.options
     shift = np.log(n / fit.n_max)
     value = float((fit.maxima >= t - fit.b * shift).mean())
-    reps = np.concatenate([
-        (w[:, fit.cluster_index] * (fit.maxima[None, :] >= (t - fit.boot_b[i:i + len(w)] * shift)[:, None])
-         ).sum(axis=1) / w[:, fit.cluster_index].sum(axis=1)
-        for i, w in zip(range(0, len(fit.boot_b), _CHUNK),
-                        _weights(fit.n_clusters, len(fit.boot_b), fit.options.seed))])
+    reps = []
+    # the fit's replicates again: same seed, same resamples, paired with boot_b
+    for i, w in zip(range(0, len(fit.boot_b), _CHUNK),
+                    _weights(fit.n_clusters, len(fit.boot_b), fit.options.seed)):
+        ws = w[:, fit.cluster_index]
+        t_eq = t - fit.boot_b[i:i + len(w)] * shift
+        reps.append((ws * (fit.maxima[None, :] >= t_eq[:, None])).sum(axis=1) / ws.sum(axis=1))
+    reps = np.concatenate(reps)
     lo, hi = _percentile(reps, options.level)
     dn = decades_past_data(float(n), 1.0, fit.n_max)
     df = decades_past_data(value if value > 0 else float(hi), 1.0 / len(fit.maxima), 1.0)
@@ -967,11 +977,13 @@ def fit_tail(maxima: np.ndarray, cluster: np.ndarray | None = None,
 
 
 def _gpd_sf(y, xi, sigma) -> np.ndarray:
+    """GPD survival function at excesses y >= 0 (arrays broadcast)."""
     y = np.maximum(np.asarray(y, dtype=np.float64), 0.0)
     return stats.genpareto.sf(y, xi, 0.0, sigma)
 
 
 def _gpd_isf(p, xi, sigma) -> np.ndarray:
+    """GPD excess exceeded with probability p (arrays broadcast)."""
     return stats.genpareto.isf(p, xi, 0.0, sigma)
 
 
@@ -991,8 +1003,11 @@ def tail_fpir(tail: TailFit, t: float, options: Options | None = None) -> Estima
     if (t <= tail.boot_u).any():
         # replicates whose threshold lies above t: the empirical share
         hit = (xs >= t).astype(np.float64)
-        emp = np.concatenate([(w[:, tail.cluster_index] @ hit) / w.sum(axis=1)
-                              for w in _weights(tail.n_clusters, len(reps), tail.options.seed)])
+        emp = []
+        for w in _weights(tail.n_clusters, len(reps), tail.options.seed):
+            ws = w[:, tail.cluster_index]
+            emp.append((ws @ hit) / ws.sum(axis=1))
+        emp = np.concatenate(emp)
         reps = np.where(t <= tail.boot_u, emp, reps)
     lo, hi = _percentile(reps, options.level)
     # above the fitted tail's upper end point the estimate is 0: its

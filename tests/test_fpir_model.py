@@ -304,6 +304,34 @@ def test_cluster_resampling_widens_intervals():
     assert np.all(m_persons.hi - m_persons.lo > 1.3 * (m_naive.hi - m_naive.lo))
 
 
+def test_cluster_resampling_in_the_shift_and_tail_fits():
+    rng = np.random.default_rng(10)
+    base = gumbel_ladder(rng, 1200, RUNGS, 0.04, 0.1)
+    sizes = rng.integers(1, 5, size=1200)           # persons searched 1 to 4 times, identically
+    idx = np.repeat(np.arange(1200), sizes)
+    persons = Ladder(base.rungs, base.top_nonmate[idx], base.mate[idx], cluster=idx)
+    opt = Options(n_boot=600, seed=3)
+
+    def shift_width(x):
+        e = predict_shift(fit_shift(x.upto(2000), opt), 20000, 0.45)
+        return e.hi - e.lo
+
+    # persons weigh by their number of searches, so their interval is no
+    # narrower than that of one search each, and wider than the naive one
+    naive = dataclasses.replace(persons, cluster=None)
+    w_base, w_persons, w_naive = shift_width(base), shift_width(persons), shift_width(naive)
+    assert w_persons > 0.85 * w_base and w_persons > 1.25 * w_naive
+    t_base = fit_tail(base.top_nonmate[:, -1], options=opt)
+    t_persons = fit_tail(persons.top_nonmate[:, -1], persons.cluster, opt)
+    t_naive = fit_tail(persons.top_nonmate[:, -1], options=opt)
+    for f in (0.05, 1e-3):
+        w = [tail_threshold(x, f).hi - tail_threshold(x, f).lo for x in (t_base, t_persons, t_naive)]
+        assert w[1] > 0.85 * w[0] and w[2] < 0.85 * w[1]
+    # inside the data, the persons' replicate FPIR is a share of searches
+    e = tail_fpir(t_persons, float(np.quantile(persons.top_nonmate[:, -1], 0.8)))
+    assert e.lo < e.value < e.hi and e.value == pytest.approx(0.2, abs=0.01)
+
+
 def replace_limit(opt, decades=2.0):
     return Options(**{**opt.__dict__, "max_decades": decades})
 
