@@ -79,8 +79,9 @@ inside the data. It fails where per-probe tails are not exponential
 scale differs between probes. On fpscale's default ladder (3000 searches,
 fit on 1k-2k, predicting 20k at thresholds where 20k measures FPIR 0.3,
 0.1, 0.03, 0.01, both finger sets) it predicted 0.9-1.5 times the measured
-FPIR with every measured value inside its interval; the gamma frailty gave
-0.3-1.0 times (4 of 8 inside), the independence fit 1.7-5.3 times.
+FPIR, all 8 measured values inside its 95% interval; the gamma frailty
+predicted 0.3-1.0 times (5 of 8 inside its interval for the same searches),
+the independence fit 1.7-5.3 times (2 of 8).
 
 Intervals are percentile intervals over bootstrap replicates that resample
 whole searches, or whole clusters (persons) when the ladder carries a
@@ -95,7 +96,7 @@ generalized Pareto tail (peaks over threshold) fitted to the largest
 ``tail_fraction`` of the per-search maxima: FPIR(T) = (n_u / n) GPD_sf(T - u).
 The GPD is fitted by probability-weighted moments (Hosking and Wallis 1987):
 closed form, so every bootstrap replicate is refitted exactly and in one
-vectorised pass; for the bounded scores here (shape xi < 0.5) it is as
+vectorised pass; for shapes xi < 0.5, as scores have, it is about as
 efficient as maximum likelihood and steadier on a few hundred exceedances.
 The tail threshold u is re-chosen in every replicate.
 
