@@ -743,10 +743,11 @@ def fit_frailty(ladder: Ladder, t: float, options: Options = Options()) -> Frail
                       boot=boot, converged=float(np.concatenate(conv).mean()), options=options)
 
 
-def _resolve(value: float, lo: float, hi: float, dn: float, df: float,
+def _resolve(value: float, bounds: tuple[float, float], decades: tuple[float, float],
              what: str, options: Options) -> Estimate:
-    """The Estimate, or None plus the reason where dn (decades past the
-    data in N) or df (in FPIR) exceeds options.max_decades."""
+    """The Estimate with interval bounds (lo, hi), or None plus the reason
+    where decades = (past the data in N, in FPIR) exceed options.max_decades."""
+    (lo, hi), (dn, df) = bounds, decades
     lim = options.max_decades + 1e-9
     reason = ""
     if dn > lim:
@@ -771,7 +772,8 @@ def predict_fpir(fit: FrailtyFit, n: float, options: Options | None = None) -> E
     df = decades_past_data(value, 1.0 / max(fit.n_searches, 1), 1.0)
     model = ("independence" if options.model == "independence" or options.tau_max == 0
              else "gamma frailty")
-    return _resolve(value, lo, hi, dn, df, f"FPIR(N={n:g}, T={fit.threshold:.6g}), {model} model", options)
+    return _resolve(value, (lo, hi), (dn, df),
+                    f"FPIR(N={n:g}, T={fit.threshold:.6g}), {model} model", options)
 
 
 def _same_searches(ladder: Ladder, fit: FrailtyFit, t: float, n_test: float,
@@ -910,7 +912,8 @@ def predict_shift(fit: ShiftFit, n: float, t: float, options: Options | None = N
     lo, hi = _percentile(reps, options.level)
     dn = decades_past_data(float(n), 1.0, fit.n_max)
     df = decades_past_data(value if value > 0 else float(hi), 1.0 / len(fit.maxima), 1.0)
-    return _resolve(value, lo, hi, dn, df, f"FPIR(N={n:g}, T={t:.6g}), shift model (b={fit.b:.4g})", options)
+    return _resolve(value, (lo, hi), (dn, df),
+                    f"FPIR(N={n:g}, T={t:.6g}), shift model (b={fit.b:.4g})", options)
 
 
 # ---------------------------------------------------------------- tail in T
@@ -1014,7 +1017,7 @@ def tail_fpir(tail: TailFit, t: float, options: Options | None = None) -> Estima
     # above the fitted tail's upper end point the estimate is 0: its
     # distance from the data is then that of the interval's upper end
     df = decades_past_data(value if value > 0 else float(hi), 1.0 / tail.n, 1.0)
-    return _resolve(value, lo, hi, 0.0, df, f"FPIR(T={t:.6g}) from the per-search maxima", options)
+    return _resolve(value, (lo, hi), (0.0, df), f"FPIR(T={t:.6g}) from the per-search maxima", options)
 
 
 def tail_threshold(tail: TailFit, fpir: float, options: Options | None = None) -> Estimate:
@@ -1042,7 +1045,7 @@ def tail_threshold(tail: TailFit, fpir: float, options: Options | None = None) -
         reps = np.where(fpir >= tail.boot_frac, np.concatenate(emp), reps)
     lo, hi = _percentile(reps, options.level)
     df = decades_past_data(fpir, 1.0 / tail.n, 1.0)
-    return _resolve(value, lo, hi, 0.0, df, f"threshold with FPIR {fpir:g}", options)
+    return _resolve(value, (lo, hi), (0.0, df), f"threshold with FPIR {fpir:g}", options)
 
 
 # ---------------------------------------------------------------- people
