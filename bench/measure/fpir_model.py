@@ -2,7 +2,7 @@
 per-probe heterogeneity, an extreme-value tail in T, resampled intervals,
 and the people they stand for.
 
-Words as in DESIGN.md: a non-mated search returns a false positive at
+Words as in docs/design.md: a non-mated search returns a false positive at
 threshold T when its best non-mate score over the N gallery records is >= T;
 FPIR(N, T) is the share of non-mated searches that do.
 
