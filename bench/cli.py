@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -24,7 +25,6 @@ def _version() -> str:
 
 
 def _print_table(summary, out: Path) -> None:
-    from bench.measure.projection import false_match_searches_per_year
     rows = [("backend", "rank-1", "FPIR target", "T", "FNIR", "FPIR", "searches/s")]
     for b in summary.backends:
         m = b.metrics
@@ -42,22 +42,10 @@ def _print_table(summary, out: Path) -> None:
             print("  ".join("-" * w for w in widths))
     if any(not op.resolved for b in summary.backends for op in b.metrics.operating_points[:2]):
         print("* fewer non-mated searches than 1/FPIR: the threshold is an upper bound")
-    proj = summary.projection or {}
-    tgt = summary.scenario.target
-    if proj:
-        print(f"\nProjected to {tgt.gallery_size:,} enrolled and {tgt.searches_per_year:,.0f} searches/year "
-              f"(mated share {tgt.mated_share}):")
-        for fs, p in proj.items():
-            s = p.studies[-1] if p.studies else None
-            if s is None:
-                continue
-            people = false_match_searches_per_year(tgt, s.target_fpir_independence)
-            last = s.measured[-1]
-            t1 = p.target.threshold_under_one_per_year
-            print(f"  {fs:10s} at T = {s.threshold:.4f} (FPIR {last.fpir:.3f} at N = {last.n:,}): "
-                  f"FPIR {s.target_fpir_independence:.3f} at target, about {people:,.0f} people/year falsely matched; "
-                  + ("under 1/year needs T beyond the measured range" if t1 is None else
-                     f"under 1/year needs T >= {t1:.4f} (FNIR there {p.target.fnir_at_that_threshold:.3f})"))
+    if summary.projection:
+        from bench.report.console import projection_lines
+        print()
+        print("\n".join(projection_lines(summary.scenario.target, summary.projection)))
     print(f"\nReport: {out / 'report.md'} (and report.html); raw results: {out}")
 
 
@@ -129,21 +117,31 @@ def cmd_synth_stats(args) -> int:
 
 
 def cmd_project(args) -> int:
-    from bench.measure.projection import false_match_searches_per_year
+    import json
+
+    from bench.report.console import projection_lines
+    from bench.store.files import jsonable
+    from bench.store.summary import to_json_dict
     from bench.tools.project import reproject, write_projection
-    target, proj = reproject(args.results, args.gallery_size, args.searches_per_year, args.mated_share)
+    thresholds = None
+    if args.thresholds:
+        try:
+            thresholds = tuple(float(x) for x in args.thresholds.split(","))
+        except ValueError:
+            raise UserError(f"--thresholds {args.thresholds!r}: give scores such as 0.9,1.0") from None
+        if not all(math.isfinite(t) for t in thresholds):
+            raise UserError(f"--thresholds {args.thresholds!r}: thresholds must be finite")
+    target, proj = reproject(Path(args.results), {
+        "gallery_size": args.gallery_size, "searches_per_year": args.searches_per_year,
+        "mated_share": args.mated_share, "bookings_per_person": args.bookings_per_person},
+        thresholds)
     out = write_projection(Path(args.results), target, proj)
-    print(f"Projected to {target.gallery_size:,} enrolled, {target.searches_per_year:,.0f} searches/year "
-          f"(mated share {target.mated_share}):")
-    print("  fingers     T        FMR(T)     FPIR at target  false matches/year")
-    for fs, p in proj.items():
-        for st in p.studies:
-            people = false_match_searches_per_year(target, st.target_fpir_independence)
-            print(f"  {fs:10s}  {st.threshold:.4f}  {st.fmr:.2e}   {st.target_fpir_independence:.4f}"
-                  f"          {people:,.0f}")
-        t1 = p.target.threshold_under_one_per_year
-        print(f"  {fs:10s}  under one per year: " + ("beyond the measured range" if t1 is None else
-              f"T >= {t1:.4f} (simulated FNIR there {p.target.fnir_at_that_threshold:.3f})"))
+    if args.json:
+        import dataclasses
+        print(json.dumps(jsonable({"target": dataclasses.asdict(target),
+                                   "projection": to_json_dict(proj)}), indent=1, allow_nan=False))
+        return 0
+    print("\n".join(projection_lines(target, proj)))
     print(f"wrote {out}")
     return 0
 
@@ -219,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--gallery-size", type=int, help="enrolled identities at the target")
     pr.add_argument("--searches-per-year", type=float, help="searches a year at the target")
     pr.add_argument("--mated-share", type=float, help="share of searches whose person is enrolled")
+    pr.add_argument("--bookings-per-person", type=float,
+                    help="searches a year of a person searched at least once that year")
+    pr.add_argument("--thresholds", help="comma-separated thresholds (default: where the largest "
+                    "rung measures the scenario's study FPIRs)")
+    pr.add_argument("--json", action="store_true", help="print the projection as JSON")
     pr.set_defaults(func=cmd_project)
 
     sw = sub.add_parser("sweep", help="run a scenario over several values of one key")

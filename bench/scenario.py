@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class MetricsSpec:
 class ProjectionSpec:
     ladder: tuple[int, ...] = ()  # gallery sizes measured; empty: no projection
     finger_sets: tuple[str, ...] = FINGER_SETS
+    # thresholds are set where the largest rung measures these FPIRs
+    study_fpir: tuple[float, ...] = (0.1, 0.03, 0.01)
+    # how far past the data (decades in N or in FPIR) a figure may go; the
+    # held-out check fits on rungs <= largest / 10, so 1 is what is validated
+    max_decades: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,13 @@ class TargetSpec:
     searches_per_year: float = 2_200_000.0
     mated_share: float = 0.063
     source: str = ""
+    # searches a year of a person searched at least once that year (>= 1)
+    bookings_per_person: float = 1.0
+    bookings_source: str = ""
+    # share of correct matches whose record is out of date (e.g. a person
+    # since naturalised): program errors that are not biometric
+    stale_record_share: float = 0.0
+    stale_record_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,7 +234,15 @@ def _projection(t: dict, gallery_size: int) -> ProjectionSpec:
     fs = t.get("finger_sets", list(FINGER_SETS))
     if not isinstance(fs, list) or not fs or not all(x in FINGER_SETS for x in fs):
         raise _err("projection", "finger_sets", fs, f"allowed: {', '.join(FINGER_SETS)}")
-    return ProjectionSpec(tuple(ladder), tuple(fs))
+    d = ProjectionSpec()
+    study = t.get("study_fpir", list(d.study_fpir))
+    if (not isinstance(study, list) or not study
+            or not all(_is_num(x) and 0 < x < 1 and math.isfinite(x) for x in study)):
+        raise _err("projection", "study_fpir", study, "must be a non-empty list of rates in (0, 1)")
+    dec = t.get("max_decades", d.max_decades)
+    if not _is_num(dec) or not math.isfinite(dec) or not 0 < dec <= 12:
+        raise _err("projection", "max_decades", dec, "must be a number in (0, 12]")
+    return ProjectionSpec(tuple(ladder), tuple(fs), tuple(float(x) for x in study), float(dec))
 
 
 def _target(t: dict) -> TargetSpec:
@@ -229,15 +250,24 @@ def _target(t: dict) -> TargetSpec:
     d = TargetSpec()
     n = _pos_int("target", "gallery_size", t.get("gallery_size", d.gallery_size))
     s = t.get("searches_per_year", d.searches_per_year)
-    if not _is_num(s) or s <= 0:
+    if not _is_num(s) or not math.isfinite(s) or s <= 0:
         raise _err("target", "searches_per_year", s, "must be a positive number")
     p = t.get("mated_share", d.mated_share)
-    if not _is_num(p) or not 0 <= p <= 1:
+    if not _is_num(p) or not math.isfinite(p) or not 0 <= p <= 1:
         raise _err("target", "mated_share", p, "must be a number in [0, 1]")
-    src = t.get("source", "")
-    if not isinstance(src, str):
-        raise _err("target", "source", src, "must be a string")
-    return TargetSpec(n, float(s), float(p), src)
+    texts = {}
+    for k in ("source", "bookings_source", "stale_record_source"):
+        texts[k] = t.get(k, "")
+        if not isinstance(texts[k], str):
+            raise _err("target", k, texts[k], "must be a string")
+    b = t.get("bookings_per_person", d.bookings_per_person)
+    if not _is_num(b) or not math.isfinite(b) or not 1 <= b <= 1000:
+        raise _err("target", "bookings_per_person", b, "must be a number in [1, 1000]")
+    stale = t.get("stale_record_share", d.stale_record_share)
+    if not _is_num(stale) or not 0 <= stale <= 1:
+        raise _err("target", "stale_record_share", stale, "must be a number in [0, 1]")
+    return TargetSpec(n, float(s), float(p), texts["source"], float(b), texts["bookings_source"],
+                      float(stale), texts["stale_record_source"])
 
 
 def _cluster(t: dict) -> ClusterSpec:

@@ -25,7 +25,7 @@ def _tiny(**over) -> dict:
                    "backends": [{"name": "numba-flat"}, {"name": "faiss:Flat"},
                                 {"name": "numba-hamming"}]},
         "metrics": {"target_fpir": [0.1, 0.01]},
-        "projection": {"ladder": [100, 200, 400, 800], "finger_sets": ["one", "two_index"]},
+        "projection": {"ladder": [40, 80, 400, 800], "finger_sets": ["one", "two_index"]},
         "target": {"gallery_size": 1_000_000, "searches_per_year": 100_000, "mated_share": 0.063},
     }
     for k, v in over.items():

@@ -28,7 +28,7 @@ def test_run_writes_complete_results(tiny_run):
     man = json.loads((out / "manifest.json").read_text())
     assert man["complete"] and man["fingerprint"] == sc.fingerprint()
     for f in ("summary.json", "report.md", "report.html", "plots/det.png", "plots/cmc.png",
-              "plots/fpir_vs_n_one.png", "plots/people_two_index.png", "truth.npz"):
+              "plots/fpir_vs_n_one.png", "plots/heldout_two_index.png", "truth.npz"):
         assert (out / f).is_file(), f
     assert not list(out.glob(".*.tmp"))
     s = read_summary(out)
@@ -59,26 +59,31 @@ def test_numba_exact_and_faiss_flat_give_the_same_metrics(tiny_run):
     assert a.cmc == pytest.approx(b.cmc)
 
 
-def test_projection_validates_on_the_largest_rung(tiny_run):
-    _, _, summary = tiny_run
+def test_projection_checks_itself_on_the_largest_rung(tiny_run):
+    _, out, summary = tiny_run
     p = summary.projection["two_index"]
-    assert p.rungs == [100, 200, 400, 800]
+    assert p.rungs == [40, 80, 400, 800]
     # every (search, non-mate) pair of the largest rung is histogrammed once
-    mate = read_npz(tiny_run[1] / "truth.npz")["mate"]
+    mate = read_npz(out / "truth.npz")["mate"]
     nonmates = sum(800 - (0 <= m < 800) for m in mate)
-    assert p.impostor_pairs == nonmates
-    for s in p.studies:
-        meas = [m.fpir for m in s.measured]
-        assert meas == sorted(meas)  # FPIR grows with N at a fixed threshold
-        v = s.validation
-        lo, hi = s.measured[-1].ci95
-        assert 0 <= v.independence_prediction <= 1
-        assert v.independence_inside_ci == (lo <= v.independence_prediction <= hi)
-        if v.fitted_prediction is not None:
-            assert v.fitted_inside_ci == (lo <= v.fitted_prediction <= hi)
-    # at least one model predicts the held-out rung within its interval
-    assert any(s.validation.independence_inside_ci or s.validation.fitted_inside_ci
-               for s in p.studies)
+    assert p.pooled_tail.pairs == nonmates
+    assert p.searches == int(((mate < 0) | (mate >= 800)).sum())
+    assert [h.threshold for h in p.held_out] == [a.threshold for a in p.at_target]
+    for h in p.held_out:
+        assert (h.n_fit, h.n_test) == (80, 800)
+        assert h.measured.of == p.searches
+        for c in h.checks:
+            if c.model.startswith("shift") and c.predicted.value is not None:
+                lo, hi = c.predicted.ci95
+                assert c.inside == (lo <= h.measured.value <= hi)
+    for a in p.at_target:
+        # FPIR grows with N at a fixed threshold
+        meas = [m.value for m in a.measured]
+        assert meas == sorted(meas) and a.measured[-1].value == pytest.approx(
+            next(h for h in p.held_out if h.threshold == a.threshold).measured.value)
+        # 1,000,000 is 3.1 decades past 800: not given, whatever the model
+        assert a.fpir.value is None and a.fpir.note.startswith("not resolved")
+        assert 0 <= a.fpir_upper_bound <= 1
 
 
 def test_same_seed_same_numbers_across_chunk_sizes_and_threads(tmp_path, tiny_run, tiny):
@@ -88,8 +93,7 @@ def test_same_seed_same_numbers_across_chunk_sizes_and_threads(tmp_path, tiny_ru
     assert other.scenario.search.threads == 1 and summary.scenario.search.threads == 0
     for x, y in zip(summary.backends, other.backends):
         assert x.metrics == y.metrics
-    assert to_json_dict(summary.projection["one"].studies) == \
-        to_json_dict(other.projection["one"].studies)
+    assert to_json_dict(summary.projection) == to_json_dict(other.projection)
     for f in ("searches_numba-flat.npz", "searches_numba-hamming.npz", "ladder_one.npz"):
         assert (out / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
@@ -149,14 +153,23 @@ def test_console_script_help_and_version():
 
 def test_project_to_another_target(tiny_run, capsys):
     _, out, summary = tiny_run
-    assert main(["project", str(out), "--gallery-size", "5000000", "--searches-per-year", "1e6"]) == 0
-    got = json.loads((out / "projection_5000000.json").read_text())
-    assert got["target"]["gallery_size"] == 5_000_000
-    # same ladder, bigger N: the projected FPIR cannot fall
-    a = summary.projection["two_index"].studies[0].target_fpir_independence
-    b = got["projection"]["two_index"]["studies"][0]["target_fpir_independence"]
-    assert b >= a
-    assert "false matches/year" in capsys.readouterr().out
+    assert main(["project", str(out), "--gallery-size", "8000", "--searches-per-year", "1e6",
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == json.loads((out / "projection_8000.json").read_text())
+    assert got["target"]["gallery_size"] == 8000 and got["target"]["searches_per_year"] == 1e6
+    for fs, p in summary.projection.items():
+        q = got["projection"][fs]
+        for a, b in zip(p.at_target, q["at_target"]):
+            assert a.threshold == b["threshold"]
+            # same ladder, smaller N: the independence bound cannot grow
+            assert b["fpir_upper_bound"] <= a.fpir_upper_bound
+            # one decade past the largest rung: given where a model passed the check
+            assert (b["fpir"]["value"] is not None) == (q["model"] != "none")
+    assert main(["project", str(out), "--gallery-size", "8000", "--thresholds", "0.9,1.1"]) == 0
+    text = capsys.readouterr().out
+    assert "T = 0.9000" in text and "T = 1.1000" in text
+    assert main(["project", str(out), "--thresholds", "0.9,nan"]) == 2
 
 
 def test_sweep_runs_each_value(tmp_path, capsys, tiny, write_toml):

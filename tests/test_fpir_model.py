@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from bench.measure import fpir_model as fm
-from bench.measure.fpir_model import (Estimate, Ladder, Options, Volume, binomial_interval,
+from bench.measure.metrics import binomial_ci
+from bench.measure.fpir_model import (Estimate, Ladder, Options, Volume,
                               decades_past_data, first_exceedance, fit_frailty, fit_shift,
                               fit_tail, frailty_fpir, independence_fpir, mated_errors,
                               measured_fpir, people_per_year, predict_fpir, predict_shift,
@@ -106,24 +107,9 @@ def test_independence_against_simulated_comparisons():
     rng = np.random.default_rng(3)
     fmr, n, q = 2e-4, 3000, 20000
     hits = rng.binomial(n, fmr, size=q) > 0
-    lo, hi = binomial_interval(hits.sum(), q, 0.999)
+    lo, hi = binomial_ci(hits.sum(), q, level=0.999)
     assert lo <= independence_fpir(n, fmr) <= hi
     assert not lo <= independence_fpir(n / 2, fmr) <= hi
-
-
-def test_binomial_interval_known_values():
-    lo, hi = binomial_interval(5, 10)
-    assert (float(lo), float(hi)) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    lo, hi = binomial_interval(0, 10, method="exact")
-    assert float(lo) == 0.0 and float(hi) == pytest.approx(1 - 0.025 ** 0.1, rel=1e-9)
-    for k, n in ((3, 40), (17, 200), (40, 40)):
-        ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
-        lo, hi = binomial_interval(k, n, method="exact")
-        assert (float(lo), float(hi)) == pytest.approx((ci.low, ci.high), abs=1e-9)
-        ci = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
-        lo, hi = binomial_interval(k, n)
-        assert (float(lo), float(hi)) == pytest.approx((ci.low, ci.high), abs=1e-9)
-    assert np.isnan(binomial_interval(0, 0)[0])
 
 
 def test_decades_past_data():

@@ -124,12 +124,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import optimize, stats
 
+from bench.measure.metrics import binomial_ci
+
 __all__ = [
     "Ladder", "Options", "Estimate", "FrailtyFit", "TailFit", "Validation",
     "Volume", "PeoplePerYear", "MatedErrors", "MeasuredFPIR", "ShiftFit",
-    "binomial_interval", "decades_past_data", "frailty_fpir", "independence_fpir",
+    "decades_past_data", "frailty_fpir", "independence_fpir",
     "threshold_at_fpir", "measured_fpir", "first_exceedance", "fit_frailty",
-    "predict_fpir", "validate", "fit_shift", "predict_shift", "fit_tail", "tail_fpir", "tail_threshold",
+    "predict_fpir", "validate", "fit_shift", "predict_shift", "predict_shift_many", "fit_tail", "tail_fpir", "tail_threshold",
     "people_per_year", "mated_errors",
 ]
 
@@ -218,8 +220,11 @@ class Options:
     tail_fraction: float = 0.1
     min_exceedances: int = 30
     model: str = "frailty"
+    growth: str = "log"
 
     def __post_init__(self) -> None:
+        if self.growth not in ("log", "normal"):
+            raise ValueError(f"growth must be 'log' or 'normal', got {self.growth!r}")
         if self.model not in ("frailty", "independence", "shift"):
             raise ValueError(f"model must be 'frailty', 'independence' or 'shift', got {self.model!r}")
         if self.mated not in ("censor", "exclude"):
@@ -420,31 +425,6 @@ class MatedErrors:
 
 # ---------------------------------------------------------------- closed forms
 
-def binomial_interval(k, n, level: float = 0.95, method: str = "wilson") -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided interval of a proportion k/n (arrays broadcast).
-
-    method 'wilson' (score interval) or 'exact' (Clopper-Pearson, from the
-    beta distribution). n = 0 gives nan."""
-    k = np.asarray(k, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    a = (1.0 - level) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if method == "exact":
-            lo = np.where(k > 0, stats.beta.ppf(a, k, n - k + 1), 0.0)
-            hi = np.where(k < n, stats.beta.ppf(1 - a, k + 1, n - k), 1.0)
-        elif method == "wilson":
-            z = stats.norm.ppf(1 - a)
-            p = k / n
-            den = 1 + z * z / n
-            mid = (p + z * z / (2 * n)) / den
-            half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-            lo, hi = np.clip(mid - half, 0, 1), np.clip(mid + half, 0, 1)
-        else:
-            raise ValueError(f"method must be 'wilson' or 'exact', got {method!r}")
-    bad = n <= 0
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
-
-
 def decades_past_data(target: float, lo: float, hi: float) -> float:
     """Decades (log10 units) that target lies outside [lo, hi]; 0 inside.
 
@@ -510,7 +490,7 @@ def measured_fpir(ladder: Ladder, t: float, options: Options = Options()) -> Mea
     with np.errstate(invalid="ignore", divide="ignore"):
         fp = count / of
     if ladder.cluster is None:
-        lo, hi = binomial_interval(count, of, options.level)
+        lo, hi = binomial_ci(count, of, level=options.level)
     else:
         cidx, g = _cluster_index(ladder.cluster)
         hit_c = np.zeros((g, len(ladder.rungs)))
@@ -832,7 +812,7 @@ def validate(ladder: Ladder, t: float, n_fit: float, n_test: float,
     nm_test = ladder.nonmated[:, it]
     of = int(nm_test.sum())
     count = int((ladder.top_nonmate[nm_test, it] >= t).sum())
-    mlo, mhi = binomial_interval(count, of, options.level)
+    mlo, mhi = binomial_ci(count, of, level=options.level)
     measured = count / of if of else float("nan")
     ref = same if same is not None else pred
     inside = bool(ref.value is not None and ref.lo <= measured <= ref.hi)
@@ -869,6 +849,16 @@ def _slopes(maxima: np.ndarray, w: np.ndarray, logn: np.ndarray, levels: np.ndar
     return (q - q.mean(axis=2, keepdims=True)) @ xc / (xc @ xc)
 
 
+def growth_scale(n, growth: str = "log") -> np.ndarray:
+    """How the best of n impostor scores moves with n, up to scale: ln n
+    for exponential per-probe tails (Gumbel domain), or the normal quantile
+    exceeded once in n, Phi^-1(1 - 1/n), for Gaussian per-probe scores
+    (sums of many features), whose maxima grow more slowly, about
+    sqrt(2 ln n)."""
+    n = np.asarray(n, dtype=np.float64)
+    return np.log(n) if growth == "log" else stats.norm.isf(1.0 / n)
+
+
 def fit_shift(ladder: Ladder, options: Options = Options()) -> ShiftFit:
     """Fit the shift model: b, the score the upper quantiles of per-search
     maxima gain per e-fold of gallery size, from the searches non-mated at
@@ -883,7 +873,7 @@ def fit_shift(ladder: Ladder, options: Options = Options()) -> ShiftFit:
     if n <= 2 * _SHIFT_MIN_ABOVE:
         raise ValueError(f"the shift model needs more than {2 * _SHIFT_MIN_ABOVE} non-mated searches")
     levels = np.geomspace(_SHIFT_MIN_ABOVE / n, _SHIFT_TOP, _SHIFT_LEVELS)
-    logn = np.log(ladder.rungs)
+    logn = growth_scale(ladder.rungs, options.growth)
     slopes = _slopes(M, np.ones((1, n)), logn, levels)[0]
     cidx, g = _cluster_index(None if ladder.cluster is None else ladder.cluster[keep], n)
     boot = np.concatenate([_slopes(M, w[:, cidx], logn, levels).mean(axis=1)
@@ -895,25 +885,43 @@ def fit_shift(ladder: Ladder, options: Options = Options()) -> ShiftFit:
 
 def predict_shift(fit: ShiftFit, n: float, t: float, options: Options | None = None) -> Estimate:
     """FPIR(n, t) from the shift model: the share of searches whose best
-    non-mate score at the largest fitted rung is >= t - b log(n / N_max),
-    with a percentile interval over the fit's replicates (each its own b
-    and resample). None past options.max_decades."""
+    non-mate score at the largest fitted rung is >= t - b g(n) + b g(N_max)
+    (g the growth scale), with a percentile interval over the fit's
+    replicates (each its own b and resample). None past options.max_decades."""
+    return predict_shift_many(fit, [n], t, options)[0]
+
+
+def predict_shift_many(fit: ShiftFit, ns, t: float, options: Options | None = None) -> list[Estimate]:
+    """predict_shift at several gallery sizes ns, drawing the replicates once."""
     options = options or fit.options
-    shift = np.log(n / fit.n_max)
-    value = float((fit.maxima >= t - fit.b * shift).mean())
+    ns = [float(n) for n in ns]
+    g = fit.options.growth
+    shifts = np.array([float(growth_scale(n, g) - growth_scale(fit.n_max, g)) for n in ns])
     reps = []
     # the fit's replicates again: same seed, same resamples, paired with boot_b
     for i, w in zip(range(0, len(fit.boot_b), _CHUNK),
                     _weights(fit.n_clusters, len(fit.boot_b), fit.options.seed)):
         ws = w[:, fit.cluster_index]
-        t_eq = t - fit.boot_b[i:i + len(w)] * shift
-        reps.append((ws * (fit.maxima[None, :] >= t_eq[:, None])).sum(axis=1) / ws.sum(axis=1))
-    reps = np.concatenate(reps)
-    lo, hi = _percentile(reps, options.level)
-    dn = decades_past_data(float(n), 1.0, fit.n_max)
-    df = decades_past_data(value if value > 0 else float(hi), 1.0 / len(fit.maxima), 1.0)
-    return _resolve(value, (lo, hi), (dn, df),
-                    f"FPIR(N={n:g}, T={t:.6g}), shift model (b={fit.b:.4g})", options)
+        total = ws.sum(axis=1)
+        t_eq = t - fit.boot_b[i:i + len(w), None] * shifts[None, :]          # (b, k)
+        # the share of each replicate's weight at or above each t_eq, from
+        # the maxima sorted once
+        order = np.argsort(fit.maxima)
+        cum = np.cumsum(ws[:, order[::-1]], axis=1)[:, ::-1]                 # weight >= sorted[j]
+        idx = np.searchsorted(fit.maxima[order], t_eq, side="left")         # first >= t_eq
+        above = np.where(idx < len(order), np.take_along_axis(
+            np.concatenate([cum, np.zeros((len(w), 1))], axis=1), idx, axis=1), 0.0)
+        reps.append(above / total[:, None])
+    reps = np.concatenate(reps)                                              # (B, k)
+    out = []
+    for k, n in enumerate(ns):
+        value = float((fit.maxima >= t - fit.b * shifts[k]).mean())
+        lo, hi = _percentile(reps[:, k], options.level)
+        dn = decades_past_data(n, 1.0, fit.n_max)
+        df = decades_past_data(value if value > 0 else float(hi), 1.0 / len(fit.maxima), 1.0)
+        out.append(_resolve(value, (lo, hi), (dn, df),
+                            f"FPIR(N={n:g}, T={t:.6g}), shift model (b={fit.b:.4g})", options))
+    return out
 
 
 # ---------------------------------------------------------------- tail in T
@@ -1095,6 +1103,6 @@ def mated_errors(top_nonmate: np.ndarray, mate_score: np.ndarray, t: float,
     anyn = int((top >= t).sum())
     out = []
     for k in (wrong, anyn):
-        lo, hi = binomial_interval(k, of, level)
+        lo, hi = binomial_ci(k, of, level=level)
         out.append((k / of if of else float("nan"), float(lo), float(hi)))
     return MatedErrors(out[0], out[1], of)

@@ -1,117 +1,146 @@
-"""From measured ladder rungs to a national-scale projection.
+"""From measured ladder rungs to a national-scale projection, checked on held-out data.
 
-For each finger set (one finger, two index fingers, all searched fingers):
+For each finger set (one finger, two index fingers, all searched fingers)
+and each study threshold T (where the largest rung measures the scenario's
+``study_fpir``):
 
-1. FMR(T), the chance that one comparison of two different people scores
-   >= T, from the impostor histogram of every (search, non-mate) pair the
-   ladder pass saw; beyond the data's reach, from a generalized Pareto tail
-   (the peaks-over-threshold model of extreme value theory, fitted with
-   scipy.stats.genpareto to the top exceedances, with a bootstrap interval).
-2. Two models of FPIR(N, T): independence, 1 - (1 - FMR(T))^N, and an
-   empirical fit FPIR = 1 - exp(-a N^b) per threshold (b = 1 is
-   independence; b != 1 says the comparisons of one search are correlated).
-3. Validation: both models fitted (or computed) without the largest rung
-   predict it; the report says whether each prediction lies inside the
-   measured 95% interval.
-4. The target: FPIR at the national gallery size, and expected people per
-   year falsely matched, S (1 - p) FPIR(N, T), plus mated searches whose top
-   candidate above T is someone else, S p P(wrong), with intervals.
+1. Held out: every model is fitted on the rungs up to a tenth of the
+   largest and predicts the largest rung; the report shows predicted
+   interval against measured (``bench.measure.fpir_model``: the shift model
+   of per-search maxima, the gamma-frailty model, and the independence model
+   of a pooled per-comparison FMR).
+2. The headline model is the one that passes that check (the shift model
+   first); the independence model stays beside it, labelled an upper bound.
+3. At the target: FPIR at the national gallery size with its interval,
+   false-positive searches and distinct persons a year, the two error modes
+   of mated searches, and correct matches to out-of-date records, each with
+   how many decades past the data it is. A figure further than
+   ``max_decades`` from the data is "not resolved by these data", not a
+   number.
+
+docs/projection.md explains the models and what they assume.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
 
+from bench.measure import fpir_model as fm
 from bench.measure.metrics import binomial_ci
-from bench.scenario import TargetSpec
+from bench.scenario import ProjectionSpec, TargetSpec
 
 # a field left out of the JSON when it is None (dataclass field metadata)
 OMIT_IF_NONE = {"omit_if_none": True}
+TAIL_EXCEEDANCES = 2000          # impostor pairs above the pooled-FMR tail threshold
+N_BOOT = 1000                    # resamples of searches behind every interval
+PASS_SHARE = 0.75                # share of held-out checks a headline model must pass
+# checked on held-out data; the independence model (fitted, tau = 0) is
+# shown for comparison and never the headline
+MODELS = ("shift-normal", "shift", "frailty", "independence")
+HEADLINE = ("shift-normal", "shift", "frailty")
 
-STUDY_FPIR = (0.3, 0.1, 0.03)   # thresholds set where the largest rung measures these
-TAIL_EXCEEDANCES = 2000          # peaks over threshold used for the tail fit
-BOOTSTRAP = 60
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class Figure:
+    """One projected number: value and 95% interval (None when not
+    resolved), how many decades past the data it is in gallery size and in
+    FPIR, and what it is (or why it is not resolved)."""
+
+    value: float | None
+    ci95: list[float | None]
+    decades_n: float
+    decades_fpir: float
+    note: str = ""
+
+    @property
+    def resolved(self) -> bool:
+        return self.value is not None
 
 
 @dataclass
-class MeasuredFpir:
-    """FPIR measured at one rung of the ladder, with its 95% interval."""
+class Measured:
+    """A rate measured at one gallery size: count of of, with its interval."""
 
     n: int
-    fpir: float | None
+    value: float | None
     ci95: list[float | None]
     count: int
     of: int
 
 
 @dataclass
-class Validation:
-    """Each model's prediction of the largest rung, made without it."""
+class ModelCheck:
+    """One model's prediction of the held-out rung."""
 
-    independence_prediction: float
-    independence_inside_ci: bool
-    fitted_prediction: float | None = field(default=None, metadata=OMIT_IF_NONE)
-    fitted_inside_ci: bool | None = field(default=None, metadata=OMIT_IF_NONE)
-
-
-@dataclass
-class PowerFit:
-    """FPIR(N) = 1 - exp(-a N^b)."""
-
-    a: float
-    b: float
+    model: str
+    predicted: Figure
+    inside: bool
 
 
 @dataclass
-class Study:
-    """One threshold: FPIR measured at every rung, both models, the target."""
+class HeldOut:
+    """Fit on rungs up to n_fit, predict n_test (at least 10 n_fit)."""
 
     threshold: float
-    fmr: float
-    measured: list[MeasuredFpir]
-    independence: list[float]
-    fit: PowerFit | None
-    validation: Validation
-    target_fpir_independence: float
-    target_fpir_fitted: float | None
+    n_fit: int
+    n_test: int
+    measured: Measured
+    checks: list[ModelCheck]
 
 
 @dataclass
-class TailFit:
-    """The generalized Pareto tail above u (FMR p_u there)."""
+class Curve:
+    """FPIR against gallery size at one threshold, from the smallest rung
+    out to as far as figures are resolved (headline model, 95% band)."""
+
+    n: list[float]
+    fpir: list[float | None]
+    lo: list[float | None]
+    hi: list[float | None]
+
+
+@dataclass
+class AtTarget:
+    """One threshold at the target gallery size, per year of the program.
+
+    measured: FPIR at every rung; fnir: FNIR(N, 1, T) at the largest;
+    fpir: the headline model; fpir_upper_bound: independence with the pooled
+    per-comparison FMR (an upper bound, since a search's impostor scores are
+    positively correlated); fp_searches: non-mated searches with a
+    candidate >= T; persons_low/high: distinct persons among them (matched on
+    every booking / bookings matched independently); mated_wrong_top:
+    mated searches whose top candidate >= T is someone else (lights-out,
+    top-1 decisions); mated_listed_nonmate: mated searches whose list holds a
+    non-mate >= T (candidate-list review); stale_record_matches: correct
+    matches to out-of-date records (not biometric errors)."""
+
+    threshold: float
+    measured: list[Measured]
+    fnir: Measured
+    fpir: Figure
+    fpir_upper_bound: float
+    fp_searches: Figure
+    persons_low: Figure
+    persons_high: Figure
+    mated_wrong_top: Figure
+    mated_listed_nonmate: Figure
+    stale_record_matches: Figure
+    curve: Curve | None = None
+
+
+@dataclass
+class PooledTail:
+    """The generalized Pareto tail of the pooled impostor histogram above u."""
 
     u: float
     p_u: float
     gpd: list[float] | None
-    bootstrap: int
-
-
-@dataclass
-class ThresholdSweep:
-    """Per threshold at the target scale: FMR, FPIR, FNIR and people per year."""
-
-    threshold: list[float]
-    fmr: list[float | None]
-    fpir: list[float | None]
-    fnir_sim: list[float | None]
-    false_matches_per_year: list[float | None]
-    false_matches_per_year_ci95: list[list[float | None]]
-    mated_wrong_per_year: list[float | None]
-
-
-@dataclass
-class TargetProjection:
-    """The national target and what the models say there."""
-
-    gallery_size: int
-    searches_per_year: float
-    mated_share: float
-    sweep: ThresholdSweep
-    threshold_under_one_per_year: float | None
-    fnir_at_that_threshold: float | None
+    pairs: int
 
 
 @dataclass
@@ -120,21 +149,19 @@ class FingerSetProjection:
 
     finger_set: str
     rungs: list[int]
-    impostor_pairs: int
-    tail: TailFit
-    studies: list[Study]
-    target: TargetProjection
+    searches: int
+    model: str
+    model_note: str
+    shift_b: Figure | None
+    held_out: list[HeldOut]
+    at_target: list[AtTarget]
+    under_one_per_year: Figure
+    pooled_tail: PooledTail
+    target_gallery_size: int
+    max_decades: float
 
 
-def false_match_searches_per_year(target: TargetSpec, fpir: float) -> float:
-    """Non-mated searches a year with a candidate above T: S (1 - p) FPIR."""
-    return target.searches_per_year * (1 - target.mated_share) * fpir
-
-
-def mated_wrong_searches_per_year(target: TargetSpec, p_wrong):
-    """Mated searches a year whose top candidate above T is someone else: S p P(wrong)."""
-    return target.searches_per_year * target.mated_share * p_wrong
-
+# ---------------------------------------------------------------- pooled FMR
 
 def fpir_at_n(fmr: np.ndarray, n: float) -> np.ndarray:
     """Independence model 1 - (1 - FMR)^N, computed without cancellation."""
@@ -143,171 +170,292 @@ def fpir_at_n(fmr: np.ndarray, n: float) -> np.ndarray:
         return -np.expm1(n * np.log1p(-fmr))
 
 
-def fit_power_model(n: np.ndarray, fpir: np.ndarray) -> tuple[float, float] | None:
-    """Least-squares fit of log(-log(1 - FPIR)) = log a + b log N; None if
-    fewer than two usable points (0 < FPIR < 1)."""
-    ok = (fpir > 0) & (fpir < 1)
-    if ok.sum() < 2:
-        return None
-    y = np.log(-np.log1p(-fpir[ok]))
-    b, loga = np.polyfit(np.log(n[ok]), y, 1)
-    return float(np.exp(loga)), float(b)
-
-
-def power_model(a: float, b: float, n) -> np.ndarray:
-    """FPIR(N) = 1 - exp(-a N^b) at the sizes n."""
-    return -np.expm1(-a * np.power(np.asarray(n, dtype=np.float64), b))
-
-
-class TailModel:
-    """Empirical FMR(T) from an impostor histogram, with a GPD tail."""
-
-    def __init__(self, hist: np.ndarray, edges: np.ndarray, seed: int = 0) -> None:
-        self.edges = edges
-        self.total = int(hist.sum())
-        self.tail_counts = np.cumsum(hist[::-1])[::-1]  # pairs with score >= edges[i]
-        # threshold u: the lowest edge with at most TAIL_EXCEEDANCES pairs above it
-        k = int(np.argmax(self.tail_counts <= max(TAIL_EXCEEDANCES, 1)))
-        self.u_index = k
-        self.u = float(edges[k])
-        self.p_u = self.tail_counts[k] / self.total if self.total else 0.0
-        centres = (edges[k:-1] + edges[k + 1:]) / 2 - self.u
-        self._exc_vals = centres
-        self._exc_counts = hist[k:]
-        self.params = self._fit(self._exc_counts)
-        rng = np.random.default_rng(seed)
-        n_exc = int(self._exc_counts.sum())
-        boots = []
-        if n_exc >= 30:
-            probs = self._exc_counts / n_exc
-            for _ in range(BOOTSTRAP):
-                boots.append(self._fit(rng.multinomial(n_exc, probs)))
-        self.boot = [b for b in boots if b is not None]
-
-    def _fit(self, counts: np.ndarray):
-        vals = np.repeat(self._exc_vals, counts)
-        if len(vals) < 30:
-            return None
+def pooled_fmr(hist: np.ndarray, edges: np.ndarray, t: float) -> tuple[float, PooledTail]:
+    """FMR(t) from the histogram of every impostor pair (empirical below the
+    top TAIL_EXCEEDANCES pairs, a generalized Pareto tail above), and the tail."""
+    total = int(hist.sum())
+    tail_counts = np.cumsum(hist[::-1])[::-1]  # pairs with score >= edges[i]
+    k = int(np.argmax(tail_counts <= TAIL_EXCEEDANCES))
+    u = float(edges[k])
+    p_u = tail_counts[k] / total if total else 0.0
+    centres = (edges[k:-1] + edges[k + 1:]) / 2 - u
+    vals = np.repeat(centres, hist[k:])
+    gpd = None
+    if len(vals) >= 30:
         c, _, scale = stats.genpareto.fit(np.maximum(vals, 0.0), floc=0.0)
-        return float(c), float(scale)
-
-    def fmr_empirical(self, t: np.ndarray) -> np.ndarray:
-        idx = np.clip(np.searchsorted(self.edges, t, side="left"), 0, len(self.tail_counts) - 1)
-        return self.tail_counts[idx] / max(self.total, 1)
-
-    def fmr(self, t, params=None) -> np.ndarray:
-        """FMR(T): empirical below the tail threshold, GPD above it."""
-        t = np.asarray(t, dtype=np.float64)
-        params = params or self.params
-        emp = self.fmr_empirical(t)
-        if params is None:
-            return emp
-        c, scale = params
-        tail = self.p_u * stats.genpareto.sf(np.maximum(t - self.u, 0.0), c, 0.0, scale)
-        return np.where(t > self.u, tail, emp)
-
-    def fmr_interval(self, t) -> tuple[np.ndarray, np.ndarray]:
-        t = np.asarray(t, dtype=np.float64)
-        k = self.tail_counts[np.clip(np.searchsorted(self.edges, t), 0, len(self.tail_counts) - 1)]
-        lo, hi = binomial_ci(k, self.total, "exact")
-        if self.boot:
-            sims = np.array([self.fmr(t, b) for b in self.boot])
-            blo, bhi = np.percentile(sims, [2.5, 97.5], axis=0)
-            lo = np.where(t > self.u, blo, lo)
-            hi = np.where(t > self.u, bhi, hi)
-        return lo, hi
+        gpd = [float(c), float(scale)]
+    if t > u and gpd is not None:
+        fmr = p_u * stats.genpareto.sf(t - u, gpd[0], 0.0, gpd[1])
+    else:
+        i = int(np.clip(np.searchsorted(edges, t, side="left"), 0, len(tail_counts) - 1))
+        fmr = tail_counts[i] / max(total, 1)
+    return float(fmr), PooledTail(u, float(p_u), gpd, total)
 
 
-def _measured(top: np.ndarray, mate: np.ndarray, rungs: np.ndarray, t: float) -> list[MeasuredFpir]:
+# ---------------------------------------------------------------- per year
+
+def false_match_searches_per_year(target: TargetSpec, fpir):
+    """Non-mated searches a year with a candidate above T: S (1 - p) FPIR."""
+    return target.searches_per_year * (1 - target.mated_share) * fpir
+
+
+def mated_searches_per_year(target: TargetSpec, rate):
+    """Mated searches a year with some outcome of the given rate: S p rate."""
+    return target.searches_per_year * target.mated_share * rate
+
+
+def _figure(e: fm.Estimate) -> Figure:
+    return Figure(e.value, [e.lo, e.hi], float(e.decades_n), float(e.decades_fpir),
+                  e.reason or e.what)
+
+
+def _scaled(f: Figure, scale, note: str) -> Figure:
+    # a figure carried through a monotone map (people per year from FPIR)
+    if not f.resolved:
+        return replace(f, note=f.note if f.note.startswith("not resolved") else note)
+    return Figure(float(scale(f.value)), [float(scale(f.ci95[0])), float(scale(f.ci95[1]))],
+                  f.decades_n, f.decades_fpir, note)
+
+
+# ---------------------------------------------------------------- the projection
+
+@dataclass(frozen=True)
+class _Data:
+    """One finger set's ladder, with what the per-year figures need."""
+
+    ladder: fm.Ladder
+    state: dict
+    options: fm.Options
+
+
+def _measured(ladder: fm.Ladder, r: int, t: float) -> Measured:
+    nm = ladder.nonmated[:, r]
+    k, m = int((ladder.top_nonmate[nm, r] >= t).sum()), int(nm.sum())
+    lo, hi = binomial_ci(k, m)
+    return Measured(int(ladder.rungs[r]), k / m if m else None, [float(lo), float(hi)], k, m)
+
+
+def _held_out(data: _Data, t: float) -> HeldOut | None:
+    """Each model fitted on the rungs up to a tenth of the largest predicts it."""
+    ladder = data.ladder
+    n_test = float(ladder.rungs[-1])
+    small = ladder.rungs[ladder.rungs <= n_test / 10]
+    if len(small) < 2:
+        return None
+    n_fit = float(small[-1])
+    checks = []
+    for model in MODELS:
+        try:
+            v = fm.validate(ladder, t, n_fit, n_test, _options(data, model))
+        except ValueError as e:  # too few searches or rungs for this model
+            checks.append(ModelCheck(model, Figure(None, [None, None], 1.0, 0.0,
+                                                   f"not fitted: {e}"), False))
+            continue
+        pred = v.predicted_same if v.predicted_same is not None else v.predicted
+        checks.append(ModelCheck(model, _figure(pred), bool(v.inside)))
+    return HeldOut(t, int(n_fit), int(n_test), _measured(ladder, len(ladder.rungs) - 1, t), checks)
+
+
+def _options(data: _Data, model: str) -> fm.Options:
+    if model.startswith("shift"):
+        return replace(data.options, model="shift",
+                       growth="normal" if model == "shift-normal" else "log")
+    return replace(data.options, model=model)
+
+
+def _choose(held: list[HeldOut]) -> tuple[str, str]:
+    """The headline model: of those that pass at least PASS_SHARE of the
+    held-out checks, the one that passes most (earlier in HEADLINE on ties)."""
+    if not held:
+        return "none", ("not validated: the ladder needs two rungs at or below a tenth of "
+                        "its largest rung")
+    best = None
+    for model in HEADLINE:
+        passed = [c.inside for h in held for c in h.checks if c.model == model]
+        if passed and np.mean(passed) >= PASS_SHARE and (best is None or sum(passed) > best[1]):
+            best = (model, sum(passed), len(passed))
+    if best is None:
+        return "none", "no model passed the held-out check: figures at the target are not given"
+    model, k, n = best
+    return model, f"{model} model: {k} of {n} held-out predictions inside their 95% interval"
+
+
+def _predict(data: _Data, model: str, n: float, t: float,
+             shift: fm.ShiftFit | None) -> Figure:
+    if model.startswith("shift") and shift is not None:
+        return _figure(fm.predict_shift(shift, n, t, data.options))
+    if model == "frailty":
+        fit = fm.fit_frailty(data.ladder, t, data.options)
+        return _figure(fm.predict_fpir(fit, n, data.options))
+    return Figure(None, [None, None], fm.decades_past_data(n, 1.0, float(data.ladder.rungs[-1])),
+                  0.0, "not resolved: no validated model")
+
+
+def _mated_modes(data: _Data, shift: fm.ShiftFit | None, n: float, t: float) -> tuple[Figure, Figure]:
+    """Mated searches' two error rates at gallery size n: their best non-mate
+    score moved by the shift model's b ln(n / N) (measured where n = N)."""
+    ladder, st = data.ladder, data.state
+    inside = (ladder.mate >= 0) & (ladder.mate < ladder.rungs[-1])
+    top = ladder.top_nonmate[inside, -1]
+    ms = np.asarray(st["mate_score"], dtype=np.float64)[inside]
+    N = float(ladder.rungs[-1])
+    dn = fm.decades_past_data(n, 1.0, N)
+    if len(top) == 0 or (n != N and shift is None):
+        why = "no mated searches" if len(top) == 0 else "not resolved: needs the shift model"
+        return (Figure(None, [None, None], dn, 0.0, why),) * 2
+    rng = np.random.default_rng(data.options.seed)
+    boot_b = shift.boot_b if shift is not None else np.zeros(N_BOOT)
+    b0 = shift.b if shift is not None else 0.0
+    growth = shift.options.growth if shift is not None else "log"
+    lift = float(fm.growth_scale(n, growth) - fm.growth_scale(N, growth))
+    idx = rng.integers(0, len(top), size=(len(boot_b), len(top)))
     out = []
-    for r, n in enumerate(rungs):
-        nonmated = (mate < 0) | (mate >= n)
-        k = int((top[nonmated, r] >= t).sum())
-        m = int(nonmated.sum())
-        lo, hi = binomial_ci(k, m)
-        out.append(MeasuredFpir(int(n), k / m if m else float("nan"), [float(lo), float(hi)], k, m))
-    return out
+    for rule in (lambda x, m: (x >= t) & (x > m), lambda x, m: x >= t):
+        value = float(rule(top + b0 * lift, ms).mean())
+        reps = rule(top[idx] + boot_b[:, None] * lift, ms[idx]).mean(axis=1)
+        lo, hi = np.percentile(reps, [2.5, 97.5])
+        df = fm.decades_past_data(value if value > 0 else float(hi), 1.0 / len(top), 1.0)
+        lim = data.options.max_decades + 1e-9
+        note = ("" if max(dn, df) <= lim else
+                f"not resolved: {max(dn, df):.1f} decades past the data (limit {data.options.max_decades:g})")
+        out.append(Figure(None if note else value, [None, None] if note else [float(lo), float(hi)],
+                          dn, df, note))
+    return out[0], out[1]
 
 
-def project_finger_set(target: TargetSpec, st: dict, mate: np.ndarray, fset: str,
-                       seed: int) -> FingerSetProjection:
-    """The projection of one finger set from its ladder state (``LadderScan.state``)
-    and the searches' mates (Q,); seed drives the tail bootstrap."""
-    rungs = st["rungs"].astype(np.float64)
-    top = st["top_nonmate"]
-    tail = TailModel(st["impostor_hist"], st["hist_edges"], seed=seed)
+def _fnir(data: _Data, t: float) -> Measured:
+    # mated searches (mate in the largest rung) missed at T: mate below T
+    # or a non-mate above the mate (rank > 1 in a top-1 decision)
+    ladder, st = data.ladder, data.state
+    inside = (ladder.mate >= 0) & (ladder.mate < ladder.rungs[-1])
+    ms = np.asarray(st["mate_score"], dtype=np.float64)[inside]
+    better = np.asarray(st["better_than_mate"])[inside, -1]
+    k, m = int(((ms < t) | (better > 0)).sum()), int(inside.sum())
+    lo, hi = binomial_ci(k, m)
+    return Measured(int(ladder.rungs[-1]), k / m if m else None, [float(lo), float(hi)], k, m)
+
+
+def _at_target(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit | None,
+               t: float) -> AtTarget:
     N = float(target.gallery_size)
-    largest = top[(mate < 0) | (mate >= rungs[-1]), -1]
+    fpir = _predict(data, model, N, t, shift)
+    st = data.state
+    fmr, _ = pooled_fmr(st["impostor_hist"], st["hist_edges"], t)
+    S1 = target.searches_per_year * (1 - target.mated_share)
+    b = target.bookings_per_person
+    wrong, listed = (_mated_modes(data, shift, N, t) if model.startswith("shift") else
+                     (Figure(None, [None, None], fpir.decades_n, 0.0,
+                             "not resolved: needs the shift model"),) * 2)
+    fnir = _fnir(data, t)
+    hit = 1 - fnir.value if fnir.value is not None else None
+    stale = (Figure(None, [None, None], 0.0, 0.0, "no mated searches") if hit is None else
+             Figure(float(mated_searches_per_year(target, hit) * target.stale_record_share),
+                    [float(mated_searches_per_year(target, 1 - fnir.ci95[1]) * target.stale_record_share),
+                     float(mated_searches_per_year(target, 1 - fnir.ci95[0]) * target.stale_record_share)],
+                    0.0, 0.0, "correct matches to out-of-date records a year (FNIR measured at the "
+                    "largest rung; the record share is the scenario's)"))
+    return AtTarget(
+        threshold=t, measured=[_measured(data.ladder, r, t) for r in range(len(data.ladder.rungs))],
+        fnir=fnir,
+        fpir=fpir, fpir_upper_bound=float(fpir_at_n(fmr, N)),
+        fp_searches=_scaled(fpir, lambda x: S1 * x, "false-positive searches a year"),
+        persons_low=_scaled(fpir, lambda x: S1 * x / b,
+                            "distinct persons falsely matched a year, if matched on every booking"),
+        persons_high=_scaled(fpir, lambda x: S1 / b * -np.expm1(b * np.log1p(-min(x, 1.0 - 1e-16))),
+                             "distinct persons falsely matched a year, if bookings match independently"),
+        mated_wrong_top=_scaled(wrong, lambda x: mated_searches_per_year(target, x),
+                                "mated searches a year whose top candidate above T is someone else"),
+        mated_listed_nonmate=_scaled(listed, lambda x: mated_searches_per_year(target, x),
+                                     "mated searches a year whose list above T names someone else"),
+        stale_record_matches=stale, curve=_curve(data, model, shift, t, N))
 
-    # thresholds: where the largest rung measures the study FPIRs
-    thresholds = sorted({float(np.quantile(largest, 1 - f)) for f in STUDY_FPIR if len(largest)})
-    studies = []
-    for t in thresholds:
-        meas = _measured(top, mate, rungs, t)
-        fp = np.array([m.fpir for m in meas])
-        fmr = float(tail.fmr(t))
-        indep = fpir_at_n(fmr, rungs)
-        fit_small = fit_power_model(rungs[:-1], fp[:-1])
-        fit_all = fit_power_model(rungs, fp)
-        lo, hi = meas[-1].ci95
-        val = Validation(float(indep[-1]), bool(lo <= indep[-1] <= hi))
-        if fit_small is not None:
-            pred = float(power_model(*fit_small, rungs[-1]))
-            val.fitted_prediction, val.fitted_inside_ci = pred, bool(lo <= pred <= hi)
-        studies.append(Study(t, fmr, meas, indep.tolist(),
-                             None if fit_all is None else PowerFit(*fit_all), val,
-                             float(fpir_at_n(fmr, N)),
-                             float(power_model(*fit_all, N)) if fit_all is not None else None))
 
-    # threshold sweep at the target scale: people per year
-    hi_t = float(tail.edges[-1])
-    lo_t = float(np.quantile(largest, 0.5)) if len(largest) else tail.u
-    sweep = np.linspace(lo_t, hi_t, 120)
-    fmr = tail.fmr(sweep)
-    fmr_lo, fmr_hi = tail.fmr_interval(sweep)
-    f_nm = fpir_at_n(fmr, N)
-    mated_scores = _mate_scores(st, mate)
-    wrong = np.array([_p_wrong(tail, mated_scores, t, N) for t in sweep])
-    fnir_t = np.array([(mated_scores < t).mean() if len(mated_scores) else np.nan for t in sweep])
-    people = false_match_searches_per_year(target, f_nm)
-    people_lo = false_match_searches_per_year(target, fpir_at_n(fmr_lo, N))
-    people_hi = false_match_searches_per_year(target, fpir_at_n(fmr_hi, N))
-    mated_wrong = mated_wrong_searches_per_year(target, wrong)
-    # the lowest threshold with under one false match per year
-    under_one = np.flatnonzero(people + mated_wrong < 1.0)
-    t1 = float(sweep[under_one[0]]) if len(under_one) else None
-    sweep_out = ThresholdSweep(
-        sweep.tolist(), fmr.tolist(), f_nm.tolist(), fnir_t.tolist(), people.tolist(),
-        [people_lo.tolist(), people_hi.tolist()], mated_wrong.tolist())
-    fnir_t1 = (float((mated_scores < t1).mean()) if t1 is not None and len(mated_scores)
-               else None)
+def _curve(data: _Data, model: str, shift: fm.ShiftFit | None, t: float,
+           target_n: float) -> Curve | None:
+    if not model.startswith("shift") or shift is None:
+        return None
+    rungs = data.ladder.rungs
+    reach = min(target_n, float(rungs[-1]) * 10 ** data.options.max_decades)
+    ns = np.unique(np.geomspace(float(rungs[0]), max(reach, float(rungs[-1])), 16).round())
+    pts = fm.predict_shift_many(shift, ns, t, data.options)
+    return Curve(ns.tolist(), [e.value for e in pts], [e.lo for e in pts], [e.hi for e in pts])
+
+
+def _under_one(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit | None) -> Figure:
+    """The threshold at which false-positive searches fall under one a year
+    at the target: the per-search maxima's tail in T, moved by the shift."""
+    N = float(target.gallery_size)
+    need = 1.0 / max(false_match_searches_per_year(target, 1.0), 1.0)
+    L = data.ladder
+    dn = fm.decades_past_data(N, 1.0, float(L.rungs[-1]))
+    if not model.startswith("shift") or shift is None:
+        return Figure(None, [None, None], dn, 0.0, "not resolved: needs the shift model")
+    keep = L.nonmated[:, -1]
+    try:
+        tail = fm.fit_tail(L.top_nonmate[keep, -1], None if L.cluster is None else L.cluster[keep],
+                           data.options)
+    except ValueError as e:
+        return Figure(None, [None, None], dn, 0.0, f"not resolved: {e}")
+    e = fm.tail_threshold(tail, need, data.options)
+    lift = shift.b * float(fm.growth_scale(N, shift.options.growth)
+                           - fm.growth_scale(float(L.rungs[-1]), shift.options.growth))
+    df = e.decades_fpir
+    lim = data.options.max_decades + 1e-9
+    if max(dn, df) > lim:
+        return Figure(None, [None, None], dn, df,
+                      f"not resolved by these data: needs FPIR {need:.2g} at N = {N:,.0f}, "
+                      f"{dn:.1f} decades past the largest rung in N and {df:.1f} in FPIR "
+                      f"(limit {data.options.max_decades:g})")
+    return Figure(float(e.value + lift), [float(e.lo + lift), float(e.hi + lift)], dn, df,
+                  f"threshold with under one false-positive search a year (FPIR {need:.2g})")
+
+
+@dataclass(frozen=True)
+class Study:
+    """What to project: the scenario's [projection] and [target], the seed of
+    the resamples, and thresholds to study (None: where the largest rung
+    measures proj.study_fpir)."""
+
+    proj: ProjectionSpec
+    target: TargetSpec
+    seed: int
+    thresholds: tuple[float, ...] | None = None
+
+
+def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection:
+    """The projection of one finger set from its ladder state (``LadderScan.state``
+    with the searches' ``mate`` and, where known, ``person``)."""
+    proj, target = study.proj, study.target
+    ladder = fm.Ladder(st["rungs"], st["top_nonmate"], st["mate"], st.get("person"))
+    data = _Data(ladder, st, fm.Options(n_boot=N_BOOT, seed=study.seed,
+                                        max_decades=proj.max_decades))
+    largest = ladder.top_nonmate[ladder.nonmated[:, -1], -1]
+    if study.thresholds is not None:
+        thresholds = sorted(set(float(t) for t in study.thresholds))
+    else:
+        thresholds = sorted({float(np.quantile(largest, 1 - f)) for f in proj.study_fpir
+                             if len(largest) and f * len(largest) >= 1})
+    held = [h for h in (_held_out(data, t) for t in thresholds) if h is not None]
+    model, note = _choose(held)
+    shift, shift_b = None, None
+    if len(ladder.rungs) >= 2:
+        try:
+            shift = fm.fit_shift(ladder, _options(data, model if model.startswith("shift")
+                                                  else "shift-normal"))
+            lo, hi = np.percentile(shift.boot_b, [2.5, 97.5])
+            shift_b = Figure(shift.b, [float(lo), float(hi)], 0.0, 0.0,
+                             f"score gained per unit of the {shift.options.growth} growth scale")
+        except ValueError:
+            shift = None
+    _, pooled = pooled_fmr(st["impostor_hist"], st["hist_edges"], 0.0)
     return FingerSetProjection(
-        fset, rungs.astype(int).tolist(), tail.total,
-        TailFit(tail.u, tail.p_u, tail.params, len(tail.boot)), studies,
-        TargetProjection(int(N), target.searches_per_year, target.mated_share, sweep_out, t1,
-                         fnir_t1))
+        fset, ladder.rungs.astype(int).tolist(), int(len(largest)), model, note, shift_b, held,
+        [_at_target(data, target, model, shift, t) for t in thresholds],
+        _under_one(data, target, model, shift), pooled, int(target.gallery_size),
+        proj.max_decades)
 
 
-def _mate_scores(st: dict, mate: np.ndarray) -> np.ndarray:
-    # mate scores of searches whose mate is inside the largest rung
-    ms = st.get("mate_score")
-    if ms is None:
-        return np.array([])
-    keep = (mate >= 0) & (mate < st["rungs"][-1])
-    return ms[keep].astype(np.float64)
-
-
-def _p_wrong(tail: TailModel, mate_scores: np.ndarray, t: float, n: float) -> float:
-    # a mated search goes to the wrong person when some non-mate scores
-    # >= T and above the mate: independence over the n - 1 non-mates
-    if len(mate_scores) == 0:
-        return 0.0
-    bar = np.maximum(mate_scores, t)
-    return float(fpir_at_n(tail.fmr(bar), n - 1).mean())
-
-
-def project(target: TargetSpec, ladder_state: dict, mate: np.ndarray,
-            seed: int) -> dict[str, FingerSetProjection]:
+def project(study: Study, ladder_state: dict) -> dict[str, FingerSetProjection]:
     """Projection for every finger set measured: ladder_state maps a finger
-    set to its ``LadderScan.state()``; mate (Q,) as in the searches."""
-    return {fs: project_finger_set(target, st, mate, fs, seed) for fs, st in ladder_state.items()}
+    set to its ladder state with ``mate`` (Q,) and optionally ``person`` (Q,)."""
+    return {fs: project_finger_set(study, st, fs) for fs, st in ladder_state.items()}

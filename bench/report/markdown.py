@@ -58,31 +58,70 @@ def _backends(summary: Summary) -> list[str]:
     return lines
 
 
+def _fig(f, digits: int = 4) -> str:
+    """A projected figure: value [interval], or why it is not given."""
+    if f is None:
+        return "n/a"
+    if f.value is None:
+        d = max(f.decades_n, f.decades_fpir)
+        return f"not resolved ({d:.1f} decades past the data)" if d > 0 else "not resolved"
+    lo, hi = f.ci95
+    fmt = (lambda x: f"{x:.{digits}g}") if abs(f.value) < 1e-3 or abs(f.value) >= 1e4 else \
+        (lambda x: f"{x:.{digits}f}")
+    return f"{fmt(f.value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _measured(m) -> str:
+    if m.value is None:
+        return "n/a"
+    return f"{m.value:.4f} [{m.ci95[0]:.4f}, {m.ci95[1]:.4f}] ({m.count} of {m.of})"
+
+
 def _projection(summary: Summary) -> list[str]:
     lines = []
+    tgt = summary.scenario.target
     for fs, p in (summary.projection or {}).items():
         lines += [f"## Projection: {fs}", "",
-                  f"{p.impostor_pairs:,} impostor comparisons measured; tail above T = {p.tail.u:.4f} "
-                  f"(FMR {p.tail.p_u:.2e} there) modelled by a generalized Pareto fit "
-                  f"({p.tail.bootstrap} bootstrap refits for the interval).", "",
-                  "| T | FMR(T) | FPIR at largest rung (measured) | independence prediction | fitted (small rungs) prediction | fitted exponent b | FPIR at target N |",
-                  "|---|---|---|---|---|---|---|"]
-        for s in p.studies:
-            last = s.measured[-1]
-            v = s.validation
-            fp_pred = v.fitted_prediction
-            lines.append(
-                f"| {s.threshold:.4f} | {s.fmr:.2e} | {last.fpir:.4f} [{last.ci95[0]:.4f}, {last.ci95[1]:.4f}] "
-                f"| {v.independence_prediction:.4f} ({'inside' if v.independence_inside_ci else 'outside'} CI) "
-                f"| {'n/a' if fp_pred is None else f'{fp_pred:.4f}'}"
-                f"{'' if fp_pred is None else (' (inside CI)' if v.fitted_inside_ci else ' (outside CI)')} "
-                f"| {'n/a' if not s.fit else format(s.fit.b, '.3f')} | {s.target_fpir_independence:.4f} |")
-        t = p.target
-        t1 = t.threshold_under_one_per_year
-        lines += ["", f"At the target scale the lowest threshold with under one misidentified person per year is "
-                  f"{'beyond the measured range' if t1 is None else f'{t1:.4f}'}"
-                  + ("" if t1 is None else f", where the simulated FNIR is {t.fnir_at_that_threshold:.4f}") + ".",
-                  "", f"![FPIR against N](plots/fpir_vs_n_{fs}.png) ![people per year](plots/people_{fs}.png)", ""]
+                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)}; {p.searches:,} non-mated searches "
+                  f"at the largest rung. Headline: {p.model_note}."
+                  + (f" Shift b = {_fig(p.shift_b)}: {p.shift_b.note}." if p.shift_b else ""), ""]
+        if p.held_out:
+            h0 = p.held_out[0]
+            lines += [f"### Held out: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", "",
+                      "| T | measured FPIR [95% CI] | shift, normal growth | shift, log growth | gamma frailty "
+                      "| independence (fitted) |",
+                      "|---|---|---|---|---|---|"]
+            for h in p.held_out:
+                cells = {c.model: f"{_fig(c.predicted)} {'inside' if c.inside else 'OUTSIDE'}"
+                         if c.predicted.value is not None else c.predicted.note for c in h.checks}
+                lines.append(f"| {h.threshold:.4f} | {_measured(h.measured)} | "
+                             + " | ".join(cells.get(m, "n/a") for m in
+                                          ("shift-normal", "shift", "frailty", "independence")) + " |")
+            lines.append("")
+        lines += [f"### At the target: {p.target_gallery_size:,} enrolled, "
+                  f"{tgt.searches_per_year:,.0f} searches a year (mated share {tgt.mated_share}, "
+                  f"{tgt.bookings_per_person:g} bookings per person a year)", "",
+                  f"Figures further than {p.max_decades:g} decade(s) past the data are not given. "
+                  "The independence column is an upper bound (a search's impostor scores are "
+                  "positively correlated), not an estimate.", "",
+                  "| T | FPIR measured | FNIR measured | FPIR at target | independence bound | "
+                  "false-positive searches / year | distinct persons / year | mated, wrong top candidate / year "
+                  "| mated, non-mate listed / year | correct matches to stale records / year |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for a in p.at_target:
+            persons = (f"{_fig(a.persons_low, 3)} to {_fig(a.persons_high, 3)}"
+                       if a.persons_low.value is not None else _fig(a.persons_low))
+            lines.append(f"| {a.threshold:.4f} | {_measured(a.measured[-1])} | {_measured(a.fnir)} | "
+                         f"{_fig(a.fpir)} | {a.fpir_upper_bound:.4g} | {_fig(a.fp_searches, 3)} | {persons} | "
+                         f"{_fig(a.mated_wrong_top, 3)} | {_fig(a.mated_listed_nonmate, 3)} | "
+                         f"{_fig(a.stale_record_matches, 3)} |")
+        u = p.under_one_per_year
+        lines += ["", "Under one false-positive search a year at the target: "
+                  + (f"T >= {_fig(u)}." if u.value is not None else f"{u.note}."), "",
+                  f"Pooled impostor comparisons: {p.pooled_tail.pairs:,}; generalized Pareto tail "
+                  f"above T = {p.pooled_tail.u:.4f} (FMR {p.pooled_tail.p_u:.2e} there), used for the "
+                  "independence bound.", "",
+                  f"![FPIR against N](plots/fpir_vs_n_{fs}.png) ![held-out check](plots/heldout_{fs}.png)", ""]
     return lines
 
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.measure.projection import FingerSetProjection, fpir_at_n, power_model  # noqa: E402
+from bench.measure.projection import FingerSetProjection  # noqa: E402
 from bench.store.summary import Summary  # noqa: E402
 
 
@@ -53,59 +53,66 @@ def plot_cmc(summary: Summary, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_fpir_vs_n(proj: FingerSetProjection, target_n: int, path: Path) -> None:
-    """Measured FPIR per rung with both models, out to the target N."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ns = np.logspace(np.log10(proj.rungs[0]), np.log10(target_n), 60)
-    for i, s in enumerate(proj.studies):
+def plot_fpir_vs_n(proj: FingerSetProjection, path: Path) -> None:
+    """Measured FPIR per rung at each study threshold, the headline model's
+    curve with its 95% band as far as it is resolved, and the target."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for i, a in enumerate(proj.at_target):
         color = f"C{i}"
-        n = np.array([m.n for m in s.measured])
-        f = np.array([m.fpir for m in s.measured], dtype=float)
-        lo = np.array([m.ci95[0] for m in s.measured], dtype=float)
-        hi = np.array([m.ci95[1] for m in s.measured], dtype=float)
+        n = np.array([m.n for m in a.measured], dtype=float)
+        f = np.array([m.value for m in a.measured], dtype=float)
+        lo = np.array([m.ci95[0] for m in a.measured], dtype=float)
+        hi = np.array([m.ci95[1] for m in a.measured], dtype=float)
         ax.errorbar(n, f, yerr=[np.maximum(f - lo, 0), np.maximum(hi - f, 0)], fmt="o", color=color,
-                    label=f"measured, T = {s.threshold:.3f}")
-        ax.plot(ns, fpir_at_n(s.fmr, ns), "--", color=color, alpha=0.8)
-        if s.fit:
-            ax.plot(ns, power_model(s.fit.a, s.fit.b, ns), ":", color=color, alpha=0.8)
-    ax.axvline(target_n, color="k", lw=0.8)
-    ax.text(target_n, 1e-4, " target", fontsize=8, rotation=90, va="bottom")
+                    label=f"T = {a.threshold:.3f}: measured")
+        if a.curve is not None:
+            c = a.curve
+            cn = np.array(c.n, dtype=float)
+            ok = np.array([v is not None for v in c.fpir])
+            if ok.any():
+                ax.plot(cn[ok], np.array(c.fpir, dtype=float)[ok], "-", color=color, lw=1.2)
+                ax.fill_between(cn[ok], np.array(c.lo, dtype=float)[ok],
+                                np.array(c.hi, dtype=float)[ok], color=color, alpha=0.15)
+    ax.axvline(proj.target_gallery_size, color="k", lw=0.8)
+    ax.text(proj.target_gallery_size, 1.2e-4, " target", fontsize=8, rotation=90, va="bottom")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(1e-4, 1.5)
+    ax.set_xlim(proj.rungs[0] / 2, proj.target_gallery_size * 2)
     ax.set_xlabel("gallery size N (enrolled identities)")
     ax.set_ylabel("FPIR(N, T)")
-    ax.set_title(f"FPIR against N ({proj.finger_set}): -- independence, : fitted")
+    ax.set_title(f"FPIR against N ({proj.finger_set}); line and band: {proj.model} model, "
+                 f"up to {proj.max_decades:g} decade(s) past the data", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
-def plot_people(proj: FingerSetProjection, path: Path) -> None:
-    """False matches per year at the target against the threshold, with FNIR."""
-    sw = proj.target.sweep
-    t = np.array(sw.threshold)
-    people = np.array(sw.false_matches_per_year, dtype=float)
-    lo, hi = (np.array(x, dtype=float) for x in sw.false_matches_per_year_ci95)
-    wrong = np.array(sw.mated_wrong_per_year, dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    floor = 1e-3
-    ax.semilogy(t, np.maximum(people, floor), label="non-mated searches falsely matched")
-    ax.fill_between(t, np.maximum(lo, floor), np.maximum(hi, floor), alpha=0.25)
-    ax.semilogy(t, np.maximum(wrong, floor), label="mated searches matched to someone else")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax2 = ax.twinx()
-    ax2.plot(t, np.array(sw.fnir_sim, dtype=float), "k:", label="FNIR (simulated)")
-    ax2.set_ylabel("FNIR at T (mates missed)")
-    ax2.set_ylim(0, 1)
-    ax.set_xlabel("threshold T")
-    ax.set_ylabel("people per year")
-    ax.set_title(f"Misidentified people per year at N = {proj.target.gallery_size:,} "
-                 f"({proj.finger_set})", fontsize=9)
+def plot_held_out(proj: FingerSetProjection, path: Path) -> None:
+    """Each model's prediction of the held-out rung against what it measured."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    models = ("shift-normal", "shift", "frailty", "independence")
+    for i, h in enumerate(proj.held_out):
+        m = h.measured
+        ax.errorbar([i], [m.value], yerr=[[max(m.value - m.ci95[0], 0)], [max(m.ci95[1] - m.value, 0)]],
+                    fmt="ks",
+                    label="measured" if i == 0 else None)
+        for j, name in enumerate(models):
+            c = next((c for c in h.checks if c.model == name), None)
+            if c is None or c.predicted.value is None:
+                continue
+            v, (lo, hi) = c.predicted.value, c.predicted.ci95
+            # a percentile interval need not hold its point estimate
+            ax.errorbar([i + 0.15 * (j + 1)], [v], yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="o",
+                        color=f"C{j}",
+                        label=name if i == 0 else None)
+    ax.set_xticks(range(len(proj.held_out)), [f"T = {h.threshold:.3f}" for h in proj.held_out])
+    ax.set_yscale("log")
+    ax.set_ylabel(f"FPIR at N = {proj.held_out[0].n_test:,}" if proj.held_out else "FPIR")
+    n_fit = proj.held_out[0].n_fit if proj.held_out else 0
+    ax.set_title(f"Held out ({proj.finger_set}): fitted on rungs up to {n_fit:,}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-    ax.legend(lines, labels, fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.measure import metrics
 from bench.measure.individuality import compare as individuality
-from bench.measure.projection import project
+from bench.measure.projection import Study, project
 from bench.measure.recall import recall_against
 from bench.report.write import write_report
 from bench.run.checkpoints import Checkpoints
@@ -93,8 +93,10 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
     if gallery.scans:
         ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
         for fs, st in ladder_state.items():
-            write_npz(out / f"ladder_{fs}.npz", mate=subs.mate, **st)
-        summary.projection = project(sc.target, ladder_state, subs.mate, sc.population.seed)
+            st.update(mate=subs.mate, person=subs.person)
+            write_npz(out / f"ladder_{fs}.npz", **st)
+        summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
+                                     ladder_state)
         ck.mark("projection")
     if sc.search.rescore:
         pop = sc.population

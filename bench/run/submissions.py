@@ -17,6 +17,7 @@ class Submissions:
     vectors: np.ndarray   # (Q, record_dim) float32
     codes: np.ndarray     # (Q, record_bits / 8) uint8
     mate: np.ndarray      # (Q,) gallery id or -1
+    person: np.ndarray    # (Q,) identity searched (a person may be searched twice)
 
     def probes(self, binary: bool) -> np.ndarray:
         """What a backend searches with: codes (binary) or vectors."""
@@ -33,5 +34,5 @@ def make_submissions(pop: PopulationSpec, chunk_size: int, progress: bool = True
         cs.append(ch.codes)
         bar.update(b - a)
     bar.close()
-    _, mate = submission_truth(pop, 0, pop.n_submissions)
-    return Submissions(np.vstack(vs), np.vstack(cs), mate)
+    person, mate = submission_truth(pop, 0, pop.n_submissions)
+    return Submissions(np.vstack(vs), np.vstack(cs), mate, person)

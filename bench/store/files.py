@@ -36,7 +36,7 @@ def _atomic(path: Path, write) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (NaN written as null)."""
-    data = json.dumps(_clean(obj), indent=2, sort_keys=False).encode()
+    data = json.dumps(jsonable(obj), indent=2, sort_keys=False).encode()
     _atomic(Path(path), lambda f: f.write(data + b"\n"))
 
 
@@ -59,16 +59,18 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _clean(o):
+def jsonable(o):
+    """Plain JSON values: numpy scalars and arrays as numbers and lists,
+    non-finite numbers as None."""
     if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
+        return {str(k): jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
+        return [jsonable(v) for v in o]
     if isinstance(o, (np.floating, float)):
         f = float(o)
         return f if np.isfinite(f) else None
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
+        return jsonable(o.tolist())
     return o
