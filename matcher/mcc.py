@@ -46,14 +46,16 @@ pixels, so that mu_psi keeps its meaning.
 
 Choices of fpscale's own, where the paper leaves room: the LSSR pairs are
 chosen greedily, each minutia at most once; min_ME counts cells against the
-in-disc cells of one cylinder; the directional integral comes from a table
-(4097 points, linear interpolation, error under 1e-6); n_A and n_B are the
+in-disc cells of one cylinder; the directional integral and the spatial
+Gaussian come from tables (linear interpolation, error under 1e-6); n_A and n_B are the
 numbers of valid cylinders. Types (ending, bifurcation) are not used, as in
 the paper.
 
 Scores are exactly symmetric (the pair is matched in a canonical order) and
-invariant to rotation and translation up to cells whose value lies on the
-threshold. ``prepare`` computes a template's cylinders once; ``match_many``
+invariant to translation. delta_theta (the paper's prior that captures are
+upright) makes them change a little under rotation; with delta_theta = pi
+(an argument of the scoring functions) they are invariant to any rotation,
+up to cells whose value lies on the threshold. ``prepare`` computes a template's cylinders once; ``match_many``
 prepares each template of a batch once, however many pairs it is in.
 """
 
