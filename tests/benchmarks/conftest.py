@@ -54,13 +54,17 @@ def binary_data():
 
 
 def pytest_terminal_summary(terminalreporter):
-    pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat")]
+    pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat"),
+             ("1to1-mcc", "1to1-paired-count")]
     lines = []
     for a, b in pairs:
         if a in MEDIANS and b in MEDIANS:
             lines.append(f"  {a} / {b} throughput: {MEDIANS[b] / MEDIANS[a]:.2f}x")
     for name, unit, count in (("synth-plain-impressions", "impressions/s", "synth_n"),
-                              ("minutiae-1to1", "comparisons/s", "minutiae_n")):
+                              ("minutiae-1to1", "comparisons/s", "minutiae_n"),
+                              ("1to1-paired-count", "comparisons/s (plain vs rolled)", "1to1_n"),
+                              ("1to1-mcc", "comparisons/s (plain vs rolled)", "1to1_n"),
+                              ("1to1-mcc-prepared", "comparisons/s (cylinders stored)", "1to1_n")):
         if name in MEDIANS and count in MEDIANS:
             lines.append(f"  {name}: {MEDIANS[count] / MEDIANS[name]:,.0f} {unit}")
     base = [w for w in (1,) if f"cluster-build-{w}" in MEDIANS]
