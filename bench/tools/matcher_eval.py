@@ -9,11 +9,11 @@ impostor comparisons of an independent set that reach each threshold, the old
 matcher's P(paired >= 12), comparisons per second, and a look at what the
 genuine pairs have in common (ground truth from the capture model).
 
-    python -m bench.mcc_eval accuracy --probe plain --gallery rolled --quality mix
-    python -m bench.mcc_eval truth --probe plain --gallery rolled --quality 2
-    python -m bench.mcc_eval speed
-    python -m bench.mcc_eval failures --scores pr_mix.npz --quality mix
-    python -m bench.mcc_eval cross --scores pr_mix.npz pp_mix.npz
+    python -m bench.tools.matcher_eval accuracy --probe plain --gallery rolled --quality mix
+    python -m bench.tools.matcher_eval truth --probe plain --gallery rolled --quality 2
+    python -m bench.tools.matcher_eval speed
+    python -m bench.tools.matcher_eval failures --scores pr_mix.npz --quality mix
+    python -m bench.tools.matcher_eval cross --scores pr_mix.npz pp_mix.npz
 
 Run with NUMBA_NUM_THREADS=1 for per-core speed. Identities: genuine pairs
 use 0 .. n_genuine - 1; impostor pairs take probes and gallery entries from
