@@ -48,12 +48,18 @@ class BackendSpec:
         return backend_key(self.name, self.params)
 
 
+RESCORE_MATCHERS = ("paired", "mcc")
+
+
 @dataclass(frozen=True)
 class Rescoring:
-    """Minutiae re-scoring of the top candidates: how many, fused how."""
+    """Minutiae re-scoring of the top candidates: how many, fused how, and
+    with which 1:1 matcher ("paired": paired-minutiae count,
+    matcher.minutiae; "mcc": Minutia Cylinder-Code score, matcher.mcc)."""
 
     candidates: int
-    fusion: str  # per-finger paired counts fused by "sum" or "max"
+    fusion: str  # per-finger scores fused by "sum" or "max"
+    matcher: str = "paired"
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,13 @@ class SearchSpec:
     backends: tuple[BackendSpec, ...] = (BackendSpec("numba-flat"), BackendSpec("faiss:Flat"))
     rescore: bool = False     # minutiae re-scoring of the top candidates
     rescore_candidates: int = 10
-    rescore_fusion: str = "sum"  # fuse per-finger paired counts: sum or max
+    rescore_fusion: str = "sum"  # fuse per-finger scores: sum or max
+    rescore_matcher: str = "paired"  # 1:1 matcher: paired (count) or mcc (cylinder code)
 
     @property
     def rescoring(self) -> Rescoring:
         """What minutiae re-scoring does (whether it runs: ``rescore``)."""
-        return Rescoring(self.rescore_candidates, self.rescore_fusion)
+        return Rescoring(self.rescore_candidates, self.rescore_fusion, self.rescore_matcher)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,9 @@ def _search(t: dict) -> SearchSpec:
     fusion = t.get("rescore_fusion", "sum")
     if fusion not in ("sum", "max"):
         raise _err("search", "rescore_fusion", fusion, "allowed: sum, max")
+    matcher = t.get("rescore_matcher", "paired")
+    if matcher not in RESCORE_MATCHERS:
+        raise _err("search", "rescore_matcher", matcher, "allowed: " + ", ".join(RESCORE_MATCHERS))
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
     if not isinstance(raw, list) or not raw:
         raise _err("search", "backends", raw, "must be a non-empty list of backends")
@@ -207,7 +217,7 @@ def _search(t: dict) -> SearchSpec:
     if len(set(names)) != len(names):
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
-                      backends, rescore, vals["rescore_candidates"], fusion)
+                      backends, rescore, vals["rescore_candidates"], fusion, matcher)
 
 
 def _metrics(t: dict) -> MetricsSpec:

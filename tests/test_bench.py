@@ -115,6 +115,9 @@ def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run, tin
     ({"projection__ladder": [100, 200, 5000]}, "must not exceed"),
     ({"metrics__target_fpir": [0]}, "target_fpir"),
     ({"target__mated_share": -1}, r"\[target\] mated_share"),
+    ({"search__rescore_matcher": "bozorth"}, r"\[search\] rescore_matcher = 'bozorth'"),
+    ({"target__bookings_per_person": 0.5}, r"\[target\] bookings_per_person"),
+    ({"projection__max_decades": float("nan")}, r"\[projection\] max_decades"),
 ])
 def test_scenario_errors_name_the_key(over, needle, tiny):
     with pytest.raises(ScenarioError, match=needle):

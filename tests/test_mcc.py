@@ -252,3 +252,30 @@ def test_n_pairs_follows_the_sigmoid():
     assert mcc.n_pairs(0, 50) == mcc.MIN_NP
     assert mcc.n_pairs(80, 100) == mcc.MAX_NP
     assert mcc.n_pairs(20, 30) == mcc.MIN_NP + round((mcc.MAX_NP - mcc.MIN_NP) / 2)
+
+
+def test_rescoring_with_mcc_ranks_mates_first():
+    # a second stage built on MCC: lists holding the mate among nine other
+    # records; MCC must put the mate first at least as often as the paired count
+    from bench.run.rescore_segment import rescore_segment
+    from bench.scenario import Rescoring
+    from synth.population import PopulationSpec, submission_truth
+
+    spec = PopulationSpec(seed=4, gallery_size=3000, n_submissions=400, mated_share=0.5,
+                          search_fingers=(2, 7))
+    _, mate = submission_truth(spec, 0, spec.n_submissions)
+    q = np.flatnonzero(mate >= 0)[:40]
+    rng = np.random.default_rng(0)
+    others = rng.integers(0, spec.gallery_size, size=(len(q), 9))
+    others = np.where(others == mate[q, None], (others + 1) % spec.gallery_size, others)
+    ids = np.full((spec.n_submissions, 10), -1, dtype=np.int64)
+    ids[q] = np.column_stack([others[:, :4], mate[q], others[:, 4:]])
+    firsts = {}
+    for matcher in ("paired", "mcc"):
+        hits = 0
+        for s in q:  # one search at a time: each is a segment of its own
+            ri, rs, info = rescore_segment(spec, ids[s:s + 1], Rescoring(10, "sum", matcher), offset=s)
+            hits += int(ri[0, 0] == mate[s])
+            assert np.all(np.diff(rs[0]) <= 0) and info["comparisons"] > 0
+        firsts[matcher] = hits / len(q)
+    assert firsts["mcc"] >= 0.9 and firsts["mcc"] >= firsts["paired"], firsts

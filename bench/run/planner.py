@@ -26,6 +26,9 @@ from matcher.registry import peak_index_bytes
 
 BASELINE = 230 << 20         # bytes: python + numpy + numba + faiss + scipy + matplotlib
 TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
+# MCC adds per minutia a cylinder's bits and validity mask (2 x 24 words)
+# and its own arrays, for up to 256 minutiae
+MCC_TEMPLATE_BYTES = 256 * (2 * 24 * 8 + 64)
 
 
 class PlanError(ValueError):
@@ -70,7 +73,8 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
             + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     rescore = 0
     if srch.rescore:
-        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * TEMPLATE_BYTES * 2
+        per = TEMPLATE_BYTES + (MCC_TEMPLATE_BYTES if srch.rescore_matcher == "mcc" else 0)
+        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per * 2
     return Plan(sizes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from bench.scenario import Rescoring
-from matcher.minutiae import match_many
+from matcher import mcc, minutiae
 from synth.impressions import impression_batch
 from synth.population import PopulationSpec, gallery_impressions, submission_impressions
 
@@ -32,8 +32,9 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
     """Re-score the top k = rescoring.candidates of candidate lists ids (Q, L)
     (-1 padded) of submissions offset..offset+Q-1.
 
-    Returns (ids (Q, k), scores (Q, k) float32 fused paired-minutiae counts,
-    info with timings and the number of 1:1 comparisons)."""
+    Returns (ids (Q, k), scores (Q, k) float32 fused 1:1 scores (paired
+    minutiae counts, or MCC scores in [0, 1] per finger), info with timings
+    and the number of 1:1 comparisons)."""
     fusion = rescoring.fusion
     if fusion not in ("sum", "max"):
         raise ValueError(f"fusion must be 'sum' or 'max', got {fusion!r}")
@@ -44,6 +45,7 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
     out_s = np.full((Q, k), -np.inf, dtype=np.float32)
     compare_s = 0.0
     comparisons = 0
+    match_many = mcc.match_many if rescoring.matcher == "mcc" else minutiae.match_many
     # compile (or load) the matching kernels outside the timing
     one = np.zeros((1, 4, 4))
     match_many(one, np.zeros(1, np.int64), one, np.zeros(1, np.int64),
@@ -69,7 +71,7 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
         paired = match_many(pt, pn, gt, gn, pairs_p[ok], pairs_g[ok])
         compare_s += time.perf_counter() - t0
         comparisons += int(ok.sum())
-        per = np.zeros(pairs_p.shape, dtype=np.int64)
+        per = np.zeros(pairs_p.shape, dtype=np.float64 if rescoring.matcher == "mcc" else np.int64)
         per[ok] = paired
         fused = per.sum(axis=1) if fusion == "sum" else per.max(axis=1)
         score = np.full(cand.shape, -np.inf)
