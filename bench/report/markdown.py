@@ -130,9 +130,9 @@ def _individuality(summary: Summary) -> list[str]:
     if not ind:
         return []
     lines = ["## Chance correspondences: model and simulation", "",
-             f"Pankanti, Prabhakar and Jain (2002) model with M = {ind.M} cells "
+             f"Pankanti, Prabhakar and Jain (2002) model with M = {ind.cells} cells "
              f"({ind.area_mm2:.0f} mm^2 over discs of {ind.r_tol_mm} mm), "
-             f"l = {ind.l:.3f} ({ind.a_tol_deg:.0f} degrees), m = {ind.m}, n = {ind.n}; "
+             f"l = {ind.direction_agreement:.3f} ({ind.a_tol_deg:.0f} degrees), m = {ind.minutiae_probe}, n = {ind.minutiae_gallery}; "
              f"simulation: {ind.pairs:,} impostor pairs of {ind.capture} impressions "
              f"matched by fpscale's minutiae matcher (mean {ind.observed_mean:.1f} paired, "
              f"model {ind.model_mean:.1f}: the matcher's search over alignments finds more "
@@ -155,8 +155,18 @@ def render_markdown(summary: Summary) -> str:
              f"Target: {tgt.gallery_size:,} identities, {tgt.searches_per_year:,.0f} "
              f"searches per year (mated share {tgt.mated_share}).", ""]
     lines += _backends(summary) + _projection(summary) + _individuality(summary)
-    h = summary.host
-    lines += ["## Run", "", f"Host: {h.cpus} CPUs, {h.machine}, "
-              f"numba threads {h.numba_threads}; versions {h.versions}.",
-              f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]
+    lines += _host(summary)
     return "\n".join(lines)
+
+
+def _host(summary: Summary) -> list[str]:
+    h = summary.host
+    pools = "; ".join(f"{p.internal_api} {p.version or ''} ({p.architecture or p.user_api}, "
+                      f"{p.num_threads} threads)" for p in h.thread_pools)
+    return ["## Run", "",
+            f"Host: {h.cpu_model or h.machine}, {h.cpus} CPUs ({h.physical_cores or '?'} cores), "
+            f"{h.machine}, numba threads {h.numba_threads}; versions {h.versions}.",
+            f"Thread pools: {pools or 'not recorded'}.",
+            f"Source: git commit {h.git_commit or 'unknown'}; summary written {h.timestamp or 'n/a'} "
+            f"(schema version {summary.schema_version}).",
+            f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]
