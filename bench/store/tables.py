@@ -5,7 +5,7 @@
   not listed), rank (1..L), candidate_id, score. A search whose list is
   empty has one row with null rank, candidate_id and score, so that every
   search is there. Lists from ``fpscale evaluate`` add the ids of the input
-  files: probe_id and candidate_label (strings).
+  files: probe_id, candidate_label and mate_label (text).
 - ``operating_points.csv``: every row of the results at every FPIR target.
 - ``det_<key>.csv`` (threshold, fnir, fpir) and ``cmc_<key>.csv`` (rank,
   hit_rate).
@@ -74,6 +74,8 @@ def searches_arrow(t: SearchTable):
         labels = np.asarray(t.candidate_labels, dtype=object)
         cols["candidate_label"] = pa.array(
             [None if c < 0 else labels[c] for c in cand.tolist()], pa.string())
+        cols["mate_label"] = pa.array(
+            [None if m < 0 else labels[m] for m in np.asarray(t.mate)[q].tolist()], pa.string())
     return pa.table(cols)
 
 
