@@ -146,6 +146,31 @@ def cmd_project(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from bench.tools.evaluate import EvaluateOptions
+    from bench.tools.evaluation import run_evaluation
+    sizes = []
+    for text in args.gallery_size:
+        try:
+            sizes.append(int(text))
+        except ValueError:
+            raise UserError(f"--gallery-size {text!r}: give the number of records searched, "
+                            "such as 20000") from None
+    out = Path(args.out)
+    opts = EvaluateOptions(tuple(Path(c) for c in args.candidates), Path(args.truth), tuple(sizes),
+                           out, args.matcher,
+                           {"gallery_size": args.target_gallery_size,
+                            "searches_per_year": args.searches_per_year,
+                            "mated_share": args.mated_share,
+                            "bookings_per_person": args.bookings_per_person},
+                           Path(args.scenario) if args.scenario else None, args.overwrite)
+    summary = run_evaluation(opts)
+    if not summary.projection:
+        print(f"\n{summary.evaluation.projection_note}.")
+    _print_table(summary, out)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from bench.tools.sweep import parse_values, sweep
     out = Path(args.out) if args.out else Path("results") / f"sweep-{Path(args.scenario).stem}"
@@ -224,6 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print the projection as JSON")
     pr.set_defaults(func=cmd_project)
 
+    ev = sub.add_parser("evaluate", help="NIST metrics, report and projection of another "
+                        "matcher's candidate lists (CSV or Parquet)")
+    ev.add_argument("candidates", nargs="+", help="candidate lists: CSV or Parquet with columns "
+                    "probe_id, rank, candidate_id, score; one file per gallery size")
+    ev.add_argument("--truth", required=True, help="CSV or Parquet with columns probe_id, mate_id "
+                    "(mate_id empty for a non-mated search)")
+    ev.add_argument("--gallery-size", action="append", required=True, metavar="N",
+                    help="records in the gallery searched; once per candidates file, same order")
+    ev.add_argument("--out", required=True, help="results folder")
+    ev.add_argument("--matcher", default="matcher", help="the matcher's name in the results (default: matcher)")
+    ev.add_argument("--scenario", help="take [target], [metrics] and the projection's study "
+                    "settings from this scenario file (or shipped scenario name)")
+    ev.add_argument("--target-gallery-size", type=int, help="enrolled identities at the target")
+    ev.add_argument("--searches-per-year", type=float, help="searches a year at the target")
+    ev.add_argument("--mated-share", type=float, help="share of searches whose person is enrolled")
+    ev.add_argument("--bookings-per-person", type=float,
+                    help="searches a year of a person searched at least once that year")
+    ev.add_argument("--overwrite", action="store_true", help="replace other results in --out")
+    ev.set_defaults(func=cmd_evaluate)
+
     sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
     sw.add_argument("scenario")
     sw.add_argument("--key", required=True, help="table.name, e.g. population.gallery_size")
@@ -256,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run.planner import PlanError
     from bench.store.files import ResultsError
     from bench.scenario import ScenarioError
+    from bench.tools.evaluate import InputError
     from matcher.checks import MatcherInputError
 
     parser = build_parser()
@@ -266,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError,
-            ClusterError) as e:
+            ClusterError, InputError) as e:
         print(f"fpscale: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

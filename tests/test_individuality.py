@@ -39,7 +39,7 @@ def test_bad_parameters_are_named():
 def test_model_beside_simulated_impostors():
     r = compare(seed=1, n_pairs=300)
     M, l = model_parameters(r.area_mm2)
-    assert (M, l) == (r.M, r.l)
+    assert (M, l) == (r.cells, r.direction_agreement)
     assert sum(r.observed_p) == pytest.approx(1.0, abs=1e-9)
     # the matcher searches alignments, so it finds at least the chance
     # pairings of one fixed alignment

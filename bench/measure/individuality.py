@@ -33,17 +33,21 @@ from synth.impressions import CAPTURE_TYPES, _WINDOW, capture_index, impression_
 
 @dataclass
 class Individuality:
-    """The model's P(q) beside the simulation's impostor paired counts."""
+    """The model's P(q) beside the simulation's impostor paired counts.
+
+    The paper's M, l, m and n are named cells, direction_agreement,
+    minutiae_probe and minutiae_gallery: JSON readers that fold case
+    (duckdb) cannot tell M from m."""
 
     capture: str
     quality: int
     finger: int
     pairs: int
     area_mm2: float
-    M: int
-    l: float  # noqa: E741 (the paper's name)
-    m: int
-    n: int
+    cells: int                  # M, the paper's distinguishable cells
+    direction_agreement: float  # l, the chance two minutiae agree in direction
+    minutiae_probe: int         # m
+    minutiae_gallery: int       # n
     r_tol_mm: float
     a_tol_deg: float
     q: list[int]

@@ -130,9 +130,9 @@ def _individuality(summary: Summary) -> list[str]:
     if not ind:
         return []
     lines = ["## Chance correspondences: model and simulation", "",
-             f"Pankanti, Prabhakar and Jain (2002) model with M = {ind.M} cells "
+             f"Pankanti, Prabhakar and Jain (2002) model with M = {ind.cells} cells "
              f"({ind.area_mm2:.0f} mm^2 over discs of {ind.r_tol_mm} mm), "
-             f"l = {ind.l:.3f} ({ind.a_tol_deg:.0f} degrees), m = {ind.m}, n = {ind.n}; "
+             f"l = {ind.direction_agreement:.3f} ({ind.a_tol_deg:.0f} degrees), m = {ind.minutiae_probe}, n = {ind.minutiae_gallery}; "
              f"simulation: {ind.pairs:,} impostor pairs of {ind.capture} impressions "
              f"matched by fpscale's minutiae matcher (mean {ind.observed_mean:.1f} paired, "
              f"model {ind.model_mean:.1f}: the matcher's search over alignments finds more "
@@ -145,18 +145,68 @@ def _individuality(summary: Summary) -> list[str]:
     return lines
 
 
+def _evaluated(summary: Summary) -> list[str]:
+    """What an evaluation of candidate lists read, in place of the simulated population."""
+    ev, tgt = summary.evaluation, summary.scenario.target
+    lines = [f"Evaluated: candidate lists of {ev.matcher} (not run by fpscale; nothing was "
+             f"simulated or timed), {ev.searches:,} searches of which {ev.mated:,} mated, "
+             f"truth {ev.truth} (sha256 {ev.truth_sha256[:12]}). "
+             f"Target: {tgt.gallery_size:,} identities, {tgt.searches_per_year:,.0f} "
+             f"searches per year (mated share {tgt.mated_share}).", "",
+             "| file | gallery size | rows | list length | sha256 |", "|---|---|---|---|---|"]
+    lines += [f"| {f.path} | {f.gallery_size:,} | {f.rows:,} | {f.list_length} | {f.sha256[:12]} |"
+              for f in ev.files]
+    return lines + ["", f"Projection: {ev.projection_note}.", ""]
+
+
+def _evaluated_rows(summary: Summary) -> list[str]:
+    lines = ["## Candidate lists", "",
+             "| row | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold |",
+             "|---|---|---|---|---|"]
+    for b in summary.backends:
+        m = b.metrics
+        op = m.operating_points[0] if m.operating_points else None
+        lines.append(
+            f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
+            f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
+            f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} |")
+    lines += ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
+              "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
+    for b in summary.backends:
+        for op in b.metrics.operating_points:
+            lines.append(f"- {b.key}: FPIR target {op.target_fpir}: T = {_num(op.threshold)}, "
+                         f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
+                         f"{'' if op.resolved else ' (not resolved by the data)'}")
+    return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
+
+
 def render_markdown(summary: Summary) -> str:
     """The whole report page."""
     sc = summary.scenario
     pop, tgt = sc.population, sc.target
-    lines = [f"# fpscale report: {sc.name}", "", sc.description, "",
-             f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
-             f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, seed {pop.seed}. "
-             f"Target: {tgt.gallery_size:,} identities, {tgt.searches_per_year:,.0f} "
-             f"searches per year (mated share {tgt.mated_share}).", ""]
-    lines += _backends(summary) + _projection(summary) + _individuality(summary)
-    h = summary.host
-    lines += ["## Run", "", f"Host: {h.cpus} CPUs, {h.machine}, "
-              f"numba threads {h.numba_threads}; versions {h.versions}.",
-              f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]
+    lines = [f"# fpscale report: {sc.name}", "", sc.description, ""]
+    if summary.evaluation is not None:
+        lines += _evaluated(summary) + _evaluated_rows(summary)
+    else:
+        lines += [f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
+                  f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, "
+                  f"seed {pop.seed}. Target: {tgt.gallery_size:,} identities, "
+                  f"{tgt.searches_per_year:,.0f} searches per year (mated share {tgt.mated_share}).", ""]
+        lines += _backends(summary)
+    lines += _projection(summary) + _individuality(summary)
+    lines += _host(summary)
     return "\n".join(lines)
+
+
+def _host(summary: Summary) -> list[str]:
+    h = summary.host
+    pools = "; ".join(f"{p.internal_api}{' ' + p.version if p.version else ''} "
+                      f"({p.architecture or p.user_api}, {p.num_threads} threads)"
+                      for p in h.thread_pools)
+    return ["## Run", "",
+            f"Host: {h.cpu_model or h.machine}, {h.cpus} CPUs ({h.physical_cores or '?'} cores), "
+            f"{h.machine}, numba threads {h.numba_threads}; versions {h.versions}.",
+            f"Thread pools: {pools or 'not recorded'}.",
+            f"Source: git commit {h.git_commit or 'unknown'}; summary written {h.timestamp or 'n/a'} "
+            f"(schema version {summary.schema_version}).",
+            f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]

@@ -84,7 +84,8 @@ def plot_fpir_vs_n(proj: FingerSetProjection, path: Path) -> None:
     ax.set_title(f"FPIR against N ({proj.finger_set}); line and band: {proj.model} model, "
                  f"up to {proj.max_decades:g} decade(s) past the data", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if ax.get_legend_handles_labels()[0]:  # no study threshold: nothing to label
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 

@@ -38,6 +38,7 @@ from bench.store.files import write_npz
 from bench.store.manifest import mark_complete, prepare_folder
 from bench.store.summary import (BackendResult, Memory, MemoryPlan, Summary, read_summary,
                                  write_summary)
+from bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from matcher.registry import final_index_bytes, is_exact_float
 
 
@@ -104,6 +105,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
                                               pop.booking_capture, 2)
     summary.wall_s = time.perf_counter() - t_start
     write_summary(out, summary)
+    write_metric_tables(out, [(b.key, b.metrics) for b in summary.backends])
     ck.mark("summary")
     write_report(out)  # from the file just written, as `fpscale report` does
     mark_complete(out, ck.manifest)
@@ -147,6 +149,8 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
     rank, mscore = metrics.mate_rank(ids, mate, scores)
     write_npz(ctx.out / f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
               mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    write_searches_parquet(ctx.out / f"searches_{key}.parquet",
+                           SearchTable(ids, scores, mate, rank, mscore))
     return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
 
 

@@ -1,4 +1,4 @@
-"""Atomic writes of results files: JSON, text and npz.
+"""Atomic writes of results files: JSON, text, CSV, npz and Parquet.
 
 Every file is written to a temporary name in the same folder, flushed to
 disk and renamed over its final name, so a crash leaves either the old file
@@ -51,6 +51,36 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
         if np.asarray(a).dtype == object:
             raise ResultsError(f"{k}: object arrays are not written")
     _atomic(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    """Write a CSV table atomically: a header line, then one line per row;
+    None and non-finite numbers are written as empty fields (NULL to
+    duckdb, NaN to pandas), floats with every digit (repr)."""
+    import csv
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow([_csv_value(v) for v in r])
+    write_text(path, buf.getvalue())
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v)) if np.isfinite(v) else ""
+    return v
+
+
+def write_parquet(path: Path, table) -> None:
+    """Write a pyarrow Table as a Parquet file atomically (zstd-compressed)."""
+    import pyarrow.parquet as pq
+    _atomic(Path(path), lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -17,7 +17,8 @@ from bench.store.files import ResultsError, write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-OWN_FILES = ("manifest.json", "summary.json", "truth.npz", "searches_*.npz", "ladder*.npz",
+OWN_FILES = ("manifest.json", "summary.json", "truth.npz", "searches_*.npz", "searches_*.parquet",
+             "ladder*.npz", "operating_points.csv", "det_*.csv", "cmc_*.csv",
              "projection_*.json", "report.md", "report.html", "plots/*.png", "state/*.npz",
              ".*.tmp", "state/.*.tmp", "plots/.*.tmp.png")
 

@@ -26,6 +26,12 @@ from bench.scenario import Scenario, ScenarioError, scenario_from_dict
 from bench.store.files import ResultsError, write_json
 
 SUMMARY = "summary.json"
+# The form of summary.json. Raise it (here only) when a field is renamed,
+# removed or changes meaning, regenerate docs/summary.schema.json
+# (python -m bench.store.schema) and teach _migrate to read the old form.
+# 1: no schema_version key; 2: schema_version, individuality keys renamed,
+# host facts (CPU model, thread pools, git commit, timestamp).
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -86,8 +92,24 @@ class BackendResult:
 
 
 @dataclass
+class ThreadPool:
+    """One native thread pool loaded in the process (threadpoolctl's view):
+    a BLAS library and the kernel it chose for this CPU, or an OpenMP runtime."""
+
+    user_api: str                 # blas or openmp
+    internal_api: str             # openblas, mkl, blis, openmp, ...
+    version: str | None
+    num_threads: int
+    architecture: str | None      # the BLAS kernel (e.g. SkylakeX, Haswell); None for OpenMP
+    threading_layer: str | None
+    filepath: str
+
+
+@dataclass
 class HostInfo:
-    """The machine and library versions a run used."""
+    """The machine and library versions a run used, the source tree's git
+    commit (None outside a git checkout) and when the summary was made
+    (ISO 8601, UTC)."""
 
     machine: str
     processor: str
@@ -97,6 +119,11 @@ class HostInfo:
     numba_threads: int
     memory_bytes: int | None
     versions: dict[str, str]
+    cpu_model: str = ""
+    physical_cores: int | None = None
+    thread_pools: list[ThreadPool] = field(default_factory=list)
+    git_commit: str | None = None
+    timestamp: str = ""
 
 
 @dataclass
@@ -126,10 +153,37 @@ class ClusterInfo:
     run: str
 
 
+@dataclass
+class CandidateFile:
+    """One file of candidate lists read by ``fpscale evaluate``."""
+
+    path: str
+    sha256: str
+    gallery_size: int
+    rows: int
+    list_length: int  # the longest list (L); shorter lists are padded
+
+
+@dataclass
+class Evaluation:
+    """Where the results of ``fpscale evaluate`` came from: candidate lists
+    of a matcher fpscale did not run, one file per gallery size, and the
+    ground truth. Nothing was simulated or timed."""
+
+    matcher: str
+    truth: str
+    truth_sha256: str
+    searches: int
+    mated: int
+    files: list[CandidateFile]
+    projection_note: str
+
+
 @dataclass(kw_only=True)
 class Summary:
     """Everything a run measured; ``summary.json`` holds its JSON form."""
 
+    schema_version: int = SCHEMA_VERSION
     scenario: Scenario
     fingerprint: str
     seed: int
@@ -140,6 +194,7 @@ class Summary:
     cluster: ClusterInfo | None = field(default=None, metadata=OMIT_IF_NONE)
     projection: dict[str, FingerSetProjection] | None = field(default=None, metadata=OMIT_IF_NONE)
     individuality: Individuality | None = field(default=None, metadata=OMIT_IF_NONE)
+    evaluation: Evaluation | None = field(default=None, metadata=OMIT_IF_NONE)
     wall_s: float = 0.0
 
     def backend(self, key: str) -> BackendResult:
@@ -187,10 +242,29 @@ def _scenario(d: Any) -> Scenario:
         raise ResultsError(f"its scenario is not valid: {e}") from None
 
 
+def _migrate(d: dict) -> dict:
+    """The current form of a summary written by an earlier fpscale."""
+    version = d.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultsError(f"schema_version {version!r} is not a positive integer")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"schema_version {version} is newer than this fpscale reads "
+                           f"({SCHEMA_VERSION}): read it with a newer fpscale")
+    d = dict(d)
+    if version == 1 and isinstance(d.get("individuality"), dict):
+        renamed = {"M": "cells", "l": "direction_agreement", "m": "minutiae_probe",
+                   "n": "minutiae_gallery"}
+        d["individuality"] = {renamed.get(k, k): v for k, v in d["individuality"].items()}
+    d["schema_version"] = SCHEMA_VERSION
+    return d
+
+
 def summary_from_dict(d: Any) -> Summary:
-    """A Summary from parsed JSON; ResultsError naming the first bad value."""
+    """A Summary from parsed JSON (an earlier schema version is read too);
+    ResultsError naming the first bad value."""
     if not isinstance(d, dict):
         raise ResultsError(f"a summary is a JSON object, not {type(d).__name__}")
+    d = _migrate(d)
     config = dacite.Config(type_hooks={Scenario: _scenario, float: _number}, strict=True)
     try:
         return dacite.from_dict(Summary, d, config=config)

@@ -81,8 +81,8 @@ def print_stats(s: dict) -> None:
         print(f"  {k:20s} {v['genuine_mean']:6.3f} ({v['genuine_sd']:.3f})     "
               f"{v['impostor_mean']:6.3f} ({v['impostor_sd']:.3f})      {v['d_prime']:5.2f}  {v['eer']:.4f}")
     ind = s["individuality"]
-    print(f"\nchance correspondences, plain impostor pairs: Pankanti et al. model (M = {ind.M}, "
-          f"l = {ind.l:.3f}, m = {ind.m}, n = {ind.n}) against fpscale's matcher")
+    print(f"\nchance correspondences, plain impostor pairs: Pankanti et al. model (M = {ind.cells}, "
+          f"l = {ind.direction_agreement:.3f}, m = {ind.minutiae_probe}, n = {ind.minutiae_gallery}) against fpscale's matcher")
     print("  q    model P(>= q)   simulated P(>= q)")
     for q in (6, 8, 10, 12, 15, 20):
         if q < len(ind.q):
