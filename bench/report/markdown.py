@@ -106,11 +106,22 @@ def _individuality(summary: Summary) -> list[str]:
     return lines
 
 
+def _text(text: str) -> list[str]:
+    """Free text from the scenario as plain paragraphs: a line that Markdown
+    would read as a heading, table, list or image gets a backslash escape."""
+    out = []
+    for line in text.splitlines():
+        if line.lstrip().startswith(("#", "|", "!", "-", "*", "+", ">", "\\")):
+            line = "\\" + line.lstrip()
+        out.append(line)
+    return out
+
+
 def render_markdown(summary: Summary) -> str:
     """The whole report page."""
     sc = summary.scenario
     pop, tgt = sc.population, sc.target
-    lines = [f"# fpscale report: {sc.name}", "", sc.description, "",
+    lines = [f"# fpscale report: {sc.name}", "", *_text(sc.description), "",
              f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
              f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, seed {pop.seed}. "
              f"Target: {tgt.gallery_size:,} identities, {tgt.searches_per_year:,.0f} "

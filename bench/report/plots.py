@@ -1,9 +1,9 @@
 """The report's plots: DET, CMC, throughput against recall, FPIR against N
-and people per year, each written as a PNG."""
+and people per year, each rendered as PNG bytes (written by the caller)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import matplotlib
 
@@ -15,15 +15,16 @@ from bench.measure.projection import FingerSetProjection, fpir_at_n, power_model
 from bench.store.summary import Summary  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
 
 
-def plot_det(summary: Summary, path: Path) -> None:
+def plot_det(summary: Summary) -> bytes:
     """FNIR against FPIR, log-log, one curve per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -36,10 +37,10 @@ def plot_det(summary: Summary, path: Path) -> None:
     ax.set_title("DET: FNIR against FPIR as the threshold sweeps")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_cmc(summary: Summary, path: Path) -> None:
+def plot_cmc(summary: Summary) -> bytes:
     """Rank-r hit rate against r, one curve per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -50,10 +51,10 @@ def plot_cmc(summary: Summary, path: Path) -> None:
     ax.set_title("CMC")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_fpir_vs_n(proj: FingerSetProjection, target_n: int, path: Path) -> None:
+def plot_fpir_vs_n(proj: FingerSetProjection, target_n: int) -> bytes:
     """Measured FPIR per rung with both models, out to the target N."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ns = np.logspace(np.log10(proj.rungs[0]), np.log10(target_n), 60)
@@ -78,10 +79,10 @@ def plot_fpir_vs_n(proj: FingerSetProjection, target_n: int, path: Path) -> None
     ax.set_title(f"FPIR against N ({proj.finger_set}): -- independence, : fitted")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_people(proj: FingerSetProjection, path: Path) -> None:
+def plot_people(proj: FingerSetProjection) -> bytes:
     """False matches per year at the target against the threshold, with FNIR."""
     sw = proj.target.sweep
     t = np.array(sw.threshold)
@@ -106,10 +107,10 @@ def plot_people(proj: FingerSetProjection, path: Path) -> None:
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
     ax.legend(lines, labels, fontsize=7, loc="upper right")
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_throughput_recall(summary: Summary, path: Path) -> None:
+def plot_throughput_recall(summary: Summary) -> bytes:
     """Searches per second against recall@L, one point per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -124,4 +125,4 @@ def plot_throughput_recall(summary: Summary, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title("Throughput against recall")
     ax.grid(True, which="both", alpha=0.3)
-    _save(fig, path)
+    return _png(fig)
