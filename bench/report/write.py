@@ -17,7 +17,7 @@ from bench.report.plots import (plot_cmc, plot_det, plot_fpir_vs_n, plot_people,
                                 plot_throughput_recall)
 from bench.scenario import FINGER_SETS
 from bench.store.files import ResultsError
-from bench.store.manifest import open_existing
+from bench.store.manifest import ResultsFolder, open_existing, read_manifest
 from bench.store.summary import Summary, read_summary
 
 REPORT_FILES = ("report.md", "report.html", "plots/det.png", "plots/cmc.png",
@@ -27,6 +27,12 @@ REPORT_FILES = ("report.md", "report.html", "plots/det.png", "plots/cmc.png",
 def projection_plots(finger_set: str) -> tuple[str, str]:
     """The plots of one finger set's projection."""
     return f"plots/fpir_vs_n_{finger_set}.png", f"plots/people_{finger_set}.png"
+
+
+def report_names(summary: Summary) -> list[str]:
+    """The names of the report's files for this summary."""
+    proj = summary.projection or {}
+    return list(REPORT_FILES) + [n for fs in FINGER_SETS if fs in proj for n in projection_plots(fs)]
 
 
 def report_files(summary: Summary) -> dict[str, bytes]:
@@ -45,22 +51,37 @@ def report_files(summary: Summary) -> dict[str, bytes]:
     return files
 
 
+def check_not_foreign(folder: Path, names: list[str], rf: ResultsFolder | None = None) -> None:
+    """ResultsError when one of names exists in the folder but its manifest
+    does not list it (a file fpscale did not write)."""
+    if rf is None:
+        m = read_manifest(folder)
+        if m is None:
+            raise ResultsError(f"{folder} holds no manifest.json: it is not a results folder of "
+                               "fpscale run")
+        listed = m.get("files", {})
+    else:
+        listed = rf.files
+    for rel in names:
+        p = Path(folder) / rel
+        if (p.exists() or p.is_symlink()) and rel not in listed:
+            raise ResultsError(f"{p} exists and fpscale did not write it; move it away first")
+
+
 def write_report(folder: Path) -> Path:
     """Write report.md, report.html and plots/*.png into a results folder
     from its summary.json; returns report.md. Nothing is written unless
     the summary is valid and every file renders."""
     folder = Path(folder)
     summary = read_summary(folder)
+    check_not_foreign(folder, report_names(summary))  # before any work or lock
     try:
         files = report_files(summary)
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError) as e:
         raise ResultsError(f"{folder / 'summary.json'} holds values the report cannot show "
                            f"({type(e).__name__}: {str(e)[:120]})") from None
     with open_existing(folder, "report") as rf:
-        for rel in files:
-            p = rf.file(rel)
-            if (p.exists() or p.is_symlink()) and rel not in rf.files:
-                raise ResultsError(f"{p} exists and fpscale did not write it; move it away first")
+        check_not_foreign(folder, list(files), rf)
         for rel, data in files.items():
             rf.write_bytes(rel, data)
         rf.save()

@@ -115,7 +115,8 @@ def read_manifest(folder: Path) -> dict | None:
         return m  # another format: refused or overwritten by the caller
     bad = manifest_problem(m)
     if bad:
-        if looks_like_fpscale(m):
+        # fpscale's lock beside it: fpscale's manifest, damaged
+        if looks_like_fpscale(m) or is_plain_file(Path(folder) / LOCK):
             raise DamagedError(f"{p} {bad}")
         raise ResultsError(f"{Path(folder)} holds a manifest.json that fpscale did not write "
                            f"(it {bad}); fpscale removes only files its own manifest lists: "

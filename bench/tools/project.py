@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.measure.ladder import HIST_BINS
 from bench.measure.projection import FingerSetProjection, project
+from bench.report.write import check_not_foreign
 from bench.scenario import FINGER_SETS, Scenario, TargetSpec, scenario_from_dict
 from bench.store.files import ResultsError, read_npz
 from bench.store.manifest import open_existing
@@ -88,10 +89,9 @@ def write_projection(folder: Path, target: TargetSpec,
                      projection: dict[str, FingerSetProjection]) -> Path:
     """projection_<N>.json in the results folder; returns its path."""
     rel = f"projection_{int(target.gallery_size)}.json"
+    check_not_foreign(Path(folder), [rel])  # before the lock: a refusal changes nothing
     with open_existing(Path(folder), "project") as rf:
-        p = rf.file(rel)
-        if (p.exists() or p.is_symlink()) and rel not in rf.files:
-            raise ResultsError(f"{p} exists and fpscale did not write it; move it away first")
+        check_not_foreign(Path(folder), [rel], rf)
         rf.write_json(rel, {"target": dataclasses.asdict(target),
                             "projection": to_json_dict(projection)})
         rf.save()
