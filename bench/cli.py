@@ -34,6 +34,11 @@ def _version() -> str:
     return fpscale_version()
 
 
+def _opt(x: float | None, spec: str = ".3f") -> str:
+    """A number that may be missing (no mated searches, say)."""
+    return "n/a" if x is None else format(x, spec)
+
+
 def _print_table(summary, out: Path) -> None:
     from bench.measure.projection import false_match_searches_per_year
     rows = [("backend", "rank-1", "FPIR target", "T", "FNIR", "FPIR", "searches/s")]
@@ -68,7 +73,7 @@ def _print_table(summary, out: Path) -> None:
             print(f"  {fs:10s} at T = {s.threshold:.4f} (FPIR {last.fpir:.3f} at N = {last.n:,}): "
                   f"FPIR {s.target_fpir_independence:.3f} at target, about {people:,.0f} people/year falsely matched; "
                   + ("under 1/year needs T beyond the measured range" if t1 is None else
-                     f"under 1/year needs T >= {t1:.4f} (FNIR there {p.target.fnir_at_that_threshold:.3f})"))
+                     f"under 1/year needs T >= {t1:.4f} (FNIR there {_opt(p.target.fnir_at_that_threshold)})"))
     print(f"\nReport: {out / 'report.md'} (and report.html); raw results: {out}")
 
 
@@ -120,15 +125,16 @@ def _afresh(args, out: Path) -> str:
 def _with_cluster_options(sc, args):
     """The scenario with --scheduler, --workers and --shards applied."""
     import dataclasses
+    from bench.scenario import MAX_SHARDS, MAX_WORKERS, scheduler_problem
     changes = {}
-    for opt in ("workers", "shards"):
+    for opt, hi in (("workers", MAX_WORKERS), ("shards", MAX_SHARDS)):
         v = getattr(args, opt, None)
         if v is not None:
-            if v < 1:
-                raise UserError(f"--{opt} must be a positive integer, got {v}")
+            if not 1 <= v <= hi:
+                raise UserError(f"--{opt} must be a positive integer up to {hi:,}, got {v}")
             changes[opt] = v
     if args.scheduler is not None:
-        if not args.scheduler.strip():
+        if not args.scheduler.strip() or scheduler_problem(args.scheduler.strip()):
             raise UserError('--scheduler must be "local" or a scheduler address such as tcp://10.0.0.5:8786')
         changes["scheduler"] = args.scheduler.strip()
     scheduler = changes.get("scheduler", sc.cluster.scheduler)
@@ -199,7 +205,7 @@ def cmd_project(args) -> int:
                   f"          {people:,.0f}")
         t1 = p.target.threshold_under_one_per_year
         print(f"  {fs:10s}  under one per year: " + ("beyond the measured range" if t1 is None else
-              f"T >= {t1:.4f} (simulated FNIR there {p.target.fnir_at_that_threshold:.3f})"))
+              f"T >= {t1:.4f} (simulated FNIR there {_opt(p.target.fnir_at_that_threshold)})"))
     print(f"wrote {out}")
     return 0
 

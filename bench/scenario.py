@@ -20,6 +20,7 @@ from pathlib import Path
 
 from matcher.checks import MatcherInputError
 from matcher.registry import NAMES_HELP, backend_key, is_binary, make_backend
+from synth.embedding import shipped_basis
 from synth.population import PopulationSpec, spec_from_dict
 
 
@@ -209,6 +210,9 @@ _PARAM = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*")
 
 def check_training_points(where: str, name: str, train: int) -> None:
     need, what = 0, ""
+    for m in list(_IVF.finditer(name)) + list(_PQ.finditer(name)):
+        if not 1 <= int(m.group(1)) <= 1 << 24:
+            raise _err(where, "name", name, f"{m.group(0)}: the count must be in [1, {1 << 24:,}]")
     for m in _IVF.finditer(name):
         if int(m.group(1)) > need:
             need, what = int(m.group(1)), f"{m.group(1)} inverted lists"
@@ -388,8 +392,9 @@ def _population(t) -> PopulationSpec:
         # synth names fields as population.<key>; scenario files say [population] <key>
         msg = str(e).replace("population: ", "[population] ").replace("population.", "[population] ", 1)
         raise ScenarioError(msg if len(msg) <= 300 else msg[:297] + "...") from None
+    max_dim = min(MAX_DIM, shipped_basis()[1].shape[1])  # the LDA basis has this many columns
     for key, hi in (("gallery_size", MAX_GALLERY), ("n_submissions", MAX_SUBMISSIONS),
-                    ("dim", MAX_DIM), ("bits", MAX_BITS)):
+                    ("dim", max_dim), ("bits", MAX_BITS)):
         _pos_int("population", key, getattr(pop, key), hi=hi)
     return pop
 
@@ -404,8 +409,9 @@ def _check_backends(pop: PopulationSpec, search: SearchSpec) -> None:
             idx.set_search_params(b.params)
         except MatcherInputError as e:
             raise ScenarioError(f"[search] backend {b.name!r}: {e}") from None
-        if idx.needs_training:
-            check_training_points(where, b.name, min(b.train_size, pop.gallery_size))
+        if b.name.startswith("faiss:"):  # counts in the name, and the points training needs
+            check_training_points(where, b.name, min(b.train_size, pop.gallery_size)
+                                  if idx.needs_training else 1 << 62)
 
 
 def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:

@@ -58,7 +58,8 @@ class FaissIndex(Backend):
 
     def _train(self, sample: np.ndarray) -> None:
         # faiss's k-means draws its own subsample; seed it for repeatable runs
-        target = faiss.downcast_index(self.index.index if hasattr(self.index, "id_map") else self.index)
+        inner = self.index.index if hasattr(self.index, "id_map") else self.index
+        target = faiss.downcast_IndexBinary(inner) if self.binary else faiss.downcast_index(inner)
         for attr in ("cp", "pq"):
             obj = getattr(target, attr, None)
             if obj is not None and hasattr(obj, "seed"):

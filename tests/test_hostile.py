@@ -219,6 +219,9 @@ BASE_TOML = '[population]\ngallery_size = 400\nn_submissions = 50\n'
      "params"),
     (BASE_TOML + '[cluster]\nscheduler = "tcp://h:99999"\n', "scheduler"),
     (BASE_TOML + 'description = "' + "x" * 30_000 + '"\n', "description"),
+    (BASE_TOML + '[search]\nbackends = ["faiss:IVF0,Flat"]\n', "IVF0"),
+    (BASE_TOML + '[search]\nbackends = ["faiss:IVF4,PQ8x20"]\n', "more than 16 bits"),
+    (BASE_TOML.replace("n_submissions = 50", "n_submissions = 50\ndim = 4096"), "dim"),
 ])
 def test_bad_scenarios_are_refused_before_anything_is_written(tmp_path, capsys, text, needle):
     scen = _raw(tmp_path, text)
@@ -529,6 +532,22 @@ def test_report_without_a_manifest_or_over_a_user_file(ref_ladder, tmp_path, cap
     del man["files"]["plots/cmc.png"]  # a plot fpscale did not write
     (out2 / "manifest.json").write_text(json.dumps(man))
     _refused(["report", out2], capsys, tmp_path, "fpscale did not write it")
+
+
+def test_a_run_without_mated_searches_completes(tmp_path, tiny, capsys):
+    # no mate scores: the projection has no FNIR at its threshold, and the
+    # report and the table say so instead of failing to format None
+    d = _micro(tiny, ladder=True, population__mated_share=0.0)
+    out = tmp_path / "o"
+    run_scenario(scenario_from_dict(d), out, progress=False)
+    assert "simulated FNIR is" not in (out / "report.md").read_text()
+
+
+def test_binary_ivf_trains_and_runs(tmp_path, tiny):
+    d = _micro(tiny, search__backends=[{"name": "faiss:BIVF4", "params": "nprobe=2",
+                                        "train_size": 600}])
+    s = run_scenario(scenario_from_dict(d), tmp_path / "o", progress=False)
+    assert s.backends[0].key == "faiss-BIVF4_nprobe-2"
 
 
 def test_description_that_looks_like_markup_renders(ref_ladder):

@@ -81,7 +81,8 @@ def _projection(summary: Summary) -> list[str]:
         t1 = t.threshold_under_one_per_year
         lines += ["", f"At the target scale the lowest threshold with under one misidentified person per year is "
                   f"{'beyond the measured range' if t1 is None else f'{t1:.4f}'}"
-                  + ("" if t1 is None else f", where the simulated FNIR is {t.fnir_at_that_threshold:.4f}") + ".",
+                  + ("" if t1 is None or t.fnir_at_that_threshold is None
+                     else f", where the simulated FNIR is {t.fnir_at_that_threshold:.4f}") + ".",
                   "", f"![FPIR against N](plots/fpir_vs_n_{fs}.png) ![people per year](plots/people_{fs}.png)", ""]
     return lines
 
