@@ -203,7 +203,9 @@ def summary_from_dict(d: Any) -> Summary:
     config = dacite.Config(type_hooks={Scenario: _scenario, float: _number}, strict=True)
     try:
         s = dacite.from_dict(Summary, d, config=config)
-    except dacite.DaciteError as e:
+    except (dacite.DaciteError, ValueError, TypeError, AttributeError, KeyError) as e:
+        # dacite's own errors, and what it raises on a table where a list
+        # belongs (it builds the list from the table's items)
         msg = str(e)
         raise ResultsError(f"not an fpscale summary: {msg if len(msg) < 200 else msg[:197] + '...'}") \
             from None
