@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,6 +19,14 @@ import bench  # noqa: F401  (numba cache location, before numba loads)
 
 class UserError(Exception):
     """Raised for mistakes the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in fpscale's one-line form."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        self.exit(2, f"fpscale: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _version() -> str:
@@ -51,28 +61,62 @@ def _print_table(summary, out: Path) -> None:
 
 def cmd_run(args) -> int:
     from bench.run.steps import run_scenario
-    from bench.scenario import load_scenario
+    from bench.scenario import load_scenario, safe_name
+    from bench.store.manifest import DamagedError
+    max_memory = _parse_size(args.max_memory)
+    if args.out is not None:
+        out = _out_path(args.out)
     sc = load_scenario(args.scenario)
     sc = _with_cluster_options(sc, args)
-    out = Path(args.out) if args.out else Path("results") / sc.name
-    summary = run_scenario(sc, out, overwrite=args.overwrite, progress=not args.quiet,
-                           max_memory=_parse_size(args.max_memory))
+    if args.out is None:  # the name is checked; safe_name keeps it a plain folder name anyway
+        out = Path("results") / safe_name(sc.name)
+    try:
+        summary = run_scenario(sc, out, overwrite=args.overwrite, progress=not args.quiet,
+                               max_memory=max_memory)
+    except DamagedError as e:
+        raise UserError(f"{e}; start afresh with: {_afresh(args, out)}") from None
     _print_table(summary, out)
     return 0
+
+
+def _out_path(text: str, what: str = "--out") -> Path:
+    """A folder name the system can hold (no NUL, no over-long name)."""
+    if not text or "\0" in text:
+        raise UserError(f"{what} must be a folder name without NUL characters")
+    parts = Path(text).parts
+    if len(os.fsencode(text)) > 3000 or any(len(os.fsencode(p)) > 255 for p in parts):
+        raise UserError(f"{what} is too long ({len(text)} characters; at most 255 per folder name)")
+    return Path(text)
+
+
+def _afresh(args, out: Path) -> str:
+    """The command that runs the same scenario into a new folder."""
+    n = 2
+    while Path(f"{out}-{n}").exists():
+        n += 1
+    cmd = ["fpscale", "run", args.scenario, "--out", f"{out}-{n}"]
+    for opt in ("max_memory", "scheduler", "workers", "shards"):
+        v = getattr(args, opt, None)
+        if v is not None:
+            cmd += [f"--{opt.replace('_', '-')}", str(v)]
+    if args.quiet:
+        cmd.append("--quiet")
+    return shlex.join(cmd)
 
 
 def _with_cluster_options(sc, args):
     """The scenario with --scheduler, --workers and --shards applied."""
     import dataclasses
+    from bench.scenario import MAX_SHARDS, MAX_WORKERS, scheduler_problem
     changes = {}
-    for opt in ("workers", "shards"):
+    for opt, hi in (("workers", MAX_WORKERS), ("shards", MAX_SHARDS)):
         v = getattr(args, opt, None)
         if v is not None:
-            if v < 1:
-                raise UserError(f"--{opt} must be a positive integer, got {v}")
+            if not 1 <= v <= hi:
+                raise UserError(f"--{opt} must be a positive integer up to {hi:,}, got {v}")
             changes[opt] = v
     if args.scheduler is not None:
-        if not args.scheduler.strip():
+        if not args.scheduler.strip() or scheduler_problem(args.scheduler.strip()):
             raise UserError('--scheduler must be "local" or a scheduler address such as tcp://10.0.0.5:8786')
         changes["scheduler"] = args.scheduler.strip()
     scheduler = changes.get("scheduler", sc.cluster.scheduler)
@@ -84,31 +128,42 @@ def _with_cluster_options(sc, args):
     return dataclasses.replace(sc, cluster=dataclasses.replace(sc.cluster, **changes)) if changes else sc
 
 
+MAX_MEMORY = 1 << 60  # 1 EiB: more than any machine holds
+
+
 def _parse_size(text: str | None) -> int | None:
     if text is None:
         return None
     units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     num, unit = (t[:-1], t[-1]) if t and t[-1] in "kmgt" else (t, "")
+    shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
     try:
         value = float(num) * units[unit]
-    except ValueError:
-        raise UserError(f"--max-memory {text!r}: give a size such as 8G or 512M") from None
-    if value <= 0:
-        raise UserError(f"--max-memory {text!r}: must be positive")
+    except (ValueError, OverflowError):
+        raise UserError(f"--max-memory {shown}: give a size such as 8G or 512M") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_MEMORY:
+        raise UserError(f"--max-memory {shown}: give a positive size up to 1 EiB, such as 8G")
     return int(value)
 
 
 def cmd_report(args) -> int:
     from bench.report.write import write_report
-    path = write_report(Path(args.results))
+    path = write_report(_out_path(args.results, "the results folder"))
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0
+
+
+SYNTH_STATS_MAX = 50_000  # identities: about 20 KB each, all ten fingers twice
 
 
 def cmd_synth_stats(args) -> int:
     from bench.tools.synth_stats import print_stats, synth_stats
     from bench.scenario import load_scenario
+    if not 10 <= args.n <= SYNTH_STATS_MAX:
+        raise UserError(f"-n {args.n}: give a number of identities in [10, {SYNTH_STATS_MAX:,}]")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed {args.seed}: give a seed in [0, 2**63)")
     seed = args.seed
     if args.scenario:
         seed = load_scenario(args.scenario).population.seed
@@ -129,13 +184,14 @@ def cmd_project(args) -> int:
             thresholds = tuple(float(x) for x in args.thresholds.split(","))
         except ValueError:
             raise UserError(f"--thresholds {args.thresholds!r}: give scores such as 0.9,1.0") from None
-        if not all(math.isfinite(t) for t in thresholds):
-            raise UserError(f"--thresholds {args.thresholds!r}: thresholds must be finite")
-    target, proj = reproject(Path(args.results), {
+        if not all(math.isfinite(t) for t in thresholds) or len(thresholds) > 100:
+            raise UserError(f"--thresholds {args.thresholds!r}: at most 100 finite thresholds")
+    folder = _out_path(args.results, "the results folder")
+    target, proj = reproject(folder, {
         "gallery_size": args.gallery_size, "searches_per_year": args.searches_per_year,
         "mated_share": args.mated_share, "bookings_per_person": args.bookings_per_person},
         thresholds)
-    out = write_projection(Path(args.results), target, proj)
+    out = write_projection(folder, target, proj)
     if args.json:
         import dataclasses
         print(json.dumps(jsonable({"target": dataclasses.asdict(target),
@@ -172,8 +228,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from bench.scenario import safe_name
     from bench.tools.sweep import parse_values, sweep
-    out = Path(args.out) if args.out else Path("results") / f"sweep-{Path(args.scenario).stem}"
+    out = _out_path(args.out) if args.out else \
+        Path("results") / f"sweep-{safe_name(Path(args.scenario).stem)}"
     rows = sweep(args.scenario, args.key, parse_values(args.values), out, args.overwrite,
                  progress=not args.quiet)
     print(f"\n{args.key:>24s}  backend                               rank-1  FNIR    FPIR    searches/s")
@@ -184,23 +242,28 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+SCALING_MAX = 1e8  # records: the largest gallery `fpscale bench scaling` generates
+
+
 def cmd_bench(args) -> int:
     if args.what != "scaling":
         raise UserError(f"unknown benchmark {args.what!r}; allowed: scaling "
                         "(the pytest-benchmark suites run with `make bench`)")
-    from bench.tools.scaling import DEFAULT_BACKENDS, scaling, write_scaling
+    from bench.tools.scaling import DEFAULT_BACKENDS, check_scaling, scaling, write_scaling
+    out = _out_path(args.out)
+    shown = args.sizes if len(args.sizes) <= 60 else args.sizes[:57] + "..."
     try:
-        sizes = [int(float(x)) for x in args.sizes.split(",")]
+        values = [float(x) for x in args.sizes.split(",")]
     except ValueError:
-        raise UserError(f"--sizes {args.sizes!r}: give gallery sizes such as 1e4,3e4,1e5") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise UserError(f"--sizes {args.sizes!r}: give at least two sizes >= 1")
+        raise UserError(f"--sizes {shown!r}: give gallery sizes such as 1e4,3e4,1e5") from None
+    if not all(math.isfinite(v) and v == int(v) and 1 <= v <= SCALING_MAX for v in values) \
+            or len(set(values)) < 2 or len(values) > 20:
+        raise UserError(f"--sizes {shown!r}: give 2 to 20 different whole sizes in "
+                        f"[1, {SCALING_MAX:,.0f}]")
+    sizes = [int(v) for v in values]
     backends = args.backends.split(",") if args.backends else list(DEFAULT_BACKENDS)
-    from matcher.registry import is_binary, make_backend
-    for b in backends:  # named errors before any work
-        make_backend(b, 256 if is_binary(b) else args.dim)
+    check_scaling(sizes, backends, args.dim, args.probes)  # named errors before any work
     res = scaling(sizes, backends, dim=args.dim, probes=args.probes, progress=not args.quiet)
-    out = Path(args.out)
     write_scaling(res, out)
     print(f"{'backend':22s} {'N':>10s} {'build s':>9s} {'searches/s':>11s} {'memory MB':>10s}")
     for r in res["rows"]:
@@ -214,7 +277,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fpscale", description=(
+    p = _Parser(prog="fpscale", description=(
         "Benchmark harness for fingerprint identification (1:N search) at national scale: "
         "synthetic minutiae-level populations, numba and faiss search, NIST 1:N metrics, "
         "and projections of misidentified people per year."))
@@ -305,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     from matcher.checks import MatcherInputError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a malformed command line
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -313,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError,
             ClusterError, InputError) as e:
-        print(f"fpscale: error: {e}", file=sys.stderr)
+        print(f"fpscale: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError) as e:  # last resort: inputs are checked before use
+        print(f"fpscale: error: an input was too large or too deeply nested to read "
+              f"({type(e).__name__})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fpscale: interrupted; run the same command again to resume from the last checkpoint",

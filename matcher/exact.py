@@ -24,6 +24,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from threadpoolctl import threadpool_limits
 
+from matcher.checks import MatcherInputError, check_ids, check_vectors
 from matcher.interface import Backend
 from matcher.topk import empty_lists, heap_push, heap_sort_rows
 
@@ -121,9 +122,11 @@ class NumbaFlatIP(Backend):
         return {"vecs": np.concatenate(self._vecs), "ids": np.concatenate(self._ids)}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
-        self._vecs = [np.ascontiguousarray(state["vecs"], dtype=np.float32)]
-        self._ids = [np.asarray(state["ids"], dtype=np.int64)]
-        self.ntotal = len(self._ids[0])
+        vecs = check_vectors("state vecs", state["vecs"], self.d)
+        ids = check_ids(state["ids"], vecs.shape[0])  # the kernel reads ids[j] for every row j
+        self._vecs = [vecs]
+        self._ids = [ids]
+        self.ntotal = len(ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)
@@ -245,9 +248,14 @@ class NumbaHamming(Backend):
         return {"planes": np.concatenate(self._codes, axis=1), "ids": np.concatenate(self._ids)}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
-        self._codes = [np.ascontiguousarray(state["planes"], dtype=np.uint64)]
-        self._ids = [np.asarray(state["ids"], dtype=np.int64)]
-        self.ntotal = len(self._ids[0])
+        planes = np.asarray(state["planes"])
+        if planes.dtype != np.uint64 or planes.ndim != 2 or planes.shape[0] != self.d // 64:
+            raise MatcherInputError(f"state planes must be uint64 ({self.d // 64}, n), got "
+                                    f"{planes.dtype} {planes.shape}")
+        ids = check_ids(state["ids"], planes.shape[1])  # the kernel reads ids[j] for every code j
+        self._codes = [np.ascontiguousarray(planes)]
+        self._ids = [ids]
+        self.ntotal = len(ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)

@@ -58,7 +58,8 @@ class FaissIndex(Backend):
 
     def _train(self, sample: np.ndarray) -> None:
         # faiss's k-means draws its own subsample; seed it for repeatable runs
-        target = faiss.downcast_index(self.index.index if hasattr(self.index, "id_map") else self.index)
+        inner = self.index.index if hasattr(self.index, "id_map") else self.index
+        target = faiss.downcast_IndexBinary(inner) if self.binary else faiss.downcast_index(inner)
         for attr in ("cp", "pq"):
             obj = getattr(target, attr, None)
             if obj is not None and hasattr(obj, "seed"):
@@ -121,8 +122,17 @@ class FaissIndex(Backend):
         return {"faiss": ser(self.index)}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
+        blob = np.asarray(state["faiss"])
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise MatcherInputError(f"state faiss must be a uint8 vector, got {blob.dtype} {blob.shape}")
         de = faiss.deserialize_index_binary if self.binary else faiss.deserialize_index
-        self.index = de(np.ascontiguousarray(state["faiss"], dtype=np.uint8))
+        try:
+            index = de(np.ascontiguousarray(blob))
+        except RuntimeError as e:
+            raise MatcherInputError(f"{self.name}: the saved index cannot be read ({str(e)[:120]})") from None
+        if index.d != self.d:
+            raise MatcherInputError(f"{self.name}: the saved index has width {index.d}, expected {self.d}")
+        self.index = index
         self._base = None
         self.ntotal = int(self.index.ntotal)
         if self._params:

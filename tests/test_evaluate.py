@@ -138,7 +138,7 @@ def test_metrics_equal_an_independent_recomputation(world, ladder_run):
 
 def test_several_gallery_sizes_feed_the_projection(world, ladder_run):
     s = read_summary(ladder_run)
-    p = s.projection["brute"]
+    p = s.projection["all"]
     assert p.rungs == list(SIZES) and p.target_gallery_size == 60000
     assert s.scenario.target.searches_per_year == 50000
     assert p.held_out and (p.held_out[0].n_fit, p.held_out[0].n_test) == (300, 3000)

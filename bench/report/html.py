@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import html
+import re
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)\)")
 
 
 def markdown_to_html(md: str, title: str) -> str:
@@ -28,14 +31,15 @@ def markdown_to_html(md: str, title: str) -> str:
         if line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("!["):
-            for part in line.split(") "):
-                alt, src = part[2:].split("](")
-                out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}" style="max-width:48%">')
+        elif line.startswith("![") and _IMAGE.sub("", line).strip() == "":
+            for alt, src in _IMAGE.findall(line):
+                out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src)}" style="max-width:48%">')
         elif line.startswith("- "):
             out.append(f"<li>{html.escape(line[2:])}</li>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            # a backslash escapes what would read as markup (the report's free text)
+            text = line[1:] if line.startswith("\\") else line
+            out.append(f"<p>{html.escape(text)}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;}"
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}")

@@ -178,13 +178,22 @@ def _evaluated_rows(summary: Summary) -> list[str]:
                          f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
                          f"{'' if op.resolved else ' (not resolved by the data)'}")
     return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
+def _text(text: str) -> list[str]:
+    """Free text from the scenario as plain paragraphs: a line that Markdown
+    would read as a heading, table, list or image gets a backslash escape."""
+    out = []
+    for line in text.splitlines():
+        if line.lstrip().startswith(("#", "|", "!", "-", "*", "+", ">", "\\")):
+            line = "\\" + line.lstrip()
+        out.append(line)
+    return out
 
 
 def render_markdown(summary: Summary) -> str:
     """The whole report page."""
     sc = summary.scenario
     pop, tgt = sc.population, sc.target
-    lines = [f"# fpscale report: {sc.name}", "", sc.description, ""]
+    lines = [f"# fpscale report: {sc.name}", "", *_text(sc.description), ""]
     if summary.evaluation is not None:
         lines += _evaluated(summary) + _evaluated_rows(summary)
     else:

@@ -1,9 +1,9 @@
 """The report's plots: DET, CMC, throughput against recall, FPIR against N
-and people per year, each written as a PNG."""
+and the held-out check, each rendered as PNG bytes (written by the caller)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import matplotlib
 
@@ -15,15 +15,16 @@ from bench.measure.projection import FingerSetProjection  # noqa: E402
 from bench.store.summary import Summary  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
 
 
-def plot_det(summary: Summary, path: Path) -> None:
+def plot_det(summary: Summary) -> bytes:
     """FNIR against FPIR, log-log, one curve per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -36,10 +37,10 @@ def plot_det(summary: Summary, path: Path) -> None:
     ax.set_title("DET: FNIR against FPIR as the threshold sweeps")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_cmc(summary: Summary, path: Path) -> None:
+def plot_cmc(summary: Summary) -> bytes:
     """Rank-r hit rate against r, one curve per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -50,10 +51,10 @@ def plot_cmc(summary: Summary, path: Path) -> None:
     ax.set_title("CMC")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_fpir_vs_n(proj: FingerSetProjection, path: Path) -> None:
+def plot_fpir_vs_n(proj: FingerSetProjection) -> bytes:
     """Measured FPIR per rung at each study threshold, the headline model's
     curve with its 95% band as far as it is resolved, and the target."""
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
@@ -86,18 +87,19 @@ def plot_fpir_vs_n(proj: FingerSetProjection, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:  # no study threshold: nothing to label
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _save(fig, path)
+    return _png(fig)
 
 
-def plot_held_out(proj: FingerSetProjection, path: Path) -> None:
+def plot_held_out(proj: FingerSetProjection) -> bytes:
     """Each model's prediction of the held-out rung against what it measured."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     models = ("shift-normal", "shift", "frailty", "independence")
     for i, h in enumerate(proj.held_out):
         m = h.measured
+        if m.value is None:
+            continue
         ax.errorbar([i], [m.value], yerr=[[max(m.value - m.ci95[0], 0)], [max(m.ci95[1] - m.value, 0)]],
-                    fmt="ks",
-                    label="measured" if i == 0 else None)
+                    fmt="ks", label="measured" if i == 0 else None)
         for j, name in enumerate(models):
             c = next((c for c in h.checks if c.model == name), None)
             if c is None or c.predicted.value is None:
@@ -105,19 +107,22 @@ def plot_held_out(proj: FingerSetProjection, path: Path) -> None:
             v, (lo, hi) = c.predicted.value, c.predicted.ci95
             # a percentile interval need not hold its point estimate
             ax.errorbar([i + 0.15 * (j + 1)], [v], yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="o",
-                        color=f"C{j}",
-                        label=name if i == 0 else None)
+                        color=f"C{j}", label=name if i == 0 else None)
     ax.set_xticks(range(len(proj.held_out)), [f"T = {h.threshold:.3f}" for h in proj.held_out])
-    ax.set_yscale("log")
-    ax.set_ylabel(f"FPIR at N = {proj.held_out[0].n_test:,}" if proj.held_out else "FPIR")
-    n_fit = proj.held_out[0].n_fit if proj.held_out else 0
-    ax.set_title(f"Held out ({proj.finger_set}): fitted on rungs up to {n_fit:,}", fontsize=9)
+    if proj.held_out:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"FPIR at N = {proj.held_out[0].n_test:,}")
+        ax.set_title(f"Held out ({proj.finger_set}): fitted on rungs up to "
+                     f"{proj.held_out[0].n_fit:,}", fontsize=9)
+    else:
+        ax.set_title(f"Held out ({proj.finger_set}): {proj.model_note}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _save(fig, path)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _png(fig)
 
 
-def plot_throughput_recall(summary: Summary, path: Path) -> None:
+def plot_throughput_recall(summary: Summary) -> bytes:
     """Searches per second against recall@L, one point per backend row."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for b in summary.backends:
@@ -132,4 +137,4 @@ def plot_throughput_recall(summary: Summary, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_title("Throughput against recall")
     ax.grid(True, which="both", alpha=0.3)
-    _save(fig, path)
+    return _png(fig)

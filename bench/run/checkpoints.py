@@ -3,7 +3,9 @@
 State files carry the progress count in their name and the manifest names
 the count to resume from, so a kill between two writes leaves the previous
 consistent set in place; older sets are removed once the manifest has moved
-on.
+on. Every state file is listed in the manifest with its checksum
+(``bench.store.manifest``); ``bench.run.resume`` checks them before a
+resumed run trusts them.
 
 For tests of resuming, ``FPSCALE_CRASH_AT=STEP/N`` kills the process
 (SIGKILL, as the kernel's out-of-memory killer would) at the N-th checkpoint
@@ -17,11 +19,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.store.files import read_npz, write_npz
-from bench.store.manifest import mark_step
+from bench.store.files import read_npz
+from bench.store.manifest import ResultsFolder
 
 # seconds between checkpoints of the gallery pass (0: after every chunk)
 CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
@@ -30,13 +31,14 @@ CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
 class Checkpoints:
     """The manifest of a results folder and the state files beside it."""
 
-    def __init__(self, out: Path, manifest: dict) -> None:
-        self.out = Path(out)
-        self.manifest = manifest
-        self.dir = self.out / "state"
+    def __init__(self, folder: ResultsFolder) -> None:
+        self.folder = folder
+        self.out = folder.path
+        self.manifest = folder.manifest
         self.last = time.monotonic()
         self._crash = _crash_point(os.environ.get("FPSCALE_CRASH_AT", ""))
         self._seen = 0
+        self._verified: dict[str, dict] = {}  # state files checked on resume, by name
 
     def get(self, step: str, default: Any = None) -> Any:
         """What the manifest recorded for a step (default when nothing)."""
@@ -44,7 +46,11 @@ class Checkpoints:
 
     def mark(self, step: str, info: Any = True) -> None:
         """Record a finished step in the manifest."""
-        mark_step(self.out, self.manifest, step, info)
+        self.folder.mark(step, info)
+
+    def forget(self, step: str) -> None:
+        """Drop a step's record (its work is done again)."""
+        self.manifest["steps"].pop(step, None)
 
     def due(self, final: bool = False) -> bool:
         """Whether the gallery pass should checkpoint now."""
@@ -52,11 +58,23 @@ class Checkpoints:
 
     def save(self, name: str, count: int, arrays: dict) -> None:
         """Write one state file of the set for progress count."""
-        write_npz(self.dir / f"{name}@{count}.npz", **arrays)
+        self.folder.write_npz(state_file(name, count), **arrays)
 
     def load(self, name: str, count: int) -> dict:
-        """Read one state file of the set for progress count."""
-        return read_npz(self.dir / f"{name}@{count}.npz")
+        """Read one state file of the set for progress count (as checked
+        when the run resumed)."""
+        rel = state_file(name, count)
+        if rel in self._verified:
+            return self._verified.pop(rel)
+        return read_npz(self.folder.file(rel))
+
+    def keep_verified(self, rel: str, arrays: dict) -> None:
+        """Arrays of a state file already read and checked, for load."""
+        self._verified[rel] = arrays
+
+    def drop_verified(self, rel: str) -> None:
+        """Forget arrays kept by keep_verified."""
+        self._verified.pop(rel, None)
 
     def commit(self, step: str, info: Any, names: list[str], count: int) -> None:
         """Move the manifest on to the set for count, then drop older sets."""
@@ -64,15 +82,15 @@ class Checkpoints:
         self.mark(step, info)
         self.last = time.monotonic()
         for name in names:  # the sets before this one are no longer needed
-            for f in self.dir.glob(f"{name}@*.npz"):
-                if f.name != f"{name}@{count}.npz":
-                    f.unlink(missing_ok=True)
+            keep = state_file(name, count)
+            for rel in [r for r in self.folder.files if r.startswith(f"state/{name}@")]:
+                if rel != keep:
+                    self.folder.remove(rel)
         self._maybe_crash(step, before=False)
 
     def clear(self) -> None:
         """Remove every state file (a complete folder needs none)."""
-        for f in self.dir.glob("*.npz"):
-            f.unlink()
+        self.folder.remove_all("state/")
 
     def _maybe_crash(self, step: str, before: bool) -> None:
         if self._crash is None:
@@ -83,6 +101,11 @@ class Checkpoints:
         self._seen += 1
         if self._seen == n:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def state_file(name: str, count: int) -> str:
+    """The name of a state file in the results folder."""
+    return f"state/{name}@{count}.npz"
 
 
 def _crash_point(text: str) -> tuple[str, int, bool] | None:

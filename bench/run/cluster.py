@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ from matcher.topk import merge_lists
 from synth.population import PopulationSpec, chunks
 
 CONNECT_TIMEOUT_S = 20  # seconds to reach a scheduler before giving up
+DASK_PORT = 8786        # Dask's default scheduler port
+HANDSHAKE_MAX = 1 << 20  # bytes: a Dask handshake is a few hundred
 
 
 class ClusterError(RuntimeError):
@@ -191,12 +195,63 @@ def open_cluster(spec: ClusterSpec, progress: bool = True):
         finally:
             cluster.close()
     else:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        probe_scheduler(spec.scheduler, deadline)
+        left = max(1.0, deadline - time.monotonic())
         try:
-            client = Client(spec.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            client = Client(spec.scheduler, timeout=f"{left:.1f}s")
         except (OSError, TimeoutError, ValueError) as e:
             raise PlanError(f"cannot reach the Dask scheduler at {spec.scheduler!r}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - anything else Dask raises while connecting
+            raise ClusterError(f"the Dask scheduler at {spec.scheduler!r} could not be used: "
+                               f"{type(e).__name__}: {str(e)[:200]}") from None
         with client:
             yield client
+
+
+def _recv(sock: socket.socket, n: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        part = sock.recv(min(n - len(data), 1 << 16))
+        if not part:
+            raise ConnectionResetError("the connection was closed")
+        data += part
+    return data
+
+
+def probe_scheduler(address: str, deadline: float) -> None:
+    """Check, before Dask connects, that a tcp:// address answers as a Dask
+    scheduler does: on a new connection it sends its handshake at once, a
+    message of a few hundred bytes behind an 8-byte length. Something else
+    (a web server waits for a request, a silent listener sends nothing, or
+    a length no handshake has) is refused with one line by the deadline,
+    before Dask could wait past its timeout or allocate what a stray length
+    asks for. Other transports (tls://, ucx://) are left to Dask."""
+    scheme, sep, rest = address.rpartition("://")
+    if sep and scheme != "tcp":
+        return
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit():
+        host, port = rest, str(DASK_PORT)
+    host = host.strip("[]")
+    what = f"the Dask scheduler at {address!r}"
+    try:
+        with socket.create_connection((host, int(port)),
+                                      timeout=max(0.1, deadline - time.monotonic())) as sock:
+            (n,) = struct.unpack("<Q", _recv(sock, 8, deadline))
+            if not 0 < n <= HANDSHAKE_MAX:
+                raise ClusterError(f"{address!r} is not a Dask scheduler: it answered with "
+                                   "something other than a Dask handshake")
+            _recv(sock, n, deadline)
+    except (TimeoutError, socket.timeout):
+        raise ClusterError(f"{address!r} is not answering as a Dask scheduler: no handshake "
+                           f"within {CONNECT_TIMEOUT_S} s (is it a Dask scheduler's address?)") from None
+    except OSError as e:
+        raise PlanError(f"cannot reach {what}: {e.strerror or e}") from None
 
 
 def _workers(client) -> dict[str, dict]:

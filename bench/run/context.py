@@ -11,6 +11,7 @@ from tqdm import tqdm
 from bench.run.checkpoints import Checkpoints
 from bench.run.executor import Executor
 from bench.scenario import Scenario
+from bench.store.manifest import ResultsFolder
 
 
 @dataclass
@@ -26,6 +27,11 @@ class RunContext:
     def out(self) -> Path:
         """The results folder."""
         return self.checkpoints.out
+
+    @property
+    def folder(self) -> ResultsFolder:
+        """The results folder, through which every file is written."""
+        return self.checkpoints.folder
 
     def bar(self, total: int, desc: str, unit: str, initial: int = 0) -> tqdm:
         """A progress bar for one stage (silent when progress is off)."""

@@ -19,6 +19,7 @@ from bench.run.gallery import (BackendRun, Gallery, GalleryBuilder, ladder_scans
 from bench.run.rescore_segment import rescore_segment
 from bench.run.submissions import Submissions
 from bench.scenario import Rescoring, Scenario
+from bench.store.manifest import DamagedError
 from bench.store.summary import ClusterInfo
 from matcher.exact import thread_count
 from synth.population import PopulationSpec, chunks
@@ -44,6 +45,9 @@ class LocalExecutor:
             if done:
                 idx.set_search_params(b.params)
                 idx.import_state(ck.load(f"index_{b.key}", done))
+                if idx.ntotal != min(done * sc.search.chunk_size, pop.gallery_size):
+                    raise DamagedError(f"the checkpoint of {b.key} holds {idx.ntotal} records "
+                                       f"where the manifest says {done} chunks")
                 run.train_s, run.build_s = timing.get(b.key, (0.0, 0.0))
             else:
                 run.train_s = train_backend(pop, b, idx)

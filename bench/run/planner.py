@@ -10,25 +10,43 @@ kernel half-way. The parts, in bytes:
 - submissions: float vectors and binary codes of every search, and every
   backend's candidate lists (ids and scores);
 - the largest transient: one gallery chunk (vectors, codes, impression
-  keys), the ladder's score tile (searches x chunk), or a re-scoring batch
-  of minutiae templates, whichever is largest;
-- the interpreter with numpy, numba, faiss, scipy and matplotlib loaded
-  (``BASELINE``, measured on Linux x86-64).
+  keys) with the ladder's score tile (searches x chunk), a probe batch's
+  search (probes, lists, each thread's score tile), the training sample of
+  an index that trains, a re-scoring batch of minutiae templates, or the
+  metrics' DET sweep, whichever is largest;
+- the interpreter with numpy, numba, faiss, scipy and matplotlib loaded and
+  the report's figures (``BASELINE``, measured on Linux x86-64), plus numba's
+  compilation when its on-disk cache is empty (``COMPILE``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+import numba
 
 from bench.run.rescore_segment import BATCH as RESCORE_BATCH
 from bench.scenario import Scenario
+from matcher.exact import NumbaFlatIP
 from matcher.registry import peak_index_bytes
 
-BASELINE = 230 << 20         # bytes: python + numpy + numba + faiss + scipy + matplotlib
+# bytes: python + numpy + numba + faiss + scipy + matplotlib imported (268 MiB
+# peak RSS after `import bench.run.steps` and the libraries, Linux x86-64),
+# and the report's figures rendered (29 MiB more while plotting, tiny scenario)
+BASELINE = 300 << 20
+# numba's first compilation of fpscale's kernels, when its on-disk cache is
+# empty: the tiny test scenario (800 records, 240 searches, three backends)
+# run twice with `fpscale run`, peak RSS 483 MiB with an empty NUMBA_CACHE_DIR
+# and 337 MiB with the cache it left, both measured with getrusage of the
+# child; the difference, rounded up
+COMPILE = 150 << 20
 TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
 # MCC adds per minutia a cylinder's bits and validity mask (2 x 24 words)
 # and its own arrays, for up to 256 minutiae
 MCC_TEMPLATE_BYTES = 256 * (2 * 24 * 8 + 64)
+DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
 
 
 class PlanError(ValueError):
@@ -54,6 +72,17 @@ def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
             for b in sc.search.backends}
 
 
+def numba_cache_is_warm() -> bool:
+    """Whether numba's on-disk cache holds compiled kernels already."""
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if not d:
+        return False
+    try:
+        return any(Path(d).rglob("*.nbi"))
+    except OSError:
+        return False
+
+
 def plan(sc: Scenario, indexes: bool = True) -> Plan:
     """The memory plan of a run in this process; indexes=False for the
     client of a cluster run, whose indexes live on the workers."""
@@ -63,7 +92,9 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     code = pop.record_bits // 8
     sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
     Q = pop.n_submissions
-    lists = Q * srch.candidates * 12 * len(srch.backends) * (2 if srch.rescore else 1)
+    L = srch.candidates
+    rows = len(srch.backends) * (2 if srch.rescore else 1)
+    lists = Q * L * 12 * rows
     submissions = Q * (vec + code) + lists
     chunk = min(srch.chunk_size, pop.gallery_size)
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
@@ -71,11 +102,24 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     if sc.projection.ladder:
         ladder = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
             + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
+    batch = min(srch.probe_batch, Q)
+    threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+    search = batch * (vec + code) + 3 * batch * L * 12 \
+        + threads * NumbaFlatIP.PROBE_BLOCK * NumbaFlatIP.GALLERY_BLOCK * 4
+    train = 0
+    for b in srch.backends:
+        if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
+            n = min(b.train_size, pop.gallery_size)
+            train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
     rescore = 0
     if srch.rescore:
         per = TEMPLATE_BYTES + (MCC_TEMPLATE_BYTES if srch.rescore_matcher == "mcc" else 0)
         rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per * 2
-    return Plan(sizes, submissions, max(chunk_bytes + ladder, rescore), BASELINE)
+    # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
+    metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
+    transient = max(chunk_bytes + ladder, search, train, rescore, metrics)
+    baseline = BASELINE + (0 if numba_cache_is_warm() else COMPILE)
+    return Plan(sizes, submissions, transient, baseline)
 
 
 def available_memory() -> int | None:

@@ -22,22 +22,22 @@ from bench.measure import metrics
 from bench.measure.individuality import compare as individuality
 from bench.measure.projection import Study, project
 from bench.measure.recall import recall_against
-from bench.report.write import write_report
+from bench.report.write import REPORT_FILES, projection_plots, report_files
 from bench.run.checkpoints import Checkpoints
 from bench.run.context import RunContext
 from bench.run.executor import Executor
-from bench.run.gallery import BackendRun, Gallery
+from bench.run.gallery import BackendRun, Gallery, finger_set_columns
 from bench.run.host import fpscale_version, host_info, peak_rss
 from bench.run.local import LocalExecutor
 from bench.run.planner import Plan, check
 from bench.run.rescore import rescore_lists
+from bench.run.resume import notice, verify_resume
 from bench.run.search import search_backend
 from bench.run.submissions import Submissions, make_submissions
 from bench.scenario import Scenario, SearchSpec
-from bench.store.files import write_npz
-from bench.store.manifest import mark_complete, prepare_folder
-from bench.store.summary import (BackendResult, Memory, MemoryPlan, Summary, read_summary,
-                                 write_summary)
+from bench.store.manifest import ResultsFolder, open_for_run
+from bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
+                                 read_summary, to_json_dict)
 from bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from matcher.registry import final_index_bytes, is_exact_float
 
@@ -53,15 +53,75 @@ def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: boo
 
     Refuses (PlanError) before any work when it would not fit in memory.
     With sc.cluster.scheduler set, the gallery is built and searched in
-    shards on a Dask cluster; the results are the same."""
+    shards on a Dask cluster; the results are the same. The folder is
+    locked for the whole run; a resumed or complete folder is checked
+    against its manifest first (``bench.run.resume``)."""
     on_cluster = bool(sc.cluster.scheduler)
     plan = check(sc, max_memory, indexes=not on_cluster)
     with _executor(sc, progress) as executor:  # a cluster is reached and planned first
-        manifest = prepare_folder(Path(out), sc.fingerprint(), fpscale_version(), overwrite)
-        ctx = RunContext(sc, Checkpoints(Path(out), manifest), executor, progress)
-        if manifest.get("complete") and (Path(out) / "summary.json").is_file():
-            return read_summary(out)  # nothing left to do
-        return _run(ctx, plan)
+        with open_for_run(Path(out), sc.fingerprint(), fpscale_version(), overwrite) as folder:
+            ctx = RunContext(sc, Checkpoints(folder), executor, progress)
+            if folder.manifest["complete"]:
+                summary = _complete(ctx)
+                if summary is not None:
+                    return summary  # nothing left to do
+            else:
+                verify_resume(ctx.checkpoints, sc)
+            return _run(ctx, plan)
+
+
+def _expected_files(sc: Scenario) -> list[str]:
+    """The files a complete results folder of sc holds."""
+    names = ["truth.npz", SUMMARY, *REPORT_FILES]
+    for b in sc.search.backends:
+        names.append(f"searches_{b.key}.npz")
+        if sc.search.rescore:
+            names.append(f"searches_{b.key}+minutiae.npz")
+    if sc.projection.ladder:
+        for fs in sc.projection.finger_sets:
+            if finger_set_columns(sc.population, fs) is not None:
+                names += [f"ladder_{fs}.npz", *projection_plots(fs)]
+    return names
+
+
+def _complete(ctx: RunContext) -> Summary | None:
+    """The summary of a complete folder whose files are what fpscale wrote;
+    a damaged report is written again; any other damaged file (reported)
+    gives None: the run is done again (a complete folder keeps no
+    checkpoints)."""
+    folder = ctx.folder
+    names = _expected_files(ctx.scenario)
+    for rel in [r for r in folder.files if r.startswith("projection_")]:
+        why = folder.problem(rel)
+        if why:
+            notice(f"warning: {rel} {why}; removed from the folder's list (run fpscale project again)")
+            folder.remove(rel)
+            folder.save()
+    if any(r.startswith("state/") for r in folder.files):  # a kill as the run completed
+        folder.remove_all("state/")
+        folder.save()
+    bad = {rel: why for rel in names if (why := folder.problem(rel))}
+    if not bad:
+        return read_summary(folder.path)
+    rel, why = next(iter(bad.items()))
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    if all(r in REPORT_FILES or r.startswith("plots/") for r in bad):
+        notice(f"warning: {rel} {why}{more}; writing the report again")
+        summary = read_summary(folder.path)
+        _write_report(folder, summary)
+        folder.save()
+        return summary
+    notice(f"warning: {rel} {why}{more}; running the scenario again")
+    folder.manifest["steps"] = {}
+    folder.manifest["complete"] = False
+    folder.remove_all("state/")
+    folder.save()
+    return None
+
+
+def _write_report(folder: ResultsFolder, summary: Summary) -> None:
+    for rel, data in report_files(summary).items():
+        folder.write_bytes(rel, data)
 
 
 @contextlib.contextmanager
@@ -78,7 +138,8 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
     sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
     t_start = time.perf_counter()
     subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
-    write_npz(out / "truth.npz", mate=subs.mate)
+    folder = ctx.folder
+    folder.write_npz("truth.npz", mate=subs.mate)
     gallery = ctx.executor.build(sc, subs, ck)
     ck.mark("build")
     try:
@@ -95,7 +156,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
         for fs, st in ladder_state.items():
             st.update(mate=subs.mate, person=subs.person)
-            write_npz(out / f"ladder_{fs}.npz", **st)
+            folder.write_npz(f"ladder_{fs}.npz", **st)
         summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
                                      ladder_state)
         ck.mark("projection")
@@ -104,12 +165,13 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         summary.individuality = individuality(pop.seed, 2000, pop.search_fingers[0],
                                               pop.booking_capture, 2)
     summary.wall_s = time.perf_counter() - t_start
-    write_summary(out, summary)
-    write_metric_tables(out, [(b.key, b.metrics) for b in summary.backends])
+    folder.write_json(SUMMARY, to_json_dict(summary))
+    write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
     ck.mark("summary")
-    write_report(out)  # from the file just written, as `fpscale report` does
-    mark_complete(out, ck.manifest)
+    _write_report(folder, read_summary(out))  # from the file just written, as `fpscale report` does
+    folder.mark_complete()
     ck.clear()  # a complete folder needs no checkpoints
+    folder.save()
     return summary
 
 
@@ -147,9 +209,9 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
     """Write the per-search table of one row and summarize its metrics."""
     ids, scores = lists
     rank, mscore = metrics.mate_rank(ids, mate, scores)
-    write_npz(ctx.out / f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
-              mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
-    write_searches_parquet(ctx.out / f"searches_{key}.parquet",
+    ctx.folder.write_npz(f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
+                         mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    write_searches_parquet(ctx.folder, f"searches_{key}.parquet",
                            SearchTable(ids, scores, mate, rank, mscore))
     return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
 

@@ -3,15 +3,20 @@
 One dataclass per part: the scenario, the host, every backend's timings,
 memory and metrics, the memory plan, where a cluster put the shards, the
 national-scale projection and the individuality check. ``write_summary`` and
-``read_summary`` turn it into JSON and back; ``read_summary`` checks every
-value's type (dacite), so a damaged or foreign file is refused with one
-line instead of failing somewhere in a report.
+``read_summary`` turn it into JSON and back. A results folder is untrusted
+input: ``read_summary`` refuses non-finite numbers, nesting deeper than any
+summary has and oversized files, checks every value's type (dacite), and
+then what the report relies on (projection keys that are fpscale's finger
+sets, non-empty and consistent lists, intervals of two bounds), so that a
+damaged or foreign file is refused with one line instead of failing
+somewhere in a report.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,8 @@ from bench.measure.individuality import Individuality
 from bench.measure.metrics import MetricsSummary
 from bench.measure.projection import OMIT_IF_NONE, FingerSetProjection
 from bench.measure.recall import Recall
-from bench.scenario import Scenario, ScenarioError, scenario_from_dict
-from bench.store.files import ResultsError, write_json
+from bench.scenario import FINGER_SETS, Scenario, ScenarioError, nesting, scenario_from_dict
+from bench.store.files import ResultsError, is_plain_file, write_json
 
 SUMMARY = "summary.json"
 # The form of summary.json. Raise it (here only) when a field is renamed,
@@ -32,6 +37,8 @@ SUMMARY = "summary.json"
 # 1: no schema_version key; 2: schema_version, individuality keys renamed,
 # host facts (CPU model, thread pools, git commit, timestamp).
 SCHEMA_VERSION = 2
+MAX_SUMMARY_BYTES = 256 << 20
+MAX_NESTING = 16  # a summary fpscale writes nests 9 levels
 
 
 @dataclass
@@ -264,17 +271,105 @@ def summary_from_dict(d: Any) -> Summary:
     ResultsError naming the first bad value."""
     if not isinstance(d, dict):
         raise ResultsError(f"a summary is a JSON object, not {type(d).__name__}")
+    if nesting(d, MAX_NESTING) > MAX_NESTING:
+        raise ResultsError(f"not an fpscale summary: nested more than {MAX_NESTING} deep")
     d = _migrate(d)
     config = dacite.Config(type_hooks={Scenario: _scenario, float: _number}, strict=True)
     try:
-        return dacite.from_dict(Summary, d, config=config)
-    except dacite.DaciteError as e:
-        raise ResultsError(f"not an fpscale summary: {e}") from None
+        s = dacite.from_dict(Summary, d, config=config)
+    except (dacite.DaciteError, ValueError, TypeError, AttributeError, KeyError) as e:
+        # dacite's own errors, and what it raises on a table where a list
+        # belongs (it builds the list from the table's items)
+        msg = str(e)
+        raise ResultsError(f"not an fpscale summary: {msg if len(msg) < 200 else msg[:197] + '...'}") \
+            from None
+    bad = _problem(s)
+    if bad:
+        raise ResultsError(f"not an fpscale summary: {bad}")
+    return s
+
+
+def _finite(*xs) -> bool:
+    return all(x is None or (not isinstance(x, bool) and math.isfinite(x)) for x in xs)
+
+
+def _rate_problem(r, what: str) -> str | None:
+    if r is None:
+        return None
+    if len(r.ci95) != 2 or r.count < 0 or r.of < 0 or r.count > r.of:
+        return f"{what} is not a rate with a two-sided interval"
+    return None
+
+
+def _projection_problem(fs: str, p: FingerSetProjection) -> str | None:
+    where = f"projection.{fs}"
+    if fs not in FINGER_SETS or p.finger_set != fs:
+        return f"projection key {fs[:40]!r} is not one of fpscale's finger sets ({', '.join(FINGER_SETS)})"
+    r = p.rungs
+    if not r or len(r) > 1000 or any(x < 1 for x in r) or any(a >= b for a, b in zip(r, r[1:])):
+        return f"{where}.rungs are not increasing gallery sizes"
+    if p.searches < 0 or p.target_gallery_size < 1 or p.pooled_tail.pairs < 0:
+        return f"{where} holds negative counts or sizes"
+    figures = [p.under_one_per_year] + ([p.shift_b] if p.shift_b else [])
+    for h in p.held_out:
+        figures += [c.predicted for c in h.checks]
+        if len(h.measured.ci95) != 2:
+            return f"{where}.held_out holds intervals without two bounds"
+    for a in p.at_target:
+        if len(a.measured) != len(r) or any(len(m.ci95) != 2 for m in a.measured):
+            return f"{where}.at_target does not measure every rung"
+        figures += [a.fpir, a.fp_searches, a.persons_low, a.persons_high, a.mated_wrong_top,
+                    a.mated_listed_nonmate, a.stale_record_matches]
+        c = a.curve
+        if c is not None and (len(c.n) > 1000 or not len(c.n) == len(c.fpir) == len(c.lo) == len(c.hi)):
+            return f"{where}.at_target curve lists differ in length"
+    if any(len(f.ci95) != 2 for f in figures):
+        return f"{where} holds figures without a two-sided interval"
+    return None
+
+
+def _problem(s: Summary) -> str | None:
+    """What a summary that passed the type check still gets wrong, or None."""
+    if not s.backends or len(s.backends) > 1000:
+        return "it lists no backends"
+    for b in s.backends:
+        if len(b.key) > 300:
+            return "a backend key is longer than any fpscale writes"
+        m = b.metrics
+        det = m.det
+        if len(det.fnir) != len(det.threshold) or len(det.fpir) != len(det.threshold):
+            return f"the DET of {b.key[:60]} has lists of different lengths"
+        for name, r in (("rank1_hit_rate", m.rank1_hit_rate), ("fnir_no_threshold", m.fnir_no_threshold),
+                        *((f"operating point {i}", x) for i, op in enumerate(m.operating_points)
+                          for x in (op.fnir, op.fpir))):
+            bad = _rate_problem(r, f"{b.key[:60]} {name}")
+            if bad:
+                return bad
+        if b.timings.latency_ms.samples < 0 or not _finite(b.timings.search_s):
+            return f"the timings of {b.key[:60]} are not valid"
+    for fs, p in (s.projection or {}).items():
+        bad = _projection_problem(fs, p)
+        if bad:
+            return bad
+    return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number fpscale writes (it writes null)")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"{text[:40]} is out of range")
+    return v
 
 
 def _number(v: Any) -> Any:
     # JSON writes 2.0 as 2.0 but a hand-made file may say 2: both are numbers
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e300:
+        return float(v)
+    return v
 
 
 def read_summary(folder: Path) -> Summary:
@@ -283,10 +378,14 @@ def read_summary(folder: Path) -> Summary:
     path = Path(folder) / SUMMARY
     if not path.is_file():
         raise ResultsError(f"{folder} holds no {SUMMARY}: run a scenario into it first")
+    if not is_plain_file(path):
+        raise ResultsError(f"{path} is a link; fpscale reads only its own plain files")
     try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ResultsError(f"{path} is not readable JSON ({e})") from None
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            raise ResultsError(f"{path} is larger than any summary fpscale writes")
+        d = json.loads(path.read_bytes(), parse_constant=_no_constant, parse_float=_finite_float)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise ResultsError(f"{path} is not readable JSON ({str(e)[:120]})") from None
     try:
         return summary_from_dict(d)
     except ResultsError as e:

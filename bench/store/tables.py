@@ -16,12 +16,11 @@ The npz tables beside them hold the same per-search data as arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bench.measure.metrics import MetricsSummary, Rate
-from bench.store.files import write_csv, write_parquet
+from bench.store.manifest import ResultsFolder
 
 OPERATING_POINTS = "operating_points.csv"
 
@@ -79,9 +78,9 @@ def searches_arrow(t: SearchTable):
     return pa.table(cols)
 
 
-def write_searches_parquet(path: Path, table: SearchTable) -> None:
+def write_searches_parquet(folder: ResultsFolder, rel: str, table: SearchTable) -> None:
     """``searches_<key>.parquet``: the long-format table of one row's searches."""
-    write_parquet(path, searches_arrow(table))
+    folder.write_parquet(rel, searches_arrow(table))
 
 
 def _rate_cells(r: Rate | None) -> list:
@@ -90,20 +89,19 @@ def _rate_cells(r: Rate | None) -> list:
     return [r.value, r.ci95[0], r.ci95[1], r.count, r.of]
 
 
-def write_metric_tables(folder: Path, rows: list[tuple[str, MetricsSummary]]) -> None:
+def write_metric_tables(folder: ResultsFolder, rows: list[tuple[str, MetricsSummary]]) -> None:
     """operating_points.csv, det_<key>.csv and cmc_<key>.csv for every
     (key, metrics) row of the results."""
-    folder = Path(folder)
     header = ["key", "target_fpir", "threshold", "resolved",
               "fnir", "fnir_lo", "fnir_hi", "fnir_count", "fnir_of",
               "fpir", "fpir_lo", "fpir_hi", "fpir_count", "fpir_of", "sel"]
     ops = [[key, op.target_fpir, op.threshold, op.resolved, *_rate_cells(op.fnir),
             *_rate_cells(op.fpir), op.sel]
            for key, m in rows for op in m.operating_points]
-    write_csv(folder / OPERATING_POINTS, header, ops)
+    folder.write_csv(OPERATING_POINTS, header, ops)
     for key, m in rows:
         d = m.det
-        write_csv(folder / f"det_{key}.csv", ["threshold", "fnir", "fpir"],
-                  zip(d.threshold, d.fnir, d.fpir))
-        write_csv(folder / f"cmc_{key}.csv", ["rank", "hit_rate"],
-                  ((r + 1, v) for r, v in enumerate(m.cmc)))
+        folder.write_csv(f"det_{key}.csv", ["threshold", "fnir", "fpir"],
+                         zip(d.threshold, d.fnir, d.fpir))
+        folder.write_csv(f"cmc_{key}.csv", ["rank", "hit_rate"],
+                         ((r + 1, v) for r, v in enumerate(m.cmc)))

@@ -19,13 +19,13 @@ import numpy as np
 from bench.measure import metrics
 from bench.measure.list_ladder import ladder_state
 from bench.measure.projection import Study, project
-from bench.report.write import write_report
+from bench.report.write import report_files
 from bench.run.host import fpscale_version, host_info
 from bench.scenario import Scenario, load_scenario, scenario_from_dict
-from bench.store.files import write_npz
-from bench.store.manifest import mark_complete, prepare_folder
+from bench.store.manifest import ResultsFolder, open_for_run
 from bench.store.summary import (BackendResult, CandidateFile, Evaluation, LatencyMs, Memory,
-                                 MemoryPlan, Summary, Timings, write_summary)
+                                 MemoryPlan, Summary, Timings, SUMMARY, read_summary,
+                                 to_json_dict)
 from bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from bench.tools.evaluate import CandidateLists, EvaluateOptions, Inputs, read_inputs
 
@@ -52,6 +52,9 @@ def evaluation_scenario(opts: EvaluateOptions, inputs: Inputs) -> Scenario:
                         if k in ("study_fpir", "max_decades")},
          "target": {**base.get("target", {}),
                     **{k: v for k, v in opts.target.items() if v is not None}}}
+    sizes = [c.gallery_size for c in inputs.lists]
+    if len(sizes) >= 3:  # a ladder as a scenario states one: `fpscale project` reads it back
+        d["projection"].update(ladder=sizes, finger_sets=["all"])
     return scenario_from_dict(d, opts.matcher)
 
 
@@ -63,15 +66,15 @@ def _fingerprint(sc: Scenario, inputs: Inputs) -> str:
     return h.hexdigest()[:16]
 
 
-def _row(out: Path, matcher: str, lists: CandidateLists, inputs: Inputs,
+def _row(folder: ResultsFolder, matcher: str, lists: CandidateLists, inputs: Inputs,
          sc: Scenario) -> BackendResult:
     """One file's row of the results, with its per-search tables written."""
     key = f"{matcher}-N{lists.gallery_size}"
     ids, scores, mate = lists.ids, lists.scores, inputs.mate
     rank, mscore = metrics.mate_rank(ids, mate, scores)
-    write_npz(out / f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
-              mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
-    write_searches_parquet(out / f"searches_{key}.parquet",
+    folder.write_npz(f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
+                     mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    write_searches_parquet(folder, f"searches_{key}.parquet",
                            SearchTable(ids, scores, mate, rank, mscore, inputs.probe_ids,
                                        inputs.candidate_ids))
     untimed = Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0))
@@ -98,22 +101,25 @@ def run_evaluation(opts: EvaluateOptions) -> Summary:
     inputs = read_inputs(opts)
     sc = evaluation_scenario(opts, inputs)
     out = Path(opts.out)
-    manifest = prepare_folder(out, _fingerprint(sc, inputs), fpscale_version(), opts.overwrite)
-    write_npz(out / "truth.npz", mate=inputs.mate)
-    rows = [_row(out, opts.matcher, c, inputs, sc) for c in inputs.lists]
-    summary = Summary(scenario=sc, fingerprint=_fingerprint(sc, inputs), seed=0, host=host_info(),
-                      generation_s=0.0, backends=rows,
-                      memory_plan=MemoryPlan({}, 0, 0, 0, 0, None),
-                      evaluation=_evaluation(opts, inputs))
-    if len(inputs.lists) >= 2:
-        state = ladder_state([(c.ids, c.scores) for c in inputs.lists],
-                             [c.gallery_size for c in inputs.lists], inputs.mate)
-        write_npz(out / f"ladder_{opts.matcher}.npz", **state)
-        summary.projection = project(Study(sc.projection, sc.target, 0), {opts.matcher: state})
-    summary.wall_s = time.perf_counter() - t0
-    write_summary(out, summary)
-    write_metric_tables(out, [(b.key, b.metrics) for b in summary.backends])
-    write_report(out)
-    mark_complete(out, manifest)
+    fingerprint = _fingerprint(sc, inputs)
+    with open_for_run(out, fingerprint, fpscale_version(), opts.overwrite) as folder:
+        folder.write_npz("truth.npz", mate=inputs.mate)
+        rows = [_row(folder, opts.matcher, c, inputs, sc) for c in inputs.lists]
+        summary = Summary(scenario=sc, fingerprint=fingerprint, seed=0, host=host_info(),
+                          generation_s=0.0, backends=rows,
+                          memory_plan=MemoryPlan({}, 0, 0, 0, 0, None),
+                          evaluation=_evaluation(opts, inputs))
+        if len(inputs.lists) >= 2:
+            # another matcher's lists are whole records: the finger set "all"
+            state = ladder_state([(c.ids, c.scores) for c in inputs.lists],
+                                 [c.gallery_size for c in inputs.lists], inputs.mate)
+            folder.write_npz("ladder_all.npz", **state)
+            summary.projection = project(Study(sc.projection, sc.target, 0), {"all": state})
+        summary.wall_s = time.perf_counter() - t0
+        folder.write_json(SUMMARY, to_json_dict(summary))
+        write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
+        for rel, data in report_files(read_summary(out)).items():
+            folder.write_bytes(rel, data)
+        folder.mark_complete()
+        folder.save()
     return summary
-

@@ -11,10 +11,44 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.store.files import write_json
-from matcher.registry import is_binary, make_backend
+from bench.run.planner import BASELINE, PlanError, available_memory
+from bench.scenario import ScenarioError, check_training_points
+from bench.store.files import ResultsError, write_bytes, write_json
+from matcher.checks import MatcherInputError
+from matcher.registry import is_binary, make_backend, peak_index_bytes
 
 DEFAULT_BACKENDS = ("numba-flat", "faiss:Flat", "faiss:IVF1024,Flat", "faiss:HNSW32", "numba-hamming")
+
+
+TRAIN_MAX = 50_000  # training sample of indexes that train
+
+
+def check_scaling(sizes: list[int], backends: list[str], dim: int, probes: int,
+                  bits: int = 256) -> None:
+    """Every argument of a scaling run checked, and its memory planned,
+    before any work: MatcherInputError, ScenarioError or PlanError."""
+    if not 1 <= dim <= 4096:
+        raise MatcherInputError(f"--dim {dim}: give a dimension in [1, 4096]")
+    if not 1 <= probes <= 100_000:
+        raise MatcherInputError(f"--probes {probes}: give a number of probes in [1, 100,000]")
+    if not backends or len(backends) > 16 or any(not b or len(b) > 100 for b in backends):
+        raise MatcherInputError("--backends: give 1 to 16 comma-separated backend specs")
+    train = min(min(sizes), TRAIN_MAX)
+    for b in backends:
+        idx = make_backend(b, bits if is_binary(b) else dim)
+        if b.startswith("faiss:"):
+            try:
+                check_training_points("--backends", b, train if idx.needs_training else 1 << 62)
+            except ScenarioError as e:
+                raise MatcherInputError(f"{e} (the smallest --sizes)") from None
+    n = max(sizes)
+    data = n * (4 * dim + bits // 8) + probes * (4 * dim + bits // 8)
+    need = BASELINE + data + max(peak_index_bytes(b, n, bits if is_binary(b) else dim)
+                                 for b in backends)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise PlanError(f"a scaling run up to {n:,} records needs about {need / 2**30:.2f} GiB "
+                        f"but {avail / 2**30:.2f} GiB is available; give smaller --sizes")
 
 
 def scaling(sizes: list[int], backends: list[str], dim: int = 128, bits: int = 256,
@@ -66,6 +100,8 @@ def write_scaling(result: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out} exists and is not a folder")
     write_json(out / "scaling.json", result)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for spec, fit in result["fits"].items():
@@ -77,7 +113,8 @@ def write_scaling(result: dict, out: Path) -> None:
     ax.set_title("Search time against gallery size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    tmp = out / ".scaling.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(out / "scaling.png")
+    write_bytes(out / "scaling.png", buf.getvalue())

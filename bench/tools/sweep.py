@@ -8,21 +8,24 @@ import tomllib
 from pathlib import Path
 
 from bench.run.steps import run_scenario
-from bench.scenario import ScenarioError, load_scenario, scenario_from_dict
+from bench.scenario import ScenarioError, load_scenario, safe_name, scenario_from_dict
 from bench.store.files import write_json
 
 
 def parse_values(text: str) -> list:
     """"1000,2000" -> [1000, 2000]; values are read as TOML scalars."""
+    if len(text) > 10_000:
+        raise ScenarioError("--values: give at most 10,000 characters of values")
     out = []
     for raw in text.split(","):
         raw = raw.strip()
         try:
             out.append(tomllib.loads(f"v = {raw}")["v"])
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             out.append(raw)  # a bare word: a string
-    if not out or any(v == "" for v in out):
-        raise ScenarioError(f"--values {text!r}: give a comma-separated list such as 1000,2000")
+    if not out or any(v == "" for v in out) or len(out) > 100:
+        raise ScenarioError(f"--values {text[:60]!r}: give a comma-separated list of up to 100 "
+                            "values such as 1000,2000")
     return out
 
 
@@ -33,19 +36,21 @@ def sweep(scenario_path: str, key: str, values: list, out: Path, overwrite: bool
     base = load_scenario(scenario_path)
     d = dataclasses.asdict(base)
     if "." not in key:
-        raise ScenarioError(f"--key {key!r}: use table.name, e.g. population.gallery_size")
+        raise ScenarioError(f"--key {key[:60]!r}: use table.name, e.g. population.gallery_size")
     table, name = key.split(".", 1)
     if table not in d or not isinstance(d[table], dict) or name not in d[table]:
-        raise ScenarioError(f"--key {key!r}: no such key in the scenario")
+        raise ScenarioError(f"--key {key[:60]!r}: no such key in the scenario")
     runs = []
     for v in values:
         dv = copy.deepcopy(d)
         dv[table][name] = v
         sc = scenario_from_dict(dv, base.name)
         runs.append((v, sc))  # all validated before any work starts
+    folders = [Path(out) / f"{safe_name(key)}={safe_name(str(v))}" for v, _ in runs]  # own names
+    if len(set(folders)) != len(folders):
+        raise ScenarioError("--values: two values give the same folder name; give distinct values")
     rows = []
-    for v, sc in runs:
-        folder = Path(out) / f"{key}={v}"
+    for (v, sc), folder in zip(runs, folders):
         summary = run_scenario(sc, folder, overwrite=overwrite, progress=progress)
         for b in summary.backends:
             ops = b.metrics.operating_points
