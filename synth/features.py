@@ -53,8 +53,6 @@ def pair_scratch(n_max: int) -> tuple:
     """Work arrays for ``pair_histogram`` on up to n_max minutiae: (float64
     (7, P), int64 (4, P)) with P the number of pairs (at least n_max + 8).
     Allocate once per thread and reuse: the contents never affect a result."""
-    if n_max > 0xFFFF:
-        raise ValueError("pair_scratch: at most 65535 minutiae")  # pair indices are packed in 16 bits
     cap = max(n_max * (n_max - 1) // 2, n_max + 8)
     return np.empty((7, cap)), np.empty((4, cap), dtype=np.int64)
 
@@ -77,10 +75,12 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     the minutiae are ordered by bands of y (a counting sort), so that each
     one is tested only against those of the bands within R_MAX above it
     (about half of all pairs on a rolled impression); the pairs within
-    R_MAX are listed without branches; their bins and weights are computed
-    in a loop with no branches over contiguous arrays, which the compiler
-    turns into SIMD code (one pass per pair was latency-bound at about 3x
-    the time); then the weights are added to the histogram."""
+    R_MAX are listed without branches, with their coordinate differences
+    and angles (written for every pair tested, kept for those within
+    R_MAX); their bins and weights are computed in a loop with no branches
+    over contiguous arrays, which the compiler turns into SIMD code (one
+    pass per pair was latency-bound at about 3x the time); then the
+    weights are added to the histogram."""
     hist[:] = 0.0
     if n < 2:
         return
@@ -89,7 +89,6 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     dyb = fbuf[1]
     tib = fbuf[2]
     tjb = fbuf[3]
-    packed = ibuf[3]
     # counting sort by bands of y: band b holds BAND_WIDTH-wide (or wider,
     # for a very tall set) slices above the lowest minutia; a pair whose
     # bands differ by more than `reach` lies further apart than R_MAX
@@ -126,21 +125,18 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     for i in range(n):
         xi = xs[i]
         yi = ys[i]
+        ti = ts[i]
         stop = start[min(int((yi - ymin) / width) + reach + 1, nb)]
         for j in range(i + 1, stop):
             dx = xs[j] - xi
             dy = ys[j] - yi
             dd = dx * dx + dy * dy
             # written always, kept only when the pair counts
-            packed[k] = (i << 16) | j
+            dxb[k] = dx
+            dyb[k] = dy
+            tib[k] = ti
+            tjb[k] = ts[j]
             k += (dd < r2) & (dd != 0.0)
-    for p in range(k):
-        i = packed[p] >> 16
-        j = packed[p] & 0xFFFF
-        dxb[p] = xs[j] - xs[i]
-        dyb[p] = ys[j] - ys[i]
-        tib[p] = ts[i]
-        tjb[p] = ts[j]
     wdb = fbuf[4]
     w1b = fbuf[5]
     w2b = fbuf[6]
