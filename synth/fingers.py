@@ -18,11 +18,13 @@ Model:
   Plain arches use a smooth bump field with no singular point.
 - the finger region is an ellipse cut at the distal flexion crease, sized by
   finger position (thumbs largest, little fingers smallest).
-- master minutiae: a spatial process with a minimum spacing, density
-  ``MINUTIA_DENSITY`` per mm^2, which gives about 110 minutiae on an index
-  finger, of which a rolled capture keeps 80-110 (the range docs/sources.md cites); directions
-  follow the orientation field (either sense along the ridge, as ridge
-  endings and bifurcations point both ways); type ending or bifurcation.
+- master minutiae: a hard-core point process with a minimum spacing
+  (sequential inhibition over a grid of 1 mm cells, ``_cell_positions``),
+  density ``MINUTIA_DENSITY`` per mm^2, which gives about 110 minutiae on an
+  index finger, of which a rolled capture keeps 80-110 (the range
+  docs/sources.md cites); directions follow the orientation field (either
+  sense along the ridge, as ridge endings and bifurcations point both
+  ways); type ending or bifurcation.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from synth.angles import fast_atan2, wrap_angle
-from synth.rng import STREAM_MASTER, categorical, normal, open_stream, uniform
+from synth.rng import STREAM_MASTER, categorical, normal, open_stream, skip, u64_ahead, uniform
 
 PX_PER_MM = 500.0 / 25.4
 
@@ -57,6 +59,17 @@ MINUTIA_DENSITY = 0.36  # per mm^2 over the pad (about 110 on an index finger)
 MIN_SPACING = 0.9       # mm; about two ridge periods
 ENDING_SHARE = 0.55     # ridge endings are a little more common than bifurcations
 MAX_MASTER = 256        # capacity of a master minutiae buffer
+CELL = 1.0              # mm; side of the cells of the master point process (>= MIN_SPACING)
+# mean density of the master process against the presence probability of
+# a candidate in a cell (``cell_presence``, ``cell_density``)
+_PRESENCE = np.linspace(0.15, 1.0, 18)
+_DENSITY = np.array([0.14301, 0.18425, 0.22237, 0.25783, 0.29098, 0.32232, 0.35122, 0.37825,
+                     0.40372, 0.42757, 0.45011, 0.47127, 0.49135, 0.50982, 0.52722, 0.54368,
+                     0.55921, 0.57385])
+_TABLE_SEED = 0x7AB1E
+_INV21 = 1.0 / 2097152.0  # 2**-21
+_INV53 = 1.0 / 9007199254740992.0  # 2**-53
+_FAR = 1e9               # mm; where an empty cell's minutia lies
 
 
 @njit(cache=True)
@@ -142,21 +155,40 @@ def orientation(x: float, y: float, sing: np.ndarray, nc: int, nd: int,
 
 
 @njit(cache=True)
-def _near_in_slots(grid: np.ndarray, out: np.ndarray, cx: int, cy: int,
-                   x: float, y: float, min2: float) -> bool:
-    # the second and later minutiae of the 3 x 3 cells around (cx, cy)
-    gy, gx = grid.shape[0], grid.shape[1]
-    for yy in range(max(cy - 1, 0), min(cy + 2, gy)):
-        for xx in range(max(cx - 1, 0), min(cx + 2, gx)):
-            for k in range(1, 4):
-                j = grid[yy, xx, k]
-                if j < 0:
-                    break
-                dx = out[j, 0] - x
-                dy = out[j, 1] - y
-                if dx * dx + dy * dy < min2:
-                    return True
-    return False
+def cell_presence(density: float) -> float:
+    """Probability that a cell of the master grid holds a candidate, for a
+    mean of ``density`` minutiae per mm^2 of 0.87 pi ax ay (the pad's area
+    as fpscale has always counted it: the ellipse less a rough share below
+    the crease). The accepted density is a concave function of the presence
+    (more candidates, more of them too close to a kept neighbour);
+    ``_PRESENCE`` and ``_DENSITY`` tabulate it, as ``cell_density``
+    measures it, and this interpolates the inverse."""
+    return np.interp(density, _DENSITY, _PRESENCE)
+
+
+@njit(cache=True)
+def cell_density(presence: float, n_fingers: int) -> float:
+    """Mean density (per mm^2 of 0.87 pi ax ay) of ``_cell_positions`` with
+    the given presence, over n_fingers fingers of every position with the
+    size variation of ``master_finger``, from a fixed stream. The table
+    ``_DENSITY`` is ``cell_density(p, 4000)`` at each ``_PRESENCE``; a test
+    recomputes it."""
+    total = 0.0
+    area = 0.0
+    for i in range(n_fingers):
+        finger = 1 + i % 10
+        st = open_stream(_TABLE_SEED, i, finger, -1, STREAM_MASTER)
+        ax, ay = finger_semi_axes(finger)
+        scale = 1.0 + 0.06 * normal(st)
+        ax *= scale
+        ay *= scale
+        gx = int(2.0 * ax / CELL) + 1
+        gy = int((1.0 + CREASE_FRACTION) * ay / CELL) + 1
+        xs = np.empty(gx * gy + 1)
+        ys = np.empty(gx * gy + 1)
+        total += _cell_positions(st, ax, ay, gx, gy, presence, xs, ys)
+        area += 0.87 * np.pi * ax * ay
+    return total / area
 
 
 @njit(cache=True)
@@ -170,6 +202,10 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
     an extractor would report as the core (ANSI/NIST-ITL Type-9 records carry
     cores and deltas beside the minutiae). Returns (n_minutiae,
     pattern_class). A pure function of (seed, identity, finger).
+
+    Positions come from a hard-core process on a grid of CELL x CELL mm
+    cells (``_cell_positions``); directions follow the orientation field,
+    in either sense (ridge endings and bifurcations point both ways).
     """
     st = open_stream(seed, identity, finger, -1, STREAM_MASTER)
     cls = categorical(st, PATTERN_CDF)
@@ -183,64 +219,114 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
     scale = 1.0 + 0.06 * normal(st)
     ax *= scale
     ay *= scale
-    area = np.pi * ax * ay * 0.87  # ellipse minus the part below the crease
-    target = int(area * MINUTIA_DENSITY * np.exp(0.12 * normal(st)))
-    target = min(max(target, 20), out.shape[0])
-    n = 0
-    tries = 0
-    min2 = MIN_SPACING * MIN_SPACING
-    # spacing checks look only at the 3 x 3 neighbouring cells of a grid
-    # with MIN_SPACING cells (at most 4 minutiae fit in one). Most cells
-    # hold at most one minutia, so the first one's coordinates are kept in a
-    # grid padded by one cell (far away when empty) and checked without
-    # branches; only cells holding more (`crowded`) are checked through the
-    # index grid. Both give exactly the plain test "no earlier minutia
-    # within MIN_SPACING"; the branch-free part is about 20% faster.
-    gx = int(2.0 * ax / MIN_SPACING) + 1
-    gy = int(2.0 * ay / MIN_SPACING) + 1
-    grid = np.full((gy, gx, 4), -1, dtype=np.int16)
-    first = np.full((gy + 2, gx + 2, 2), 1e9)
-    crowded = np.zeros((gy + 2, gx + 2), dtype=np.bool_)
-    while n < target and tries < 20 * target:
-        tries += 1
-        x = (2.0 * uniform(st) - 1.0) * ax
-        y = (2.0 * uniform(st) - 1.0) * ay
-        if not in_pad(x, y, ax, ay):
-            continue
-        cx_ = min(int((x + ax) / MIN_SPACING), gx - 1)
-        cy_ = min(int((y + ay) / MIN_SPACING), gy - 1)
-        near = 0
-        more = False
-        for yy in range(cy_, cy_ + 3):  # padded indices: the 3 x 3 block
-            for xx in range(cx_, cx_ + 3):
-                dx = first[yy, xx, 0] - x
-                dy = first[yy, xx, 1] - y
-                near += dx * dx + dy * dy < min2
-                more |= crowded[yy, xx]
-        if near:
-            continue
-        if more and _near_in_slots(grid, out, cx_, cy_, x, y, min2):
-            continue
-        slot = 0
-        while slot < 4 and grid[cy_, cx_, slot] >= 0:
-            slot += 1
-        if slot == 4:
-            continue
-        if slot == 0:
-            first[cy_ + 1, cx_ + 1, 0] = x
-            first[cy_ + 1, cx_ + 1, 1] = y
-        else:
-            crowded[cy_ + 1, cx_ + 1] = True
-        th = orientation(x, y, sing, nc, nd, theta0, arch_h)
-        if uniform(st) < 0.5:
-            th += np.pi
-        out[n, 0] = x
-        out[n, 1] = y
-        out[n, 2] = wrap_angle(th)
-        out[n, 3] = ENDING if uniform(st) < ENDING_SHARE else BIFURCATION
-        grid[cy_, cx_, slot] = n
-        n += 1
+    presence = cell_presence(MINUTIA_DENSITY * np.exp(0.12 * normal(st)))
+    gx = int(2.0 * ax / CELL) + 1
+    gy = int((1.0 + CREASE_FRACTION) * ay / CELL) + 1
+    work = np.empty((3, gx * gy + 1))
+    xs = work[0]
+    ys = work[1]
+    th = work[2]
+    n = _cell_positions(st, ax, ay, gx, gy, presence, xs, ys)
+    skip(st, gx * gy)
+    n = min(n, out.shape[0])
+    # the orientation field (as ``orientation``, summed in the same order),
+    # one singular point at a time over all minutiae: loops without branches
+    for i in range(n):
+        th[i] = theta0
+    if nc == 0 and nd == 0:
+        for i in range(n):
+            th[i] = orientation(xs[i], ys[i], sing, 0, 0, theta0, arch_h)
+    for k in range(nc + nd):
+        w = -0.5 if k < nc else 0.5
+        sx = sing[k, 0]
+        sy = sing[k, 1]
+        for i in range(n):
+            th[i] += w * fast_atan2(ys[i] - sy, xs[i] - sx)
+    for i in range(n):
+        z = u64_ahead(st, i + 1)
+        out[i, 0] = xs[i]
+        out[i, 1] = ys[i]
+        out[i, 2] = wrap_angle(th[i] + np.pi * float(np.int64(z & np.uint64(1))))
+        u = float(np.int64(z >> np.uint64(11))) * _INV53
+        out[i, 3] = ENDING if u < ENDING_SHARE else BIFURCATION
+    skip(st, n)
     return n, cls
+
+
+@njit(cache=True)
+def _cell_positions(st: np.ndarray, ax: float, ay: float, gx: int, gy: int,
+                    presence: float, xs: np.ndarray, ys: np.ndarray) -> int:
+    """Minutia positions on the pad of semi-axes (ax, ay) into xs, ys (at
+    least gx * gy + 1 long); returns their number.
+
+    The pad is covered by gx x gy cells of CELL mm, from (-ax, -CREASE_FRACTION
+    ay). Each cell (row r, column c) takes the draw u64_ahead(st, r gx + c + 1)
+    (the stream is not advanced): a candidate with probability ``presence``
+    (the top 22 bits), placed uniformly in the cell (21 bits each for x and
+    y). Cells are visited row by row from the crease up, and in each row the
+    even columns, then the odd ones; a candidate is kept when it lies on the
+    pad and no minutia kept before lies within MIN_SPACING. As CELL >=
+    MIN_SPACING, only kept minutiae of the neighbouring cells can be that
+    close: the three cells below and, for odd columns, the two beside. So
+    no cell's test waits for its neighbour in the same pass, and the loops
+    run without branches. This is sequential inhibition (random sequential
+    adsorption) with the visiting order standing for the order of arrival;
+    one draw per cell of the pad replaces dart throwing's sequence of about
+    250 darts, each with a data-dependent test. Kept minutiae are written
+    in row order, then column order. Against dart throwing at the same
+    density (index fingers, 600 each), nearest-neighbour distances have the
+    same 1st, 50th and 90th percentiles within 1% (0.90, 1.16, 1.59 mm) and
+    the mean number of neighbours within 1, 2, 3 and 5 mm agrees within 4%.
+    """
+    p_cut = np.uint64(int(presence * 4194304.0))  # 2^22
+    mask21 = np.uint64(0x1FFFFF)
+    min2 = MIN_SPACING * MIN_SPACING
+    inv_ax = 1.0 / ax
+    inv_ay = 1.0 / ay
+    x_low = -ax
+    y_low = -CREASE_FRACTION * ay
+    # kept minutiae of the row below and of this row, one per cell, padded
+    # by one cell each side; an empty cell lies far away
+    rows = np.full((4, gx + 2), _FAR)
+    below = 0
+    n = 0
+    for r in range(gy):
+        here = 2 - below
+        bx = rows[below]
+        by = rows[below + 1]
+        hx = rows[here]
+        hy = rows[here + 1]
+        hx[:] = _FAR
+        hy[:] = _FAR
+        y0 = y_low + r * CELL
+        # only the columns that can reach the pad in this row
+        yn = min(abs(y0), abs(y0 + CELL)) if y0 * (y0 + CELL) > 0.0 else 0.0
+        half = ax * np.sqrt(max(1.0 - (yn * inv_ay) ** 2, 0.0))
+        c0 = max(int((-half - x_low) / CELL), 0)
+        c1 = min(int((half - x_low) / CELL), gx - 1)
+        base = r * gx + 1
+        for parity in range(2):
+            for c in range(c0 + ((c0 + parity) & 1), c1 + 1, 2):
+                z = u64_ahead(st, base + c)
+                x = x_low + (c + float(np.int64(z & mask21)) * _INV21) * CELL
+                y = y0 + float(np.int64((z >> np.uint64(21)) & mask21)) * _INV21 * CELL
+                d2 = min(min((bx[c] - x) ** 2 + (by[c] - y) ** 2,
+                             (bx[c + 1] - x) ** 2 + (by[c + 1] - y) ** 2),
+                         min((bx[c + 2] - x) ** 2 + (by[c + 2] - y) ** 2,
+                             min((hx[c] - x) ** 2 + (hy[c] - y) ** 2,
+                                 (hx[c + 2] - x) ** 2 + (hy[c + 2] - y) ** 2)))
+                xe = x * inv_ax
+                ye = y * inv_ay
+                keep = (((z >> np.uint64(42)) < p_cut) & (d2 >= min2)
+                        & (xe * xe + ye * ye <= 1.0) & (y >= y_low))
+                hx[c + 1] = x if keep else _FAR
+                hy[c + 1] = y if keep else _FAR
+        for c in range(c0, c1 + 1):
+            xs[n] = hx[c + 1]
+            ys[n] = hy[c + 1]
+            n += hx[c + 1] < 0.5 * _FAR
+        below = here
+    return n
 
 
 @njit(cache=True)

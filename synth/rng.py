@@ -56,6 +56,21 @@ def next_u64(state: np.ndarray) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
+def u64_ahead(state: np.ndarray, k: int) -> np.uint64:
+    """What the k-th call of ``next_u64`` from now (k >= 1) would return,
+    without advancing the state. SplitMix64's state after k steps is the
+    state plus k times its increment, so draws can be taken in any order
+    (and in SIMD loops) and still be those of the sequential stream."""
+    return _mix(state[0] + np.uint64(k) * _GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def skip(state: np.ndarray, k: int) -> None:
+    """Advance the state past k draws, as k calls of ``next_u64`` would."""
+    state[0] += np.uint64(k) * _GOLDEN
+
+
+@njit(cache=True, inline="always")
 def uniform(state: np.ndarray) -> float:
     """Uniform float64 in [0, 1)."""
     return float(next_u64(state) >> np.uint64(11)) * _INV53

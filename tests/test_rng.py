@@ -1,6 +1,7 @@
 import numpy as np
 
-from synth.rng import key_state, open_stream, uniform, next_u64, poisson, categorical
+from synth.rng import (categorical, key_state, next_u64, open_stream, poisson, skip,
+                       u64_ahead, uniform)
 
 MASK = (1 << 64) - 1
 
@@ -40,3 +41,13 @@ def test_uniform_poisson_categorical_distributions():
     cdf = np.array([0.2, 0.5, 1.0])
     c = np.bincount([categorical(st, cdf) for _ in range(20000)], minlength=3) / 20000
     assert np.allclose(c, [0.2, 0.3, 0.5], atol=0.015)
+
+
+def test_draws_ahead_and_skips_are_those_of_the_sequence():
+    st = open_stream(3, 1, 2, -1, 1)
+    ahead = [int(u64_ahead(st, k)) for k in (1, 2, 3, 7)]
+    s2 = st.copy()
+    seq = [int(next_u64(s2)) for _ in range(7)]
+    assert ahead == [seq[0], seq[1], seq[2], seq[6]]
+    skip(st, 5)
+    assert int(next_u64(st)) == seq[5]

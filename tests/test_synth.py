@@ -41,11 +41,22 @@ def test_master_minutiae_inside_pad_spaced_and_counted():
     assert 90 <= np.mean(counts) <= 130  # an index finger's full pad
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
 def _reference_master(seed, identity, finger):
-    # plain-Python reference of master_finger: the same draws, but the
-    # spacing rule checked against every earlier minutia (no grid)
+    # plain-Python reference of master_finger: the same draws, every cell
+    # of the grid visited (not only those that can reach the pad), and the
+    # spacing rule checked against every minutia kept before (no neighbour
+    # cells)
     from synth import fingers as F
-    from synth.rng import STREAM_MASTER, categorical, normal, open_stream, uniform
+    from synth.rng import STREAM_MASTER, categorical, normal, open_stream
     st = open_stream(seed, identity, finger, -1, STREAM_MASTER)
     cls = categorical(st, F.PATTERN_CDF)
     sing = np.zeros((4, 2))
@@ -53,35 +64,87 @@ def _reference_master(seed, identity, finger):
     ax, ay = F.finger_semi_axes(finger)
     scale = 1.0 + 0.06 * normal(st)
     ax, ay = ax * scale, ay * scale
-    target = int(np.pi * ax * ay * 0.87 * F.MINUTIA_DENSITY * np.exp(0.12 * normal(st)))
-    target = min(max(target, 20), MAX_MASTER)
-    pts, tries = [], 0
-    while len(pts) < target and tries < 20 * target:
-        tries += 1
-        x = (2.0 * uniform(st) - 1.0) * ax
-        y = (2.0 * uniform(st) - 1.0) * ay
-        if not F.in_pad(x, y, ax, ay):
-            continue
-        if any((px - x) ** 2 + (py - y) ** 2 < F.MIN_SPACING ** 2 for px, py, _, _ in pts):
-            continue
-        th = F.orientation(x, y, sing, nc, nd, theta0, arch_h)
-        if uniform(st) < 0.5:
-            th += np.pi
-        th = th % (2 * np.pi)
-        pts.append((x, y, th, F.ENDING if uniform(st) < F.ENDING_SHARE else F.BIFURCATION))
-    return np.array(pts)
+    presence = F.cell_presence(F.MINUTIA_DENSITY * np.exp(0.12 * normal(st)))
+    p_cut = int(presence * 2.0 ** 22)
+    gx = int(2.0 * ax / F.CELL) + 1
+    gy = int((1.0 + F.CREASE_FRACTION) * ay / F.CELL) + 1
+    s0 = int(st[0])
+    gamma = 0x9E3779B97F4A7C15
+    y_low = -F.CREASE_FRACTION * ay
+    pts = []
+    for r in range(gy):
+        row = {}
+        for parity in (0, 1):
+            for c in range(parity, gx, 2):
+                z = _splitmix((s0 + (r * gx + c + 1) * gamma) & _MASK64)
+                x = -ax + (c + (z & 0x1FFFFF) * 2.0 ** -21) * F.CELL
+                y = (y_low + r * F.CELL) + ((z >> 21) & 0x1FFFFF) * 2.0 ** -21 * F.CELL
+                xe, ye = x * (1.0 / ax), y * (1.0 / ay)
+                if (z >> 42) >= p_cut or xe * xe + ye * ye > 1.0 or y < y_low:
+                    continue
+                near = [q for q in pts + list(row.values())
+                        if (q[0] - x) ** 2 + (q[1] - y) ** 2 < F.MIN_SPACING ** 2]
+                if not near:
+                    row[c] = (x, y)
+        pts += [row[c] for c in sorted(row)]
+    s1 = s0 + gx * gy * gamma
+    out = []
+    for i, (x, y) in enumerate(pts[:MAX_MASTER]):
+        z = _splitmix((s1 + (i + 1) * gamma) & _MASK64)
+        th = F.orientation(x, y, sing, nc, nd, theta0, arch_h) + np.pi * (z & 1)
+        typ = F.ENDING if (z >> 11) * 2.0 ** -53 < F.ENDING_SHARE else F.BIFURCATION
+        out.append((x, y, th % (2 * np.pi), typ))
+    return np.array(out)
 
 
-def test_master_grid_accepts_exactly_what_a_brute_force_check_accepts():
+def test_master_cells_keep_exactly_what_a_brute_force_check_keeps():
     out = np.empty((MAX_MASTER, 4))
     ref = np.empty(3)
-    for i in range(12):
+    for i in range(30):
         finger = 1 + i % 10
         n, _ = master_finger(4, i, finger, out, ref)
         expected = _reference_master(4, i, finger)
         assert n == len(expected)
         assert np.array_equal(out[:n, [0, 1, 3]], expected[:, [0, 1, 3]])
-        assert np.allclose(out[:n, 2], expected[:, 2], atol=1e-9)
+        d = np.abs(out[:n, 2] - expected[:, 2])
+        assert np.all(np.minimum(d, 2 * np.pi - d) < 1e-9)
+
+
+def test_master_process_gives_documented_spacing_and_density():
+    # mean count: MINUTIA_DENSITY per mm^2 of 0.87 pi ax ay, times the mean
+    # of the per-finger factors (size: 1 + 0.06 z, squared; density:
+    # exp(0.12 z)); nearest neighbours never closer than MIN_SPACING, and
+    # mostly within two spacings (a hard-core process, not a lattice)
+    from synth import fingers as F
+    out = np.empty((MAX_MASTER, 4))
+    ref = np.empty(3)
+    for finger in (1, 2, 5):
+        ax, ay = F.finger_semi_axes(finger)
+        expected = (F.MINUTIA_DENSITY * 0.87 * np.pi * ax * ay * (1 + 0.06 ** 2)
+                    * np.exp(0.12 ** 2 / 2))
+        counts, nearest = [], []
+        for i in range(3000):
+            n, _ = master_finger(21, i, finger, out, ref)
+            counts.append(n)
+            if i < 300:
+                m = out[:n]
+                d = np.hypot(m[:, None, 0] - m[None, :, 0], m[:, None, 1] - m[None, :, 1])
+                d[np.arange(n), np.arange(n)] = np.inf
+                nearest.append(d.min(1))
+        assert np.mean(counts) == pytest.approx(expected, rel=0.02)
+        nearest = np.concatenate(nearest)
+        assert nearest.min() >= F.MIN_SPACING
+        assert 1.1 < np.median(nearest) < 1.25
+        assert np.percentile(nearest, 90) < 2 * F.MIN_SPACING
+
+
+def test_cell_presence_table_is_what_the_process_gives():
+    from synth import fingers as F
+    measured = np.array([F.cell_density(p, 4000) for p in F._PRESENCE])
+    assert np.allclose(measured, F._DENSITY, atol=1e-5)
+    assert np.all(np.diff(F._DENSITY) > 0)
+    for d in (0.2, 0.36, 0.5):  # the inverse
+        assert np.interp(F.cell_presence(d), F._PRESENCE, F._DENSITY) == pytest.approx(d)
 
 
 @pytest.mark.parametrize("capture,lo,hi", [("plain", 30, 60), ("rolled", 80, 110)])
@@ -163,6 +226,32 @@ def test_pair_histogram_matches_numpy_reference():
     assert h.sum() == pytest.approx(ref.sum())
     # the kernel's atan2 is within 2e-6 rad of the exact one (and could flip
     # the orientation of a pair whose two readings are that close)
+    assert np.abs(h - ref).sum() / ref.sum() < 1e-4
+
+
+@pytest.mark.parametrize("layout", ["tall", "flat", "repeated", "tiny"])
+def test_pair_histogram_bands_match_numpy_reference(layout):
+    # the band ordering must not lose or double a pair on any layout: a set
+    # taller than the scratch has bands for (wider bands), all minutiae on
+    # one line of y (one band), repeated points (distance 0 is skipped)
+    rng = np.random.default_rng(5)
+    n = {"tall": 120, "flat": 60, "repeated": 40, "tiny": 2}[layout]
+    m = np.column_stack([rng.uniform(-8, 8, n), rng.uniform(-12, 12, n),
+                         rng.uniform(0, 2 * np.pi, n), rng.integers(0, 2, n)])
+    if layout == "tall":
+        m[:, 1] *= 2000.0
+        m[::2, 1] = m[1::2, 1] + rng.uniform(-3, 3, n // 2)
+    elif layout == "flat":
+        m[:, 1] = 3.0
+    elif layout == "repeated":
+        m[n // 2:] = m[: n // 2]
+    elif layout == "tiny":
+        m[1, :2] = m[0, :2] + 1.0
+    h = np.empty(N_BINS)
+    pair_histogram(m, n, h, *pair_scratch(n))
+    ref = _numpy_histogram(m)
+    assert ref.sum() > 0
+    assert h.sum() == pytest.approx(ref.sum())
     assert np.abs(h - ref).sum() / ref.sum() < 1e-4
 
 

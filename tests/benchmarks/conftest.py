@@ -60,7 +60,8 @@ def pytest_terminal_summary(terminalreporter):
     for a, b in pairs:
         if a in MEDIANS and b in MEDIANS:
             lines.append(f"  {a} / {b} throughput: {MEDIANS[b] / MEDIANS[a]:.2f}x")
-    for name, unit, count in (("synth-plain-impressions", "impressions/s", "synth_n"),
+    for name, unit, count in (("synth-plain-impressions", "impressions/s (plain)", "synth_n"),
+                              ("synth-rolled-impressions", "impressions/s (rolled)", "synth_n"),
                               ("minutiae-1to1", "comparisons/s", "minutiae_n"),
                               ("1to1-paired-count", "comparisons/s (plain vs rolled)", "1to1_n"),
                               ("1to1-mcc", "comparisons/s (plain vs rolled)", "1to1_n"),
