@@ -53,9 +53,16 @@ class Figure:
 
     value: float | None
     ci95: list[float | None]
-    decades_n: float
-    decades_fpir: float
+    decades_n: float | None   # None: no data to measure the distance from
+    decades_fpir: float | None
     note: str = ""
+
+    def __post_init__(self) -> None:
+        # JSON has no infinity: an infinite distance (no data at all) is None
+        for name in ("decades_n", "decades_fpir"):
+            x = getattr(self, name)
+            if x is not None and not np.isfinite(x):
+                setattr(self, name, None)
 
     @property
     def resolved(self) -> bool:

@@ -63,7 +63,10 @@ def _fig(f, digits: int = 4) -> str:
     if f is None:
         return "n/a"
     if f.value is None:
-        d = max(f.decades_n, f.decades_fpir)
+        far = [x for x in (f.decades_n, f.decades_fpir) if x is not None]
+        if len(far) < 2:
+            return "not resolved (no data reach it)"
+        d = max(far)
         return f"not resolved ({d:.1f} decades past the data)" if d > 0 else "not resolved"
     lo, hi = f.ci95
     fmt = (lambda x: f"{x:.{digits}g}") if abs(f.value) < 1e-3 or abs(f.value) >= 1e4 else \
