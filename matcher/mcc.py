@@ -64,9 +64,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from matcher.exact import popcount64
 
 PX_PER_MM = 500.0 / 25.4
 
@@ -157,18 +157,6 @@ _GAUSS_REACH = 3.0 * SIGMA_S / DELTA_S + 1.0
 _GAUSS_STEP = 2.0 * _GAUSS_REACH / _GAUSS_N
 _GAUSS_TABLE = np.exp(-((-_GAUSS_REACH + _GAUSS_STEP * np.arange(_GAUSS_N + 1)) * DELTA_S) ** 2
                       / (2.0 * SIGMA_S ** 2))
-
-
-@intrinsic
-def _ctpop(typingctx, x):
-    # LLVM's population count (one instruction on x86-64 and arm64)
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
-        return builder.call(fn, args)
-
-    return sig, codegen
 
 
 @njit(cache=True, inline="always")
@@ -492,7 +480,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
             pop = 0
             for w in range(CYL_WORDS):
                 bits[w, out] = tb[i, w]
-                pop += _ctpop(tb[i, w])
+                pop += popcount64(tb[i, w])
             for w in range(WORDS):
                 mask[w, out] = tm[i, w]
             cnt[0, out] = pop
@@ -551,7 +539,7 @@ def local_similarity(ba: np.ndarray, ma: np.ndarray, ta: float, bb: np.ndarray,
         return 0.0
     common = 0
     for w in range(WORDS):
-        common += _ctpop(ma[w] & mb[w])
+        common += popcount64(ma[w] & mb[w])
     if common < MIN_COMMON_CELLS:
         return 0.0
     na = 0
@@ -561,9 +549,9 @@ def local_similarity(ba: np.ndarray, ma: np.ndarray, ta: float, bb: np.ndarray,
         for w in range(WORDS):
             x = ba[k * WORDS + w]
             y = bb[k * WORDS + w]
-            na += _ctpop(x & mb[w])
-            nb += _ctpop(y & ma[w])
-            nx += _ctpop((x ^ y) & ma[w] & mb[w])
+            na += popcount64(x & mb[w])
+            nb += popcount64(y & ma[w])
+            nx += popcount64((x ^ y) & ma[w] & mb[w])
     if na + nb == 0:
         return 0.0
     return 1.0 - np.sqrt(nx) / (np.sqrt(na) + np.sqrt(nb))
@@ -587,7 +575,7 @@ def _similarity_row(ba, ma, pa, ia, i, full_a, bb, mb, pb, ib, nb, full_b, cos_d
     for w in range(CYL_WORDS):
         x = ba[w, i]
         for j in range(nb):
-            cand[j] += _ctpop(x & bb[w, j])
+            cand[j] += popcount64(x & bb[w, j])
     if i_full:
         for j in range(nb):
             common[j] = ib[1, j]
@@ -599,12 +587,12 @@ def _similarity_row(ba, ma, pa, ia, i, full_a, bb, mb, pb, ib, nb, full_b, cos_d
         for w in range(WORDS):
             x = ma[w, i]
             for j in range(nb):
-                common[j] += _ctpop(x & mb[w, j])
+                common[j] += popcount64(x & mb[w, j])
         for k in range(ND):
             for w in range(WORDS):
                 x = ma[w, i]
                 for j in range(nb):
-                    cb[j] += _ctpop(bb[k * WORDS + w, j] & x)
+                    cb[j] += popcount64(bb[k * WORDS + w, j] & x)
     pop_a = ia[0, i]
     for j in range(full_b):
         ca[j] = pop_a
@@ -614,7 +602,7 @@ def _similarity_row(ba, ma, pa, ia, i, full_a, bb, mb, pb, ib, nb, full_b, cos_d
         for w in range(WORDS):
             x = ba[k * WORDS + w, i]
             for j in range(full_b, nb):
-                ca[j] += _ctpop(x & mb[w, j])
+                ca[j] += popcount64(x & mb[w, j])
     c = pa[i, 3]
     s = pa[i, 4]
     for j in range(nb):

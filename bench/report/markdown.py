@@ -31,6 +31,17 @@ def _recall_cell(b: BackendResult) -> str:
     return "exact (Hamming)" if b.binary else "exact"
 
 
+def _operating_points(summary: Summary) -> list[str]:
+    lines = ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
+             "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
+    for b in summary.backends:
+        for op in b.metrics.operating_points:
+            lines.append(f"- {b.key}: FPIR target {op.target_fpir}: T = {_num(op.threshold)}, "
+                         f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
+                         f"{'' if op.resolved else ' (not resolved by the data)'}")
+    return lines
+
+
 def _backends(summary: Summary) -> list[str]:
     lines = ["## Backends side by side", "",
              "| backend | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold | searches/s | p50 latency ms | memory MB (est / actual) | recall@L vs exact |",
@@ -46,13 +57,7 @@ def _backends(summary: Summary) -> list[str]:
             f"{_num(t.throughput_searches_per_s, 0)} | {t.latency_ms.p50:.2f} | "
             f"{b.memory.estimate_bytes / 1e6:.1f} / {b.memory.actual_bytes / 1e6:.1f} | "
             f"{_recall_cell(b)} |")
-    lines += ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
-              "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
-    for b in summary.backends:
-        for op in b.metrics.operating_points:
-            lines.append(f"- {b.key}: FPIR target {op.target_fpir}: T = {_num(op.threshold)}, "
-                         f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
-                         f"{'' if op.resolved else ' (not resolved by the data)'}")
+    lines += _operating_points(summary)
     lines += ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)",
               "![throughput against recall](plots/throughput_recall.png)", ""]
     return lines
@@ -173,13 +178,7 @@ def _evaluated_rows(summary: Summary) -> list[str]:
             f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
             f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
             f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} |")
-    lines += ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
-              "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
-    for b in summary.backends:
-        for op in b.metrics.operating_points:
-            lines.append(f"- {b.key}: FPIR target {op.target_fpir}: T = {_num(op.threshold)}, "
-                         f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
-                         f"{'' if op.resolved else ' (not resolved by the data)'}")
+    lines += _operating_points(summary)
     return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
 def _text(text: str) -> list[str]:
     """Free text from the scenario as plain paragraphs: a line that Markdown
