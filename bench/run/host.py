@@ -81,7 +81,18 @@ def git_commit() -> str | None:
 
 
 def peak_rss() -> int | None:
-    """Peak resident memory of this process in bytes (None where unknown)."""
+    """Peak resident memory of this process image in bytes (None where unknown).
+
+    Linux's VmHWM first: getrusage's ru_maxrss carries the high-water mark
+    of the image before exec, so a run started from a large parent process
+    (a test runner, say) would report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB

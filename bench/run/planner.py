@@ -30,7 +30,7 @@ import numba
 from bench.run.rescore_segment import BATCH as RESCORE_BATCH
 from bench.scenario import Scenario
 from matcher.exact import NumbaFlatIP
-from matcher.registry import peak_index_bytes
+from matcher.registry import final_index_bytes, peak_index_bytes
 
 # bytes: python + numpy + numba + faiss + scipy + matplotlib imported (268 MiB
 # peak RSS after `import bench.run.steps` and the libraries, Linux x86-64),
@@ -117,7 +117,11 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per * 2
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
-    transient = max(chunk_bytes + ladder, search, train, rescore, metrics)
+    # a checkpoint of the gallery pass exports one index at a time: a copy
+    # of the largest beside the indexes
+    checkpoint = max((final_index_bytes(b.name, pop.gallery_size, pop.record_width(b.binary))
+                      for b in srch.backends), default=0) if indexes else 0
+    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
     baseline = BASELINE + (0 if numba_cache_is_warm() else COMPILE)
     return Plan(sizes, submissions, transient, baseline)
 
