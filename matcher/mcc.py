@@ -398,6 +398,17 @@ def _edges_distance(px: float, py: float, hx: np.ndarray, hy: np.ndarray, h: int
 
 
 @njit(cache=True)
+def _work(m: np.ndarray, n: int) -> tuple:
+    # a template's convex hull (hx, hy, h points) and the work arrays that
+    # building its cylinders needs
+    hx = np.empty(n + 2)
+    hy = np.empty(n + 2)
+    h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
+    return (hx, hy, h, np.empty(n + 2, dtype=np.int64), np.empty(NS * NS * 8),
+            np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS), np.empty(8))
+
+
+@njit(cache=True)
 def cylinder_values(m: np.ndarray, n: int) -> tuple:
     """The float cylinders of a template, for checks and study: (values
     (n, ND, NS, NS) sums of contributions before the threshold, cell
@@ -407,15 +418,7 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
     vals = np.zeros((n, ND, NS, NS))
     cells = np.zeros((n, NS, NS), dtype=np.bool_)
     ok = np.zeros(n, dtype=np.bool_)
-    hx = np.empty(n + 2)
-    hy = np.empty(n + 2)
-    h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
-    edges = np.empty(n + 2, dtype=np.int64)
-    v = np.empty(NS * NS * 8)
-    valid = np.empty(NS * NS, dtype=np.bool_)
-    gx = np.empty(NS)
-    gy = np.empty(NS)
-    cd = np.empty(8)
+    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
     for i in range(n):
         near = _cylinder_values(m, n, i, v, gx, gy, cd)
         count = _cell_validity(m, i, hx, hy, h, edges, valid)
@@ -438,15 +441,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
     # others. Returns (valid cylinders, full cylinders).
-    hx = np.empty(n + 2)
-    hy = np.empty(n + 2)
-    h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
-    edges = np.empty(n + 2, dtype=np.int64)
-    v = np.empty(NS * NS * 8)
-    valid = np.empty(NS * NS, dtype=np.bool_)
-    gx = np.empty(NS)
-    gy = np.empty(NS)
-    cd = np.empty(8)
+    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
     tb = np.zeros((n, CYL_WORDS), dtype=np.uint64)
     tm = np.zeros((n, WORDS), dtype=np.uint64)
     cells = np.zeros(n, dtype=np.int64)
