@@ -177,9 +177,9 @@ def fpir_at_n(fmr: np.ndarray, n: float) -> np.ndarray:
         return -np.expm1(n * np.log1p(-fmr))
 
 
-def pooled_fmr(hist: np.ndarray, edges: np.ndarray, t: float) -> tuple[float, PooledTail]:
-    """FMR(t) from the histogram of every impostor pair (empirical below the
-    top TAIL_EXCEEDANCES pairs, a generalized Pareto tail above), and the tail."""
+def pooled_tail(hist: np.ndarray, edges: np.ndarray) -> PooledTail:
+    """The histogram of every impostor pair with a generalized Pareto fit to
+    its top TAIL_EXCEEDANCES pairs (fitted once per finger set)."""
     total = int(hist.sum())
     tail_counts = np.cumsum(hist[::-1])[::-1]  # pairs with score >= edges[i]
     k = int(np.argmax(tail_counts <= TAIL_EXCEEDANCES))
@@ -191,12 +191,17 @@ def pooled_fmr(hist: np.ndarray, edges: np.ndarray, t: float) -> tuple[float, Po
     if len(vals) >= 30:
         c, _, scale = stats.genpareto.fit(np.maximum(vals, 0.0), floc=0.0)
         gpd = [float(c), float(scale)]
-    if t > u and gpd is not None:
-        fmr = p_u * stats.genpareto.sf(t - u, gpd[0], 0.0, gpd[1])
-    else:
-        i = int(np.clip(np.searchsorted(edges, t, side="left"), 0, len(tail_counts) - 1))
-        fmr = tail_counts[i] / max(total, 1)
-    return float(fmr), PooledTail(u, float(p_u), gpd, total)
+    return PooledTail(u, float(p_u), gpd, total)
+
+
+def pooled_fmr(tail: PooledTail, hist: np.ndarray, edges: np.ndarray, t: float) -> float:
+    """FMR(t): empirical from the histogram below the tail threshold, the
+    generalized Pareto tail above it."""
+    if t > tail.u and tail.gpd is not None:
+        return float(tail.p_u * stats.genpareto.sf(t - tail.u, tail.gpd[0], 0.0, tail.gpd[1]))
+    tail_counts = np.cumsum(hist[::-1])[::-1]
+    i = int(np.clip(np.searchsorted(edges, t, side="left"), 0, len(tail_counts) - 1))
+    return float(tail_counts[i] / max(tail.pairs, 1))
 
 
 # ---------------------------------------------------------------- per year
@@ -233,6 +238,7 @@ class _Data:
     ladder: fm.Ladder
     state: dict
     options: fm.Options
+    pooled: PooledTail
 
 
 def _measured(ladder: fm.Ladder, r: int, t: float) -> Measured:
@@ -347,7 +353,7 @@ def _at_target(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit |
     N = float(target.gallery_size)
     fpir = _predict(data, model, N, t, shift)
     st = data.state
-    fmr, _ = pooled_fmr(st["impostor_hist"], st["hist_edges"], t)
+    fmr = pooled_fmr(data.pooled, st["impostor_hist"], st["hist_edges"], t)
     S1 = target.searches_per_year * (1 - target.mated_share)
     b = target.bookings_per_person
     wrong, listed = (_mated_modes(data, shift, N, t) if model.startswith("shift") else
@@ -365,7 +371,8 @@ def _at_target(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit |
         threshold=t, measured=[_measured(data.ladder, r, t) for r in range(len(data.ladder.rungs))],
         fnir=fnir,
         fpir=fpir, fpir_upper_bound=float(fpir_at_n(fmr, N)),
-        fp_searches=_scaled(fpir, lambda x: S1 * x, "false-positive searches a year"),
+        fp_searches=_scaled(fpir, lambda x: false_match_searches_per_year(target, x),
+                            "false-positive searches a year"),
         persons_low=_scaled(fpir, lambda x: S1 * x / b,
                             "distinct persons falsely matched a year, if matched on every booking"),
         persons_high=_scaled(fpir, lambda x: S1 / b * -np.expm1(b * np.log1p(-min(x, 1.0 - 1e-16))),
@@ -434,8 +441,9 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
     with the searches' ``mate`` and, where known, ``person``)."""
     proj, target = study.proj, study.target
     ladder = fm.Ladder(st["rungs"], st["top_nonmate"], st["mate"], st.get("person"))
+    pooled = pooled_tail(st["impostor_hist"], st["hist_edges"])
     data = _Data(ladder, st, fm.Options(n_boot=N_BOOT, seed=study.seed,
-                                        max_decades=proj.max_decades))
+                                        max_decades=proj.max_decades), pooled)
     largest = ladder.top_nonmate[ladder.nonmated[:, -1], -1]
     if study.thresholds is not None:
         thresholds = sorted(set(float(t) for t in study.thresholds))
@@ -454,7 +462,6 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
                              f"score gained per unit of the {shift.options.growth} growth scale")
         except ValueError:
             shift = None
-    _, pooled = pooled_fmr(st["impostor_hist"], st["hist_edges"], 0.0)
     return FingerSetProjection(
         fset, ladder.rungs.astype(int).tolist(), int(len(largest)), model, note, shift_b, held,
         [_at_target(data, target, model, shift, t) for t in thresholds],

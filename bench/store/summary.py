@@ -2,7 +2,7 @@
 
 One dataclass per part: the scenario, the host, every backend's timings,
 memory and metrics, the memory plan, where a cluster put the shards, the
-national-scale projection and the individuality check. ``write_summary`` and
+national-scale projection and the individuality check. ``to_json_dict`` and
 ``read_summary`` turn it into JSON and back. A results folder is untrusted
 input: ``read_summary`` refuses non-finite numbers, nesting deeper than any
 summary has and oversized files, checks every value's type (dacite), and
@@ -28,7 +28,7 @@ from bench.measure.metrics import MetricsSummary
 from bench.measure.projection import OMIT_IF_NONE, FingerSetProjection
 from bench.measure.recall import Recall
 from bench.scenario import FINGER_SETS, Scenario, ScenarioError, nesting, scenario_from_dict
-from bench.store.files import ResultsError, is_plain_file, write_json
+from bench.store.files import ResultsError, is_plain_file
 
 SUMMARY = "summary.json"
 # The form of summary.json. Raise it (here only) when a field is renamed,
@@ -231,13 +231,6 @@ def to_json_dict(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_json_dict(v) for v in obj]
     return obj
-
-
-def write_summary(folder: Path, summary: Summary) -> Path:
-    """Write summary.json atomically (non-finite numbers as null)."""
-    path = Path(folder) / SUMMARY
-    write_json(path, to_json_dict(summary))
-    return path
 
 
 def _scenario(d: Any) -> Scenario:
