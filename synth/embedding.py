@@ -63,7 +63,7 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
 @njit(cache=True, parallel=True)
 def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
-                  qualities: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+                  qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
                   simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray) -> None:
     n = identities.shape[0]
@@ -72,7 +72,8 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
         feat = np.empty(N_FEATURES)
         for t in range(blk * BLOCK, min((blk + 1) * BLOCK, n)):
             counts[t] = impression_features(seed, identities[t], fingers[t], encounters[t],
-                                             captures[t], qualities[t], mean, feat, work)
+                                             captures[t], qualities[t], noise, mean, feat,
+                                             work)
             _project(feat, mean, proj, simhash, out_v[t], out_b[t])
 
 
@@ -115,11 +116,13 @@ def check_dims(dim: int, bits: int) -> None:
 
 def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
            encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
-           dim: int = 64, bits: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           dim: int = 64, bits: int = 128,
+           noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate and encode one impression per row of the key arrays.
 
     All inputs have shape (n,) or broadcast to it: identity, finger position
-    1..10, encounter (0 = enrolment), capture type index, quality 1..5.
+    1..10, encounter (0 = enrolment), capture type index, quality 1..5;
+    noise scales the extraction errors (``synth.impressions``).
     Returns float32 unit vectors (n, dim), packed binary codes uint8
     (n, bits // 8), and the minutiae count of each impression (n,) int32.
     Row t depends only on (seed, row t of the keys): any split of the rows
@@ -135,7 +138,7 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     out_b = np.empty((n, bits // 8), dtype=np.uint8)
     counts = np.empty(n, dtype=np.int32)
     if n:
-        _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3],
+        _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
                       mean, proj, simhash, out_v, out_b, counts)
     return out_v, out_b, counts
 

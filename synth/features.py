@@ -267,12 +267,12 @@ def work_arrays() -> tuple:
 
 @njit(cache=True)
 def impression_features(seed: int, identity: int, finger: int, encounter: int,
-                         capture: int, quality: int, mean: np.ndarray, feat: np.ndarray,
-                         work: tuple) -> int:
+                         capture: int, quality: int, noise: float, mean: np.ndarray,
+                         feat: np.ndarray, work: tuple) -> int:
     # generate one impression and write its features; returns its minutiae count
     master, imp, ref_m, ref, fbuf, ibuf = work
     n_master, cls = master_finger(seed, identity, finger, master, ref_m)
-    k = impression_from_master(seed, identity, finger, encounter, capture, quality,
+    k = impression_from_master(seed, identity, finger, encounter, capture, quality, noise,
                                master, n_master, ref_m, cls, imp, ref)
     features(imp, k, ref, mean, feat, fbuf, ibuf)
     return k
@@ -282,15 +282,16 @@ def impression_features(seed: int, identity: int, finger: int, encounter: int,
 @njit(cache=True, parallel=True)
 def feature_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
-                  qualities: np.ndarray, mean: np.ndarray) -> np.ndarray:
+                  qualities: np.ndarray, mean: np.ndarray, noise: float = 1.0) -> np.ndarray:
     """Hellinger-mapped features (n, N_FEATURES) of generated impressions;
-    mean fills a reference part that was not found (zeros while learning)."""
+    mean fills a reference part that was not found (zeros while learning);
+    noise scales the extraction errors."""
     n = identities.shape[0]
     out = np.zeros((n, N_FEATURES))
     for blk in prange((n + BLOCK - 1) // BLOCK):
         work = work_arrays()
         for t in range(blk * BLOCK, min((blk + 1) * BLOCK, n)):
             impression_features(seed, identities[t], fingers[t], encounters[t], captures[t],
-                                 qualities[t], mean, out[t], work)
+                                 qualities[t], noise, mean, out[t], work)
     return out
 

@@ -75,7 +75,7 @@ _K = 2.0 * np.pi / 25.0  # distortion wavelength about the size of a finger
 
 @njit(cache=True)
 def impression_from_master(seed: int, identity: int, finger: int, encounter: int,
-                           capture: int, quality: int, master: np.ndarray,
+                           capture: int, quality: int, noise: float, master: np.ndarray,
                            n_master: int, ref_master: np.ndarray, pattern: int,
                            out: np.ndarray, ref_out: np.ndarray) -> int:
     """Capture one impression of a master finger.
@@ -86,7 +86,10 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     float64 buffer, filled with the captured minutiae in sensor coordinates
     (mm, radians); ref_out (4,): the detected reference (x, y, angle, found),
     found = 0 when it lies outside the captured area or detection fails.
-    quality is 1..5. Returns the number of minutiae written.
+    quality is 1..5; noise scales every extraction error of that quality
+    (position and angle jitter, miss, flip and spurious rates, reference
+    point errors): 1 is the table above, a better extractor is below 1.
+    Returns the number of minutiae written.
     """
     st = open_stream(seed, identity, finger, encounter, STREAM_IMPRESSION)
     q = quality - 1
@@ -105,10 +108,10 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     ty = _TRANS_SD[capture] * normal(st)
     c = np.cos(rot)
     s = np.sin(rot)
-    pos_sd = _POS_SD[q]
-    ang_sd = _ANG_SD[q]
-    miss = _MISS[q]
-    flip = _FLIP[q]
+    pos_sd = noise * _POS_SD[q]
+    ang_sd = noise * _ANG_SD[q]
+    miss = min(noise * _MISS[q], 1.0)
+    flip = min(noise * _FLIP[q], 1.0)
     cap = out.shape[0]
     n = 0
     spare = 0.0  # Box-Muller gives normals in pairs: the angle jitter of
@@ -141,7 +144,7 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
         out[n, 3] = typ
         n += 1
     # spurious minutiae over the captured part of the pad
-    n_spur = poisson(st, _SPURIOUS[q] * np.pi * wx * wy * 0.9)
+    n_spur = poisson(st, noise * _SPURIOUS[q] * np.pi * wx * wy * 0.9)
     k = 0
     tries = 0
     while k < n_spur and tries < 20 * n_spur and n < cap:
@@ -161,25 +164,26 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     rx = ref_master[0]
     ry = ref_master[1]
     inside = ((rx - cx) / max(wx - 1.0, 0.5)) ** 2 + ((ry - cy) / max(wy - 1.0, 0.5)) ** 2 <= 1.0
-    pos_scale = 2.0 if pattern == ARCH else 1.0
+    pos_scale = noise * (2.0 if pattern == ARCH else 1.0)
     xd = rx + amp * np.sin(_K * rx + p1) * np.cos(_K * ry + p2) + pos_scale * _REF_POS_SD[q] * normal(st)
     yd = ry + amp * np.cos(_K * rx + p3) * np.sin(_K * ry + p4) + pos_scale * _REF_POS_SD[q] * normal(st)
     ref_out[0] = c * xd - s * yd + tx
     ref_out[1] = s * xd + c * yd + ty
-    ref_out[2] = wrap_angle(ref_master[2] + rot + _REF_ANG_SD[q] * normal(st))
-    ref_out[3] = 1.0 if inside and uniform(st) >= _REF_MISS[q] else 0.0
+    ref_out[2] = wrap_angle(ref_master[2] + rot + noise * _REF_ANG_SD[q] * normal(st))
+    ref_out[3] = 1.0 if inside and uniform(st) >= noise * _REF_MISS[q] else 0.0
     return n
 
 
 @njit(cache=True)
 def impression(seed: int, identity: int, finger: int, encounter: int,
-               capture: int, quality: int, out: np.ndarray, ref_out: np.ndarray) -> int:
+               capture: int, quality: int, noise: float, out: np.ndarray,
+               ref_out: np.ndarray) -> int:
     """Master and capture in one call; see ``impression_from_master``."""
     master = np.empty((MAX_MASTER, 4))
     ref = np.empty(3)
     n_master, cls = master_finger(seed, identity, finger, master, ref)
     return impression_from_master(seed, identity, finger, encounter, capture,
-                                  quality, master, n_master, ref, cls, out, ref_out)
+                                  quality, noise, master, n_master, ref, cls, out, ref_out)
 
 
 def capture_index(name: str) -> int:
@@ -194,10 +198,11 @@ def capture_index(name: str) -> int:
 
 def minutiae(seed: int, identity: int, finger: int, encounter: int,
              capture: str | int = "plain", quality: int = 2,
-             with_reference: bool = False):
+             with_reference: bool = False, noise: float = 1.0):
     """One impression's minutiae as an (n, 4) float64 array (x mm, y mm,
     theta rad, type 0 ending / 1 bifurcation); with_reference=True also
-    returns the detected reference point (4,): x, y, angle, found."""
+    returns the detected reference point (4,): x, y, angle, found; noise
+    scales the extraction errors (``impression_from_master``)."""
     cap = capture_index(capture) if isinstance(capture, str) else int(capture)
     if not 1 <= quality <= 5:
         raise ValueError(f"quality must be 1..5, got {quality}")
@@ -205,22 +210,22 @@ def minutiae(seed: int, identity: int, finger: int, encounter: int,
         raise ValueError(f"finger must be 1..10, got {finger}")
     out = np.empty((MAX_IMPRESSION, 4))
     ref = np.empty(4)
-    n = impression(seed, identity, finger, encounter, cap, quality, out, ref)
+    n = impression(seed, identity, finger, encounter, cap, quality, float(noise), out, ref)
     return (out[:n].copy(), ref) if with_reference else out[:n].copy()
 
 
 @njit(cache=True, parallel=True)
 def impression_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                      encounters: np.ndarray, captures: np.ndarray,
-                     qualities: np.ndarray) -> tuple:
+                     qualities: np.ndarray, noise: float) -> tuple:
     """Minutiae of many impressions: ((n, MAX_IMPRESSION, 4) float64 padded
     with zeros, counts (n,) int64). Row t is what ``minutiae`` returns for the
-    keys of row t."""
+    keys of row t and the extraction noise scale."""
     n = identities.shape[0]
     out = np.zeros((n, MAX_IMPRESSION, 4))
     counts = np.zeros(n, dtype=np.int64)
     for t in prange(n):
         ref = np.empty(4)
         counts[t] = impression(seed, identities[t], fingers[t], encounters[t],
-                               captures[t], qualities[t], out[t], ref)
+                               captures[t], qualities[t], noise, out[t], ref)
     return out, counts

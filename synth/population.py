@@ -27,6 +27,7 @@ is kept apart from what the matcher sees.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -35,7 +36,7 @@ from numba import njit, prange
 from synth.embedding import check_dims, encode
 from synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, capture_index
 from synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
-                       categorical, open_stream, uniform)
+                       categorical, normal, open_stream, uniform)
 
 LEGACY_FINGERS = (2, 7)        # right and left index
 NON_ENROLLED_BASE = 1 << 40    # identities of people never enrolled
@@ -60,6 +61,13 @@ class PopulationSpec:
     dim: int = 64
     bits: int = 128
     fusion: str = "sum"
+    # scale of every extraction error of a capture's quality level
+    # (synth.impressions): 1 is the table there, a better extractor below 1
+    extraction_noise: float = 1.0
+    # correlation of capture quality within a person (Gaussian copula): a
+    # person with worn fingers has them on every finger and every encounter;
+    # 0 draws each capture's quality independently. The shares stay exact.
+    quality_correlation: float = 0.0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -100,6 +108,12 @@ def validate(spec: PopulationSpec) -> None:
         v = getattr(spec, f)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
             _fail(f, v, "must be a number in [0, 1]")
+    v = spec.extraction_noise
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 3.0:
+        _fail("extraction_noise", v, "must be a number in [0.05, 3]")
+    v = spec.quality_correlation
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+        _fail("quality_correlation", v, "must be a number in [0, 1)")
     for f in ("gallery_capture", "booking_capture"):
         v = getattr(spec, f)
         if v not in CAPTURE_TYPES:
@@ -147,12 +161,37 @@ def _legacy_flags(seed: int, identities: np.ndarray, share: float) -> np.ndarray
 
 @njit(cache=True, parallel=True)
 def _qualities(seed: int, identities: np.ndarray, fingers: np.ndarray,
-               encounters: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+               encounters: np.ndarray, cdf: np.ndarray, corr: float) -> np.ndarray:
     out = np.empty(identities.shape[0], dtype=np.int64)
+    a = math.sqrt(corr)
+    b = math.sqrt(1.0 - corr)
     for t in prange(identities.shape[0]):
         st = open_stream(seed, identities[t], fingers[t], encounters[t], STREAM_QUALITY)
-        out[t] = 1 + categorical(st, cdf)
+        if corr == 0.0:  # the independent draw, as before the copula existed
+            out[t] = 1 + categorical(st, cdf)
+            continue
+        # the person's latent (finger 0, encounter 0: no capture has those
+        # keys) plus the capture's own, mapped back to a uniform
+        z = a * normal(open_stream(seed, identities[t], 0, 0, STREAM_QUALITY)) + b * normal(st)
+        u = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+        q = cdf.shape[0] - 1
+        for i in range(cdf.shape[0]):
+            if u < cdf[i]:
+                q = i
+                break
+        out[t] = 1 + q
     return out
+
+
+def capture_qualities(spec: PopulationSpec, identities: np.ndarray, fingers: np.ndarray,
+                      encounters: np.ndarray, gallery: bool) -> np.ndarray:
+    """Quality level 1..5 (n,) int64 of each capture (identity, finger,
+    encounter), drawn from the gallery or booking shares with the spec's
+    within-person correlation."""
+    shares = spec.gallery_quality if gallery else spec.booking_quality
+    return _qualities(spec.seed, np.asarray(identities, dtype=np.int64),
+                      np.asarray(fingers, dtype=np.int64), np.asarray(encounters, dtype=np.int64),
+                      _cdf(shares), float(spec.quality_correlation))
 
 
 @njit(cache=True, parallel=True)
@@ -226,7 +265,7 @@ def gallery_impressions(spec: PopulationSpec, start: int, stop: int,
     finger = np.concatenate(fingers)[order].astype(np.int64)
     identity = ids[row]
     encounter = np.zeros(len(row), dtype=np.int64)
-    quality = _qualities(spec.seed, identity, finger, encounter, _cdf(spec.gallery_quality))
+    quality = capture_qualities(spec, identity, finger, encounter, gallery=True)
     return Impressions(identity, finger, encounter, np.concatenate(caps)[order].astype(np.int64),
                        quality, row, np.concatenate(slots)[order].astype(np.int64))
 
@@ -241,7 +280,7 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
     finger = np.asarray(spec.search_fingers, dtype=np.int64)[slot]
     ident = identity[row]
     encounter = 1 + np.arange(start, stop, dtype=np.int64)[row]
-    quality = _qualities(spec.seed, ident, finger, encounter, _cdf(spec.booking_quality))
+    quality = capture_qualities(spec, ident, finger, encounter, gallery=False)
     capture = np.full(len(row), capture_index(spec.booking_capture), dtype=np.int64)
     return Impressions(ident, finger, encounter, capture, quality, row, slot)
 
@@ -249,7 +288,7 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
 def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
-                          imp.capture, imp.quality, spec.dim, spec.bits)
+                          imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise)
     F = len(spec.search_fingers)
     vectors = np.zeros((n_rows, F, spec.dim), dtype=np.float32)
     vectors[imp.row, imp.slot] = vec

@@ -166,7 +166,7 @@ def test_bits_and_local_similarity_match_the_reference(small_pair):
 def _templates(seed, n, capture, encounter, quality, finger=2, base=0):
     ids = np.arange(base, base + n)
     return impression_batch(seed, ids, np.full(n, finger), np.full(n, encounter),
-                            np.full(n, capture), np.full(n, quality))
+                            np.full(n, capture), np.full(n, quality), 1.0)
 
 
 def test_rigid_invariance():

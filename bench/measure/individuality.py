@@ -84,9 +84,9 @@ def impostor_paired_counts(seed: int, n_pairs: int = 2000, finger: int = 2,
     cap = capture_index(capture)
     ids = np.arange(n_pairs, dtype=np.int64)
     ta, na = impression_batch(seed, ids, np.full(n_pairs, finger), np.full(n_pairs, 1),
-                              np.full(n_pairs, cap), np.full(n_pairs, quality))
+                              np.full(n_pairs, cap), np.full(n_pairs, quality), 1.0)
     tb, nb = impression_batch(seed, ids + n_pairs, np.full(n_pairs, finger), np.full(n_pairs, 2),
-                              np.full(n_pairs, cap), np.full(n_pairs, quality))
+                              np.full(n_pairs, cap), np.full(n_pairs, quality), 1.0)
     paired = match_many(ta, na, tb, nb, ids, ids)
     return paired, na, nb
 

@@ -24,7 +24,7 @@ BATCH = 100  # searches re-scored at a time (bounded template memory)
 
 def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
     return impression_batch(spec.seed, imp.identity, imp.finger, imp.encounter,
-                            imp.capture, imp.quality)
+                            imp.capture, imp.quality, spec.extraction_noise)
 
 
 def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,

@@ -32,7 +32,7 @@ import numpy as np
 from matcher import mcc, minutiae
 from synth.fingers import MAX_MASTER, master_finger
 from synth.impressions import MAX_IMPRESSION, capture_index, impression_batch, impression_from_master
-from synth.population import PopulationSpec, _cdf, _qualities
+from synth.population import PopulationSpec, capture_qualities
 
 HELD_OUT_BASE = 1_000_000
 
@@ -43,10 +43,8 @@ def qualities(seed: int, ids: np.ndarray, finger: int, encounter: int, quality: 
     scenario's shares (gallery or booking), drawn as the population does."""
     if quality != "mix":
         return np.full(len(ids), int(quality), dtype=np.int64)
-    spec = PopulationSpec()
-    shares = spec.gallery_quality if gallery else spec.booking_quality
-    return _qualities(seed, ids, np.full(len(ids), finger), np.full(len(ids), encounter),
-                      _cdf(shares))
+    return capture_qualities(PopulationSpec(seed=seed), ids, np.full(len(ids), finger),
+                             np.full(len(ids), encounter), gallery)
 
 
 def templates(seed: int, ids: np.ndarray, finger: int, encounter: int, capture: str,
@@ -54,7 +52,7 @@ def templates(seed: int, ids: np.ndarray, finger: int, encounter: int, capture: 
     q = qualities(seed, ids, finger, encounter, quality, gallery)
     n = len(ids)
     return impression_batch(seed, ids, np.full(n, finger), np.full(n, encounter),
-                            np.full(n, capture_index(capture)), q)
+                            np.full(n, capture_index(capture)), q, 1.0)
 
 
 def threshold_at(imp: np.ndarray, fmr: float) -> float:
@@ -173,7 +171,7 @@ def _capture_with_truth(seed, identity, finger, encounter, capture, quality):
     master, n, ref, cls = _encoded_master(seed, identity, finger)
     out = np.empty((MAX_IMPRESSION, 4))
     ref_out = np.empty(4)
-    k = impression_from_master(seed, identity, finger, encounter, capture, quality,
+    k = impression_from_master(seed, identity, finger, encounter, capture, quality, 1.0,
                                master, n, ref, cls, out, ref_out)
     t = out[:k, 3]
     idx = np.where(t > 5, t - 10.5, np.where(t < -5, -t - 9.5, -1)).round().astype(np.int64)
@@ -230,9 +228,9 @@ def speed(seed: int = 3, n: int = 400, per: int = 50, rounds: int = 3) -> dict:
     import numba
     ids = np.arange(n, dtype=np.int64)
     pt, pn = impression_batch(seed, ids, np.full(n, 2), np.ones(n, np.int64),
-                              np.full(n, capture_index("plain")), np.full(n, 2))
+                              np.full(n, capture_index("plain")), np.full(n, 2), 1.0)
     gt, gn = impression_batch(seed, ids, np.full(n, 2), np.zeros(n, np.int64),
-                              np.full(n, capture_index("rolled")), np.full(n, 2))
+                              np.full(n, capture_index("rolled")), np.full(n, 2), 1.0)
     ia = np.repeat(ids, per)
     ib = (ia * 7 + np.tile(np.arange(per), n)) % n
     out = {"threads": numba.get_num_threads(), "pairs": len(ia), "templates_per_side": n}

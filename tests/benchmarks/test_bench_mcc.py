@@ -28,9 +28,9 @@ PER = 50
 def pairs():
     ids = np.arange(N)
     pt, pn = impression_batch(3, ids, np.full(N, 2), np.ones(N, np.int64), np.full(N, PLAIN),
-                              np.full(N, 2))
+                              np.full(N, 2), 1.0)
     gt, gn = impression_batch(3, ids, np.full(N, 2), np.zeros(N, np.int64), np.full(N, ROLLED),
-                              np.full(N, 2))
+                              np.full(N, 2), 1.0)
     ia = np.repeat(ids, PER)
     ib = (ia * 7 + np.tile(np.arange(PER), N)) % N
     return pt, pn, gt, gn, ia, ib

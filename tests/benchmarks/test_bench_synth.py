@@ -40,9 +40,9 @@ def test_minutiae_comparisons(benchmark):
     """Issue target: >= 12,500 1:1 comparisons per second per core (plain vs plain)."""
     n = 400
     ta, na = impression_batch(3, np.arange(n), np.full(n, 2), np.zeros(n, np.int64),
-                              np.full(n, PLAIN), np.full(n, 2))
+                              np.full(n, PLAIN), np.full(n, 2), 1.0)
     tb, nb = impression_batch(3, np.arange(n), np.full(n, 2), np.ones(n, np.int64),
-                              np.full(n, PLAIN), np.full(n, 3))
+                              np.full(n, PLAIN), np.full(n, 3), 1.0)
     ia = np.repeat(np.arange(n), 50)
     ib = (ia * 7 + np.tile(np.arange(50), n)) % n
     match_many(ta, na, tb, nb, ia[:10], ib[:10])
