@@ -66,7 +66,7 @@ def cmd_run(args) -> int:
     max_memory = _parse_size(args.max_memory)
     if args.out is not None:
         out = _out_path(args.out)
-    sc = load_scenario(args.scenario)
+    sc = load_scenario(args.scenario, args.set or ())
     sc = _with_cluster_options(sc, args)
     if args.out is None:  # the name is checked; safe_name keeps it a plain folder name anyway
         out = Path("results") / safe_name(sc.name)
@@ -227,6 +227,26 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from bench.profile import profile_path
+    from bench.tools.calibrate import CalibrationRequest, calibrate, write_profile
+    out = _out_path(args.out) if args.out else Path("results") / f"calibrate-{args.profile}"
+    for name, v, lo in (("--gallery-size", args.gallery_size, 100), ("--searches", args.searches, 100),
+                        ("--steps", args.steps, 1)):
+        if v is not None and not lo <= v <= 10**9:
+            raise UserError(f"{name} {v}: give a number from {lo} to 1,000,000,000")
+    req = CalibrationRequest(args.profile, args.target, args.gallery_size, args.searches, out,
+                             args.steps, args.rescore_candidates)
+    command = "fpscale " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    new, text = calibrate(req, command, progress=not args.quiet, confirm=args.confirm)
+    if args.write:
+        write_profile(profile_path(args.profile), new)
+    print(text.split("\n## ")[0].strip())
+    print(f"\nReport: {out / 'calibration.md'}; fitted profile: "
+          f"{profile_path(args.profile) if args.write else out / (args.profile + '.toml')}")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from bench.scenario import safe_name
     from bench.tools.sweep import parse_values, sweep
@@ -288,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="a scenario TOML file, or the name of a shipped one (default, scomm-fy2011, ident-2024)")
     r.add_argument("--out", help="results folder (default: results/<scenario name>)")
     r.add_argument("--overwrite", action="store_true", help="replace results of another scenario or version in --out")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one scenario key, e.g. --set population.gallery_size=50000 or "
+                        "--set calibration.profile=median-2012 (repeatable; values read as TOML)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--max-memory", help="refuse plans above this size, e.g. 8G (default: available memory)")
     r.add_argument("--scheduler", help='run on Dask: "local" (a cluster of worker processes on this '
@@ -332,6 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true", help="replace other results in --out")
     ev.set_defaults(func=cmd_evaluate)
 
+    ca = sub.add_parser("calibrate", help="fit a matcher profile's extraction noise to its "
+                        "published operating point (profiles/<name>.toml)")
+    ca.add_argument("profile", help="a shipped profile: best-2012, median-2012, ident-2004")
+    ca.add_argument("--target", help="which of the profile's targets (default: its first)")
+    ca.add_argument("--gallery-size", type=int, default=50_000,
+                    help="gallery of each trial run (default 50,000)")
+    ca.add_argument("--searches", type=int, default=6_000,
+                    help="searches of each trial run (default 6,000)")
+    ca.add_argument("--steps", type=int, default=6, help="bisection steps (default 6)")
+    ca.add_argument("--rescore-candidates", type=int,
+                    help="re-score only this many of each list (default: the scenario's)")
+    ca.add_argument("--confirm", action="store_true",
+                    help="measure the profile as it stands at the target's published gallery size")
+    ca.add_argument("--write", action="store_true",
+                    help="write the fitted value and its [[fit]] row into the shipped profile file")
+    ca.add_argument("--out", help="folder for the trial runs and the report "
+                    "(default: results/calibrate-<profile>)")
+    ca.add_argument("--quiet", action="store_true")
+    ca.set_defaults(func=cmd_calibrate)
+
     sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
     sw.add_argument("scenario")
     sw.add_argument("--key", required=True, help="table.name, e.g. population.gallery_size")
@@ -364,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run.planner import PlanError
     from bench.store.files import ResultsError
     from bench.scenario import ScenarioError
+    from bench.profile import ProfileError
     from bench.tools.evaluate import InputError
     from matcher.checks import MatcherInputError
 
@@ -378,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UserError, ScenarioError, ResultsError, MatcherInputError, PlanError,
-            ClusterError, InputError) as e:
+            ClusterError, InputError, ProfileError) as e:
         print(f"fpscale: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except (RecursionError, MemoryError) as e:  # last resort: inputs are checked before use

@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.profile import Calibration, ProfileError, calibration_from_dict, resolve_profile
 from matcher.checks import MatcherInputError
 from matcher.registry import NAMES_HELP, backend_key, is_binary, make_backend
 from synth.embedding import shipped_basis
@@ -160,6 +161,7 @@ class Scenario:
     projection: ProjectionSpec = field(default_factory=ProjectionSpec)
     target: TargetSpec = field(default_factory=TargetSpec)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    calibration: Calibration = field(default_factory=Calibration)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -170,6 +172,9 @@ class Scenario:
         d = self.to_dict()
         d.pop("description", None)
         d.pop("cluster", None)
+        # the profile's settings are in [population] and [search] already;
+        # its record of targets and fits is provenance, not a result's input
+        d["calibration"] = d["calibration"]["profile"] or None
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -460,7 +465,7 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
         raise ScenarioError(f"tables or arrays nested more than {MAX_DEPTH} deep")
     d = _lists(d)
     top = {"name", "description", "population", "search", "metrics", "projection", "target",
-           "cluster"}
+           "cluster", "calibration"}
     for k in d:
         if k not in top:
             raise ScenarioError(f"unknown top-level key {str(k)[:60]!r}; allowed: {', '.join(sorted(top))}")
@@ -470,16 +475,56 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
     if not isinstance(nm, str) or not NAME.fullmatch(nm):
         raise ScenarioError(f"name = {str(nm)[:80]!r}: must be {NAME_HELP}")
     desc = _text("scenario", "description", d.get("description", ""))
+    try:
+        d = resolve_profile(d)
+        calibration = calibration_from_dict(d.get("calibration", {}))
+    except ProfileError as e:
+        raise ScenarioError(str(e)) from None
     pop = _population(d["population"])
     search = _search(d.get("search", {}))
     _check_backends(pop, search)
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {}), search.candidates),
                     _projection(d.get("projection", {}), pop.gallery_size),
-                    _target(d.get("target", {})), _cluster(d.get("cluster", {})))
+                    _target(d.get("target", {})), _cluster(d.get("cluster", {})), calibration)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; ScenarioError names what is wrong."""
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(?:\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}")
+
+
+def parse_value(text: str):
+    """A value as TOML reads it ("20000" -> 20000, "[2, 7]" -> [2, 7],
+    "true" -> True); anything TOML does not read is a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return text
+
+
+def apply_overrides(d: dict, items: list[str] | tuple[str, ...]) -> dict:
+    """A copy of a parsed scenario with each "table.key=value" set (the
+    command line's --set); the result is validated like the file."""
+    out = json.loads(json.dumps(d, default=str)) if items else d
+    for item in items:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not _KEY.fullmatch(key):
+            raise ScenarioError(f"--set {item[:80]!r}: give KEY=VALUE with KEY such as "
+                                "population.gallery_size or calibration.profile")
+        if len(raw) > 10_000:
+            raise ScenarioError(f"--set {key}: the value is longer than 10,000 characters")
+        *tables, name = key.split(".")
+        t = out
+        for part in tables:
+            t = t.setdefault(part, {})
+            if not isinstance(t, dict):
+                raise ScenarioError(f"--set {key}: {part} is not a table")
+        t[name] = parse_value(raw.strip())
+    return out
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read and validate a scenario file, with "table.key=value" overrides
+    applied first; ScenarioError names what is wrong."""
     p = Path(path)
     if not p.exists() and not p.suffix:
         shipped = Path(__file__).resolve().parent.parent / "scenarios" / f"{p}.toml"
@@ -500,4 +545,4 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{p}: tables or arrays nested too deep") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{p}: cannot be read: {e}") from None
-    return scenario_from_dict(d, safe_name(p.stem))
+    return scenario_from_dict(apply_overrides(d, overrides), safe_name(p.stem))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.measure.metrics import Rate
+from bench.report.calibration import profile_lines
 from bench.store.summary import BackendResult, Summary
 
 
@@ -204,6 +205,7 @@ def render_markdown(summary: Summary) -> str:
                   f"seed {pop.seed}. Target: {tgt.gallery_size:,} identities, "
                   f"{tgt.searches_per_year:,.0f} searches per year (mated share {tgt.mated_share}).", ""]
         lines += _backends(summary)
+    lines += profile_lines(sc.calibration)
     lines += _projection(summary) + _individuality(summary)
     lines += _host(summary)
     return "\n".join(lines)

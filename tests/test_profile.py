@@ -1,0 +1,172 @@
+"""Matcher profiles, scenario overrides (--set), the synthesis knobs a
+profile sets, and the calibration's bisection and profile writing."""
+
+import dataclasses
+import math
+import tomllib
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.cli import main
+from bench.profile import PROFILES_DIR, ProfileError, read_profile
+from bench.scenario import ScenarioError, apply_overrides, load_scenario, scenario_from_dict
+from bench.tools import calibrate as cal
+from synth.impressions import minutiae
+from synth.population import PopulationSpec, capture_qualities
+
+SHIPPED = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def test_shipped_profiles_read_and_name_their_scenarios():
+    assert {"best-2012", "median-2012", "ident-2004"} <= set(SHIPPED)
+    for name in SHIPPED:
+        prof = read_profile(name)
+        for t in prof["targets"]:
+            sc = load_scenario(t["scenario"])
+            assert sc.calibration.profile in SHIPPED
+            assert sc.population.gallery_size == t["gallery_size"]  # replicated at the published N
+            assert sc.search.candidates == 100 and sc.search.rescore
+            assert t["fpir"] in sc.metrics.target_fpir
+
+
+def test_set_overrides_keys_and_is_validated():
+    sc = load_scenario("default", ["population.seed=99", "search.candidates=30",
+                                   "metrics.target_fpir=[0.05]"])
+    assert (sc.population.seed, sc.search.candidates, sc.metrics.target_fpir) == (99, 30, (0.05,))
+    with pytest.raises(ScenarioError, match="gallery_size"):
+        load_scenario("default", ["population.gallery_size=-5"])
+    with pytest.raises(ScenarioError, match="KEY=VALUE"):
+        load_scenario("default", ["population.seed"])
+    with pytest.raises(ScenarioError, match="not a table"):
+        load_scenario("default", ["name.x=1"])
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=text with spaces"]) == {"a": {"b": 1, "c": "text with spaces"}}
+
+
+def test_profile_sets_its_keys_and_refuses_a_scenario_that_sets_them():
+    sc = load_scenario("frif-class-a")
+    prof = read_profile(sc.calibration.profile)
+    for k, v in prof["population"].items():
+        assert getattr(sc.population, k) == v
+    assert sc.search.rescore_matcher == prof["search"]["rescore_matcher"]
+    with pytest.raises(ScenarioError, match="profile 'best-2012' sets it"):
+        load_scenario("frif-class-a", ["population.extraction_noise=0.9"])
+    med = load_scenario("frif-class-a", ["calibration.profile=median-2012"])
+    assert med.population.extraction_noise == read_profile("median-2012")["population"]["extraction_noise"]
+    bare = load_scenario("frif-class-a", ["calibration.profile=none", "population.dim=64"])
+    assert bare.calibration.profile == "" and bare.population.dim == 64
+    with pytest.raises(ScenarioError, match="no such profile .*best-2012"):
+        load_scenario("frif-class-a", ["calibration.profile=best-2099"])
+
+
+def test_resolved_scenario_round_trips_and_cannot_misstate_its_profile():
+    sc = load_scenario("frif-class-a")
+    back = scenario_from_dict(sc.to_dict(), sc.name)
+    assert back == sc and back.fingerprint() == sc.fingerprint()
+    d = sc.to_dict()
+    d["population"]["extraction_noise"] = 0.93  # values no longer what the record says
+    with pytest.raises(ScenarioError, match="does not match"):
+        scenario_from_dict(d, sc.name)
+    # provenance (fits) is not an input of the results; the profile's name is
+    d = sc.to_dict()
+    d["calibration"]["description"] = "edited"
+    assert scenario_from_dict(d, sc.name).fingerprint() == sc.fingerprint()
+    med = load_scenario("frif-class-a", ["calibration.profile=median-2012"])
+    assert med.fingerprint() != sc.fingerprint()
+
+
+def test_extraction_noise_scales_misses_and_spurious_minutiae():
+    # rolled quality 1: about 8% missed and 1.8 spurious per capture at noise 1,
+    # so fewer minutiae as the noise grows, and the count at 1 is the default
+    means = [np.mean([len(minutiae(5, i, 2, 1, "rolled", 1, noise=s)) for i in range(300)])
+             for s in (0.3, 1.0, 2.5)]
+    assert means[0] > means[1] > means[2]
+    a = minutiae(5, 3, 2, 1, "plain", 3)
+    assert np.array_equal(a, minutiae(5, 3, 2, 1, "plain", 3, noise=1.0))
+
+
+def test_extraction_noise_scales_position_jitter():
+    # the same capture with the noise near zero and at 2: minutiae that
+    # survive in both are at most the jitter apart from the clean ones
+    def jitter(s):
+        clean = minutiae(9, 11, 2, 1, "rolled", 5, noise=0.05)
+        noisy = minutiae(9, 11, 2, 1, "rolled", 5, noise=s)
+        d = np.sqrt(((clean[:, None, :2] - noisy[None, :, :2]) ** 2).sum(-1))
+        return np.median(d.min(1))
+    assert jitter(2.0) > 2 * jitter(0.5)
+
+
+def test_quality_copula_keeps_the_shares_and_correlates_a_persons_fingers():
+    n = 20000
+    ids = np.repeat(np.arange(n), 2)
+    fingers = np.tile([2, 7], n)
+    enc = np.ones(2 * n, dtype=np.int64)
+    shares = (0.25, 0.35, 0.22, 0.12, 0.06)
+    for corr in (0.0, 0.6):
+        spec = PopulationSpec(seed=3, booking_quality=shares, quality_correlation=corr)
+        q = capture_qualities(spec, ids, fingers, enc, gallery=False)
+        counts = np.bincount(q, minlength=6)[1:]
+        assert stats.chisquare(counts, np.array(shares) * len(q)).pvalue > 1e-3
+        r = np.corrcoef(q[0::2], q[1::2])[0, 1]
+        if corr == 0.0:
+            assert abs(r) < 0.03
+        else:
+            assert r > 0.35
+    # quality is a person's across encounters too: enrolment against booking
+    spec = PopulationSpec(seed=3, quality_correlation=0.6)
+    g = capture_qualities(spec, np.arange(n), np.full(n, 2), np.zeros(n, np.int64), gallery=True)
+    b = capture_qualities(spec, np.arange(n), np.full(n, 2), np.ones(n, np.int64), gallery=False)
+    assert np.corrcoef(g, b)[0, 1] > 0.35
+
+
+def _target(fnir=0.01):
+    return cal.ProfileTarget("A", "frif-class-a", 1_600_000, 0.001, fnir, "s")
+
+
+def test_bisection_finds_the_noise_where_fnir_crosses_the_target(monkeypatch, tmp_path):
+    # a known monotone FNIR(noise) = 0.04 noise^2: the target 0.01 is at 0.5
+    def fake(req, target, noise, progress):
+        f = 0.04 * noise ** 2
+        return cal.Trial(noise, f, f / 2, f * 2, 0.001, 0.1, 0.999, str(tmp_path))
+    monkeypatch.setattr(cal, "run_trial", fake)
+    req = cal.CalibrationRequest("best-2012", None, 1000, 500, tmp_path, steps=12)
+    trials = cal.bisect(req, _target())
+    best = cal.best_trial(trials, _target())
+    assert best.fnir <= 0.01 and best.noise == pytest.approx(0.5, rel=2e-3)
+    assert all(t.fnir > 0.01 for t in trials if t.noise > best.noise)
+
+
+def test_profile_text_reads_back_and_fit_replaces_its_own_row():
+    for name in SHIPPED:
+        prof = read_profile(name)
+        assert tomllib.loads(cal.profile_text(prof)) == prof
+    prof = read_profile("best-2012")
+    t = cal.Trial(0.42, 0.0003, 0.0001, 0.0009, 0.001, 0.05, 0.9991, "x")
+    req = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None)
+    row = cal.fit_record(t, _target(0.0002), req, "fpscale calibrate best-2012")
+    new = cal.updated_profile(cal.updated_profile(prof, row), row)
+    assert new["population"]["extraction_noise"] == 0.42
+    assert [r["gallery_size"] for r in new["fit"]].count(50_000) == 1
+    assert tomllib.loads(cal.profile_text(new)) == new
+    assert prof["population"]["extraction_noise"] != 0.42  # the original is not changed
+
+
+def test_calibrate_refuses_bad_requests_in_one_line(capsys):
+    for argv, needle in ((["calibrate", "no-such"], "no such profile"),
+                         (["calibrate", "best-2012", "--target", "Z"], "no target 'Z'"),
+                         (["calibrate", "best-2012", "--gallery-size", "5"], "--gallery-size 5")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("fpscale: error:") and needle in err and "\n" not in err
+
+
+def test_run_set_reaches_the_run(tmp_path, tiny, write_toml, capsys):
+    path = write_toml(tmp_path / "s.toml", tiny(projection__ladder=[]))
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet",
+                 "--set", "population.n_submissions=120", "--set", "search.candidates=7"]) == 0
+    from bench.store.summary import read_summary
+    s = read_summary(tmp_path / "r")
+    assert s.scenario.population.n_submissions == 120 and s.scenario.search.candidates == 7
+    assert main(["run", str(path), "--out", str(tmp_path / "r2"), "--set", "search.nothing=1"]) == 2
+    assert "unknown key 'nothing'" in capsys.readouterr().err
