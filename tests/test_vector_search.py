@@ -271,3 +271,85 @@ def test_uint8_vectors_search_as_floats(tmp_path, planted):
     z = np.load(tmp_path / "out" / "searches_numba-flat.npz")
     s = q8(planted.probes).astype(np.float64) @ q8(planted.gallery).astype(np.float64).T
     np.testing.assert_array_equal(z["cand_scores"][:, 0], s.max(axis=1))
+
+
+# ---------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def damaged_file(draw):
+    """A .fbin/.u8bin/.i8bin/.npy file: a good one cut, extended or with
+    bytes overwritten, or its header replaced."""
+    suffix = draw(st.sampled_from([".fbin", ".u8bin", ".i8bin", ".npy"]))
+    a = np.arange(48, dtype=np.float32).reshape(6, 8) / 7
+    if suffix == ".u8bin":
+        a = a.astype(np.uint8)
+    elif suffix == ".i8bin":
+        a = a.astype(np.int8)
+    head = np.array(a.shape, "<u4").tobytes()
+    if suffix == ".npy":
+        import io
+        buf = io.BytesIO()
+        np.save(buf, a)
+        data = buf.getvalue()
+    else:
+        data = head + a.tobytes()
+    data = bytearray(data)
+    cut = draw(st.integers(0, len(data)))
+    how = draw(st.sampled_from(["cut", "extend", "poke", "header"]))
+    if how == "cut":
+        data = data[:cut]
+    elif how == "extend":
+        data += draw(st.binary(max_size=40))
+    elif how == "poke":
+        for _ in range(draw(st.integers(1, 6))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    else:
+        data[:8] = np.array(draw(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))),
+                            "<u4").tobytes()
+    return suffix, bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damaged_file())
+def test_damaged_files_never_traceback(tmp_path_factory, capsys, case):
+    suffix, data = case
+    d = tmp_path_factory.mktemp("fz")
+    path = d / f"g{suffix}"
+    path.write_bytes(data)
+    truth = write_truth(d / "t.csv", np.full(6, -1))
+    out = d / "out"
+    code = _search(path, path, "--truth", truth, "--backend", "numba-flat", "--candidates", 1, "--out", out)
+    err = capsys.readouterr().err
+    assert code in (0, 2)
+    if code == 2:
+        assert err.startswith("fpscale: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert not out.exists()
+    else:
+        assert (out / "summary.json").is_file()
+    assert sorted(p.name for p in d.iterdir()) == sorted(["g" + suffix, "t.csv"] + (["out"] if code == 0 else []))
+
+
+def test_a_damaged_npy_header_is_one_line_in_a_real_process(tmp_path):
+    # numpy parses the header with ast, whose SyntaxWarning would print a second
+    # line outside pytest's warning capture: run the command as a user would
+    import subprocess
+    import sys
+    path = tmp_path / "g.npy"
+    np.save(path, np.zeros((6, 8), np.float32))
+    data = path.read_bytes()
+    i, j = data.index(b"(6, 8), }"), data.index(b"\n")
+    # "8and" makes ast warn (invalid decimal literal) before it refuses the header
+    path.write_bytes(data[:i] + b"(6, 8and 1)}".ljust(j - i) + data[j:])
+    truth = write_truth(tmp_path / "t.csv", np.full(6, -1))
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-m", "bench.cli", "search", str(path), str(path), "--truth",
+                        str(truth), "--backend", "numba-flat", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=root, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("fpscale: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "not a readable .npy array" in r.stderr and not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ the file.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +79,12 @@ def _read_bin(path: Path) -> np.ndarray:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        with warnings.catch_warnings():  # ast's SyntaxWarning on a damaged header: not a second line
+            warnings.simplefilter("ignore")
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+    # numpy parses an untrusted header with ast, tokenize and shape arithmetic: a
+    # damaged one fails in many ways (ValueError, TypeError, TokenError, OverflowError, ...)
+    except Exception as e:  # noqa: BLE001
         raise VectorFileError(f"{path}: not a readable .npy array ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(a, np.ndarray):  # an .npz archive under a .npy name
         raise VectorFileError(f"{path}: not a .npy array (an archive of several arrays?)")
