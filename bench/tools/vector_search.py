@@ -128,11 +128,12 @@ def check_options(opts: SearchOptions, gallery: VectorFile) -> list[Planned]:
     return planned
 
 
-def check_memory(planned: list[Planned], n: int, q: int, L: int) -> None:
-    """One index at a time, every backend's lists, a block of converted rows:
-    PlanError when that exceeds available memory."""
-    lists = len(planned) * q * L * 12 * 2  # ids and scores, and their copies in the tables
-    block = max(SCAN_ROWS, PROBE_BATCH) * max(p.d for p in planned) * 4 * 2
+def check_memory(planned: list[Planned], n: int, q: int, L: int, train: int) -> None:
+    """One index at a time, every backend's lists (n records, q probes, L
+    candidates), the training sample or a block of rows converted to
+    float32: PlanError when that exceeds available memory."""
+    lists = len(planned) * q * L * 16 * 2  # int64 ids and float64 scores, and the tables' copies
+    block = max(SCAN_ROWS, PROBE_BATCH, min(train, n)) * max(p.d for p in planned) * 4 * 2
     need = BASELINE + max(peak_index_bytes(p.name, n, p.d) for p in planned) + lists + block
     avail = available_memory()
     if avail is not None and need > avail:
@@ -221,7 +222,7 @@ def run_search(opts: SearchOptions) -> Summary:
     check_pair(gallery, probes)
     mate = read_row_truth(opts.truth, probes.rows, gallery.rows)
     planned = check_options(opts, gallery)
-    check_memory(planned, gallery.rows, probes.rows, opts.candidates)
+    check_memory(planned, gallery.rows, probes.rows, opts.candidates, opts.train_size)
     vs = VectorSearch(_input(gallery), _input(probes), str(opts.truth), _sha256(opts.truth),
                       probes.rows, int((mate >= 0).sum()), opts.candidates, opts.train_size,
                       opts.threads)
