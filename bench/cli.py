@@ -247,6 +247,17 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from bench.tools.vector_search import SearchOptions, run_search
+    out = _out_path(args.out)
+    opts = SearchOptions(Path(args.gallery), Path(args.probes), Path(args.truth), tuple(args.backend),
+                         args.candidates, out, args.train_size, args.threads, args.overwrite,
+                         progress=not args.quiet)
+    summary = run_search(opts)
+    _print_table(summary, out)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from bench.scenario import safe_name
     from bench.tools.sweep import parse_values, sweep
@@ -374,6 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: results/calibrate-<profile>)")
     ca.add_argument("--quiet", action="store_true")
     ca.set_defaults(func=cmd_calibrate)
+
+    se = sub.add_parser("search", help="run backends on gallery and probe vectors from files "
+                        "(.npy, .fbin, .u8bin, .i8bin) and measure them against a truth file")
+    se.add_argument("gallery", help="gallery vectors or packed codes; row r is the record with id r")
+    se.add_argument("probes", help="probe vectors or codes of the same type and dimension; row q is search q")
+    se.add_argument("--truth", required=True, help="CSV or Parquet with columns probe_id, mate_id: probe "
+                    "and gallery row numbers (mate_id empty for a non-mated search)")
+    se.add_argument("--backend", action="append", required=True, metavar="NAME",
+                    help="numba-flat, numba-hamming, faiss:<index_factory string> or a plugin's "
+                    "name[:spec]; once per backend")
+    se.add_argument("--candidates", type=int, default=20, metavar="L", help="candidate list length (default 20)")
+    se.add_argument("--out", required=True, help="results folder")
+    se.add_argument("--train-size", type=int, default=20_000,
+                    help="gallery rows (the first ones) that indexes which train learn from (default 20000)")
+    se.add_argument("--threads", type=int, help="threads per backend (default: each library's default)")
+    se.add_argument("--overwrite", action="store_true", help="replace other results in --out")
+    se.add_argument("--quiet", action="store_true", help="no progress bars")
+    se.set_defaults(func=cmd_search)
 
     sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
     sw.add_argument("scenario")

@@ -1,8 +1,10 @@
 """Backend names and every fact about them, in one place.
 
 A backend name is "numba-flat", "numba-hamming" or "faiss:<index_factory
-string>" (binary factories start with "B", e.g. "faiss:BFlat"). This module
-says what a name is (binary or float, exact or approximate), the label its
+string>" (binary factories start with "B", e.g. "faiss:BFlat"); after these,
+"plugin[:spec]" names a backend that an installed package offers through the
+``fpscale.backends`` entry points (``matcher.plugins``). This module says
+what a name is (binary or float, exact or approximate), the label its
 results files carry, how many bytes its index holds, and builds it.
 """
 
@@ -12,8 +14,10 @@ from matcher.checks import MatcherInputError
 from matcher.exact import NumbaFlatIP, NumbaHamming
 from matcher.faiss_index import FaissIndex, factory_memory_estimate
 from matcher.interface import Backend
+from matcher.plugins import build_plugin, declared_binary, load_factory, plugin_names
 
-NAMES_HELP = "numba-flat, numba-hamming, faiss:<index_factory string>"
+NAMES_HELP = ("numba-flat, numba-hamming, faiss:<index_factory string>, "
+              "or an installed plugin's name[:spec]")
 # exhaustive searches: every record scored, no candidate missed
 EXACT_FLOAT = ("numba-flat", "faiss:Flat")
 EXACT_BINARY = ("numba-hamming", "faiss:BFlat")
@@ -22,9 +26,18 @@ EXACT_BINARY = ("numba-hamming", "faiss:BFlat")
 FAISS_GROWTH = 3.0
 
 
+def is_builtin(name: str) -> bool:
+    """True for the names fpscale's own backends answer to."""
+    return name in ("numba-flat", "numba-hamming") or (name.startswith("faiss:") and len(name) > 6)
+
+
 def is_binary(name: str) -> bool:
-    """True for backends that search packed binary codes (Hamming)."""
-    return name == "numba-hamming" or name.startswith("faiss:B")
+    """True for backends that search packed binary codes (Hamming); a
+    plugin's factory declares it (``binary = True``)."""
+    if is_builtin(name):
+        return name == "numba-hamming" or name.startswith("faiss:B")
+    factory = load_factory(name.partition(":")[0]) if name else None
+    return factory is not None and declared_binary(factory)
 
 
 def is_exact(name: str) -> bool:
@@ -51,7 +64,13 @@ def make_backend(name: str, d: int, threads: int | None = None, seed: int = 0) -
         return NumbaHamming(d, threads)
     if name.startswith("faiss:") and len(name) > 6:
         return FaissIndex(name[6:], d, threads=threads, seed=seed)
-    raise MatcherInputError(f"unknown backend {name!r}; allowed: {NAMES_HELP}")
+    factory = load_factory(name.partition(":")[0]) if name else None
+    if factory is not None:
+        return build_plugin(name, factory, d, threads, seed)
+    plugins = plugin_names()
+    raise MatcherInputError(f"unknown backend {name!r}; allowed: {NAMES_HELP}"
+                            + (f" (installed plugins: {', '.join(plugins)})" if plugins else
+                               " (no plugin is installed)"))
 
 
 def final_index_bytes(name: str, n: int, d: int) -> int:
@@ -60,10 +79,13 @@ def final_index_bytes(name: str, n: int, d: int) -> int:
         return NumbaFlatIP.memory_estimate(n, d)
     if name == "numba-hamming":
         return NumbaHamming.memory_estimate(n, d)
+    if not is_builtin(name):
+        return make_backend(name, d).plugin_memory_estimate(n, d)
     return factory_memory_estimate(name.removeprefix("faiss:"), n, d)
 
 
 def peak_index_bytes(name: str, n: int, d: int) -> int:
     """Peak bytes of one backend while a gallery of n records is added."""
-    growth = 1.0 if name.startswith("numba-") else FAISS_GROWTH
+    # a plugin's own estimate is taken as its peak: fpscale cannot know how it grows
+    growth = FAISS_GROWTH if name.startswith("faiss:") else 1.0
     return int(growth * final_index_bytes(name, n, d))

@@ -168,6 +168,21 @@ def _evaluated(summary: Summary) -> list[str]:
     return lines + ["", f"Projection: {ev.projection_note}.", ""]
 
 
+def _searched(summary: Summary) -> list[str]:
+    """What ``fpscale search`` read, in place of the simulated population."""
+    vs = summary.vector_search
+    train = min(vs.train_size, vs.gallery.rows)
+    lines = [f"Searched: gallery and probe vectors read from files (gallery ids are row numbers), "
+             f"{vs.searches:,} searches of which {vs.mated:,} mated, lists of {vs.candidates} "
+             f"candidates, truth {vs.truth} (sha256 {vs.truth_sha256[:12]}). Indexes that train "
+             f"learn from the first {train:,} gallery rows; threads: "
+             f"{vs.threads if vs.threads is not None else 'each library default'}.", "",
+             "| file | format | values | rows | dimension | sha256 |", "|---|---|---|---|---|---|"]
+    lines += [f"| {f.path} | {f.format} | {f.dtype} | {f.rows:,} | {f.dim:,} | {f.sha256[:12]} |"
+              for f in (vs.gallery, vs.probes)]
+    return lines + [""]
+
+
 def _evaluated_rows(summary: Summary) -> list[str]:
     lines = ["## Candidate lists", "",
              "| row | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold |",
@@ -199,6 +214,8 @@ def render_markdown(summary: Summary) -> str:
     lines = [f"# fpscale report: {sc.name}", "", *_text(sc.description), ""]
     if summary.evaluation is not None:
         lines += _evaluated(summary) + _evaluated_rows(summary)
+    elif summary.vector_search is not None:
+        lines += _searched(summary) + _backends(summary)
     else:
         lines += [f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
                   f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, "

@@ -186,6 +186,37 @@ class Evaluation:
     projection_note: str
 
 
+@dataclass
+class VectorInput:
+    """One vector file that ``fpscale search`` read: its format (suffix:
+    .npy, .fbin, .u8bin, .i8bin), value type and shape (rows, dim)."""
+
+    path: str
+    sha256: str
+    format: str
+    dtype: str
+    rows: int
+    dim: int
+
+
+@dataclass
+class VectorSearch:
+    """Where the results of ``fpscale search`` came from: fpscale's backends
+    run on gallery and probe vectors read from files (gallery ids are row
+    numbers), scored against a truth file; the training sample is the first
+    train_size gallery rows; threads None is each library's default."""
+
+    gallery: VectorInput
+    probes: VectorInput
+    truth: str
+    truth_sha256: str
+    searches: int
+    mated: int
+    candidates: int
+    train_size: int
+    threads: int | None
+
+
 @dataclass(kw_only=True)
 class Summary:
     """Everything a run measured; ``summary.json`` holds its JSON form."""
@@ -202,6 +233,7 @@ class Summary:
     projection: dict[str, FingerSetProjection] | None = field(default=None, metadata=OMIT_IF_NONE)
     individuality: Individuality | None = field(default=None, metadata=OMIT_IF_NONE)
     evaluation: Evaluation | None = field(default=None, metadata=OMIT_IF_NONE)
+    vector_search: VectorSearch | None = field(default=None, metadata=OMIT_IF_NONE)
     wall_s: float = 0.0
 
     def backend(self, key: str) -> BackendResult:

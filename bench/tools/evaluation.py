@@ -66,17 +66,38 @@ def _fingerprint(sc: Scenario, inputs: Inputs) -> str:
     return h.hexdigest()[:16]
 
 
+def write_lists(folder: ResultsFolder, key: str, lists: tuple[np.ndarray, np.ndarray],
+                mate: np.ndarray, labels: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """The per-search tables of one row of the results (npz and Parquet):
+    lists (ids (Q, L), scores (Q, L)), mate (Q,) dense id or -1, labels the
+    input files' (probe ids, candidate ids) or None where the dense ids are
+    the inputs' own."""
+    ids, scores = lists
+    rank, mscore = metrics.mate_rank(ids, mate, scores)
+    folder.write_npz(f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
+                     mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    write_searches_parquet(folder, f"searches_{key}.parquet",
+                           SearchTable(ids, scores, mate, rank, mscore, *(labels or (None, None))))
+
+
+def finish_results(folder: ResultsFolder, summary: Summary) -> None:
+    """summary.json, the CSV metric tables and the report (rendered from the
+    summary as written, as ``fpscale report`` reads it); the folder marked
+    complete and its manifest saved."""
+    folder.write_json(SUMMARY, to_json_dict(summary))
+    write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
+    for rel, data in report_files(read_summary(folder.path)).items():
+        folder.write_bytes(rel, data)
+    folder.mark_complete()
+    folder.save()
+
+
 def _row(folder: ResultsFolder, matcher: str, lists: CandidateLists, inputs: Inputs,
          sc: Scenario) -> BackendResult:
     """One file's row of the results, with its per-search tables written."""
     key = f"{matcher}-N{lists.gallery_size}"
     ids, scores, mate = lists.ids, lists.scores, inputs.mate
-    rank, mscore = metrics.mate_rank(ids, mate, scores)
-    folder.write_npz(f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
-                     mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
-    write_searches_parquet(folder, f"searches_{key}.parquet",
-                           SearchTable(ids, scores, mate, rank, mscore, inputs.probe_ids,
-                                       inputs.candidate_ids))
+    write_lists(folder, key, (ids, scores), mate, (inputs.probe_ids, inputs.candidate_ids))
     untimed = Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0))
     return BackendResult(name=matcher, params=f"gallery_size={lists.gallery_size}", key=key,
                          binary=False, memory=Memory(0, 0), timings=untimed,
@@ -116,10 +137,5 @@ def run_evaluation(opts: EvaluateOptions) -> Summary:
             folder.write_npz("ladder_all.npz", **state)
             summary.projection = project(Study(sc.projection, sc.target, 0), {"all": state})
         summary.wall_s = time.perf_counter() - t0
-        folder.write_json(SUMMARY, to_json_dict(summary))
-        write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
-        for rel, data in report_files(read_summary(out)).items():
-            folder.write_bytes(rel, data)
-        folder.mark_complete()
-        folder.save()
+        finish_results(folder, summary)
     return summary
