@@ -170,3 +170,26 @@ def test_run_set_reaches_the_run(tmp_path, tiny, write_toml, capsys):
     assert s.scenario.population.n_submissions == 120 and s.scenario.search.candidates == 7
     assert main(["run", str(path), "--out", str(tmp_path / "r2"), "--set", "search.nothing=1"]) == 2
     assert "unknown key 'nothing'" in capsys.readouterr().err
+
+
+def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_path, capsys):
+    shipped = (PROFILES_DIR / "best-2012.toml").read_bytes()
+    out = tmp_path / "cal"
+    assert main(["calibrate", "best-2012", "--gallery-size", "1500", "--searches", "1500",
+                 "--steps", "1", "--rescore-candidates", "3", "--out", str(out), "--quiet"]) == 0
+    assert (PROFILES_DIR / "best-2012.toml").read_bytes() == shipped  # no --write: untouched
+    fitted = tomllib.loads((out / "best-2012.toml").read_text())
+    (fit,) = fitted["fit"]
+    assert fit["gallery_size"] == 1500 and fit["searches"] == 1500 and fit["target"] == "A"
+    assert fitted["population"]["extraction_noise"] == fit["value"] == pytest.approx(
+        math.sqrt(cal.NOISE_RANGE[0] * cal.NOISE_RANGE[1]), rel=1e-3)  # one step: the midpoint
+    assert fit["fnir_low"] <= fit["fnir"] <= fit["fnir_high"] and 0 < fit["candidate_recall"] <= 1
+    report = (out / "calibration.md").read_text()
+    for needle in ("minutiae mean", "pattern class", "Booking quality shares", "DET around the point",
+                   "FRIF TE E1N", "extraction noise"):
+        assert needle in report
+    # the trial's own summary records the noise it ran with
+    from bench.store.summary import read_summary
+    s = read_summary(out / f"noise={fit['value']:.4f}")
+    assert s.scenario.population.extraction_noise == fit["value"]
+    assert f"population.extraction_noise = {fit['value']!r}" in s.scenario.calibration.settings
