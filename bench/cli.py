@@ -242,6 +242,15 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from bench.tools.compare import compare
+    out = _out_path(args.out)
+    folders = [_out_path(r, "a results folder") for r in args.results]
+    path = compare(folders, out, overwrite=args.overwrite)
+    print(f"wrote {path}, {path.with_suffix('.html')} and {out / 'operating_points.csv'}")
+    return 0
+
+
 SCALING_MAX = 1e8  # records: the largest gallery `fpscale bench scaling` generates
 
 
@@ -331,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="searches a year of a person searched at least once that year")
     ev.add_argument("--overwrite", action="store_true", help="replace other results in --out")
     ev.set_defaults(func=cmd_evaluate)
+
+    cp = sub.add_parser("compare", help="several finished results folders side by side in one "
+                        "report (DET, CMC, FPIR against N, throughput against recall)")
+    cp.add_argument("results", nargs="+", metavar="RESULTS",
+                    help="two or more results folders written by `fpscale run` or `fpscale evaluate`")
+    cp.add_argument("--out", required=True, help="folder for the comparison (report.md, report.html, "
+                    "plots, operating_points.csv)")
+    cp.add_argument("--overwrite", action="store_true",
+                    help="replace another comparison's or run's results in --out")
+    cp.set_defaults(func=cmd_compare)
 
     sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
     sw.add_argument("scenario")
