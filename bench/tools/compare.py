@@ -29,6 +29,7 @@ from bench.store.manifest import (FORMAT_VERSION, MANIFEST, DamagedError, file_p
 from bench.store.summary import SUMMARY, Summary, read_summary
 
 MAX_RUNS = 50
+MAX_ROWS = 200  # run/backend curves: more cannot be told apart on one plot
 OPERATING_POINTS = "operating_points.csv"
 PLOTS = {"det": "plots/det.png", "cmc": "plots/cmc.png", "fpir_vs_n": "plots/fpir_vs_n.png",
          "throughput_recall": "plots/throughput_recall.png"}
@@ -133,6 +134,10 @@ def compare(folders: list[Path], out: Path, overwrite: bool = False) -> Path:
     folders, out = [Path(f) for f in folders], Path(out)
     check_folders(folders, out)
     read = [read_run(f) for f in folders]
+    rows = sum(len(s.backends) for s, _ in read)
+    if rows > MAX_ROWS:
+        raise ResultsError(f"the folders hold {rows:,} backends in all; compare at most {MAX_ROWS} "
+                           "side by side")
     labels = run_labels([s.scenario.name for s, _ in read], folders)
     runs = [(label, str(f), s) for label, f, (s, _) in zip(labels, folders, read)]
     try:
