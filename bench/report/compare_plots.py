@@ -38,10 +38,13 @@ def list_recall(b: BackendResult) -> float | None:
 
 def _curves(runs: Labeled):
     """(label/backend, backend row, colour, line style) of every row of every run."""
+    total = sum(len(s.backends) for _, s in runs)
+    # ten colours tell ten curves apart; past that, twenty paler and darker pairs
+    colour = (lambda i: f"C{i}") if total <= 10 else (lambda i: plt.get_cmap("tab20")(i % 20))
     i = 0
     for r, (label, s) in enumerate(runs):
         for b in s.backends:
-            yield f"{label}/{b.key}", b, f"C{i % 10}", _STYLES[r % len(_STYLES)]
+            yield f"{label}/{b.key}", b, colour(i), _STYLES[r % len(_STYLES)]
             i += 1
 
 
