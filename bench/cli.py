@@ -260,6 +260,13 @@ def cmd_search(args) -> int:
 
 def cmd_sweep(args) -> int:
     from bench.scenario import safe_name
+    if (args.key is None) == (args.param is None):
+        raise UserError("sweep: give either --key with --values (a scenario key, one run per "
+                        "value) or --param (a backend's search parameter over one built index)")
+    if args.param is not None:
+        return _sweep_param(args)
+    if args.values is None or args.backend is not None:
+        raise UserError("sweep --key takes --values (and no --backend, which goes with --param)")
     from bench.tools.sweep import parse_values, sweep
     out = _out_path(args.out) if args.out else \
         Path("results") / f"sweep-{safe_name(Path(args.scenario).stem)}"
@@ -270,6 +277,38 @@ def cmd_sweep(args) -> int:
         print(f"{str(r['value']):>24s}  {r['backend']:36s}  {r['rank1']:.3f}   {r['fnir']:.4f}  "
               f"{r['fpir']:.4f}  {r['searches_per_s']:,.0f}")
     print(f"\nwrote {out / 'sweep.json'} and one results folder per value")
+    return 0
+
+
+def _sweep_param(args) -> int:
+    from bench.scenario import safe_name
+    from bench.tools.param_sweep import parse_param, plan_param_sweep, run_param_sweep
+    if args.values is not None:
+        raise UserError("sweep --param takes its values itself, as in --param nprobe=1,4,16,64 "
+                        "(--values goes with --key)")
+    name, _ = parse_param(args.param)
+    out = _out_path(args.out) if args.out else \
+        Path("results") / f"sweep-{safe_name(Path(args.scenario).stem)}-{name}"
+    ps = plan_param_sweep(args.scenario, args.backend, args.param)
+    rows = run_param_sweep(ps, out, args.overwrite, progress=not args.quiet)
+    print(f"\n{ps.backend.name}, {ps.param} swept over one built index "
+          f"(recall@{ps.scenario.search.candidates} against {rows[0]['backend']}):")
+    print(f"{'setting':>20s}  {'recall [95% CI]':26s}  {'searches/s':>11s}  rank-1 hit rate")
+    for r in rows:
+        setting = f"{r['param']}={r['value']}" if r["param"] else f"exact ({r['backend']})"
+        print(f"{setting:>20s}  {r['recall']:.4f} [{r['recall_lo']:.4f}, {r['recall_hi']:.4f}]"
+              f"  {r['searches_per_s']:11,.0f}  {r['rank1_hit_rate']:.3f}"
+              f"{'  (frontier)' if r['pareto'] else ''}")
+    print(f"\nwrote {out / 'frontier.csv'}, {out / 'frontier.png'} and {out / 'sweep.json'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from bench.tools.compare import compare
+    out = _out_path(args.out)
+    folders = [_out_path(r, "a results folder") for r in args.results]
+    path = compare(folders, out, overwrite=args.overwrite)
+    print(f"wrote {path}, {path.with_suffix('.html')} and {out / 'operating_points.csv'}")
     return 0
 
 
@@ -404,13 +443,30 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--quiet", action="store_true", help="no progress bars")
     se.set_defaults(func=cmd_search)
 
-    sw = sub.add_parser("sweep", help="run a scenario over several values of one key")
+    cp = sub.add_parser("compare", help="several finished results folders side by side in one "
+                        "report (DET, CMC, FPIR against N, throughput against recall)")
+    cp.add_argument("results", nargs="+", metavar="RESULTS",
+                    help="two or more results folders written by `fpscale run` or `fpscale evaluate`")
+    cp.add_argument("--out", required=True, help="folder for the comparison (report.md, report.html, "
+                    "plots, operating_points.csv)")
+    cp.add_argument("--overwrite", action="store_true",
+                    help="replace another comparison's or run's results in --out")
+    cp.set_defaults(func=cmd_compare)
+
+    sw = sub.add_parser("sweep", help="run a scenario over several values of one key, or sweep "
+                        "a backend's search parameter over one built index")
     sw.add_argument("scenario")
-    sw.add_argument("--key", required=True, help="table.name, e.g. population.gallery_size")
-    sw.add_argument("--values", required=True, help="comma-separated values, e.g. 5000,10000,20000")
-    sw.add_argument("--out", help="folder for the runs (default: results/sweep-<scenario>)")
-    sw.add_argument("--overwrite", action="store_true")
-    sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--key", help="table.name, e.g. population.gallery_size: one run per value")
+    sw.add_argument("--values", help="comma-separated values of --key, e.g. 20000,40000")
+    sw.add_argument("--param", help="a search parameter and its values, e.g. nprobe=1,4,16,64 "
+                    "(IVF) or efSearch=16,32,64,128 (HNSW): the index is built once and "
+                    "searched once per value; writes the recall/throughput frontier")
+    sw.add_argument("--backend", help="the backend --param sweeps, e.g. faiss:IVF256,Flat "
+                    "(default: the scenario's first approximate faiss backend)")
+    sw.add_argument("--out", help="output folder (default: results/sweep-<scenario>, "
+                    "or results/sweep-<scenario>-<param>)")
+    sw.add_argument("--overwrite", action="store_true", help="replace other results in --out")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
     sw.set_defaults(func=cmd_sweep)
 
     bn = sub.add_parser("bench", help="scaling of the backends with gallery size (log-log plot)")

@@ -1,6 +1,7 @@
 """Random and malformed input fed to the command line: scenarios to
-`fpscale run`, damaged results folders to `fpscale report` and `fpscale
-project`, random arguments to `fpscale synth-stats` and `fpscale bench`.
+`fpscale run`, damaged results folders to `fpscale report`, `fpscale
+project` and `fpscale compare`, random arguments to `fpscale synth-stats`
+and `fpscale bench`.
 fpscale never shows a traceback (main only returns 0 or 2, or the test
 fails on the exception), says what is wrong in one line, and a refused run
 writes nothing."""
@@ -234,6 +235,21 @@ def test_report_and_project_on_damaged_folders(tmp_path_factory, finished, harm,
         for o, v in zip(opts, values):
             args += [o, v]
     _run_cli(args, parent, res)
+
+
+@FUZZ
+@given(damage())
+def test_compare_reads_damaged_folders_and_writes_only_its_own(tmp_path_factory, finished, harm):
+    parent = _workspace(tmp_path_factory)
+    res, good = parent / "res", parent / "good"
+    shutil.copytree(finished, res, symlinks=True)
+    shutil.copytree(finished, good, symlinks=True)
+    harm(res)
+    out = parent / "cmp"
+    # both runs are watched too: compare only reads them
+    code, _ = _run_cli(["compare", good, res, "--out", out], parent, out)
+    if code == 0:
+        assert (out / "report.html").is_file() and (out / "operating_points.csv").is_file()
 
 
 SIZE_TOKENS = st.sampled_from(["1e400", "nan", "inf", "-1", "0", "2", "40", "64", "200", "2.5",

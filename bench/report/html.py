@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+from collections.abc import Mapping
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]*)\)")
 
 
-def markdown_to_html(md: str, title: str) -> str:
+def markdown_to_html(md: str, title: str, images: Mapping[str, bytes] | None = None) -> str:
     """A standalone HTML page of the report's Markdown (headings, tables,
-    bullets, images and paragraphs)."""
+    bullets, images and paragraphs). An image whose path is a key of images
+    (PNG bytes) is embedded as a data: URI, so the page shows its plots
+    wherever it is copied; any other stays a link."""
+    images = images or {}
     # The report's Markdown uses headings, tables, bullets and images only:
     # a small converter keeps the HTML page free of extra dependencies.
     out, table = [], []
@@ -33,6 +38,8 @@ def markdown_to_html(md: str, title: str) -> str:
             out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
         elif line.startswith("![") and _IMAGE.sub("", line).strip() == "":
             for alt, src in _IMAGE.findall(line):
+                if src in images:
+                    src = "data:image/png;base64," + base64.b64encode(images[src]).decode("ascii")
                 out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src)}" style="max-width:48%">')
         elif line.startswith("- "):
             out.append(f"<li>{html.escape(line[2:])}</li>")

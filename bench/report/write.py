@@ -47,7 +47,8 @@ def report_files(summary: Summary) -> dict[str, bytes]:
             files[b] = plot_held_out(proj[fs])
     md = render_markdown(summary)
     files[md_name] = md.encode()
-    files[html_name] = markdown_to_html(md, f"fpscale: {summary.scenario.name}").encode()
+    plots = {rel: data for rel, data in files.items() if rel.startswith("plots/")}
+    files[html_name] = markdown_to_html(md, f"fpscale: {summary.scenario.name}", plots).encode()
     return files
 
 

@@ -167,6 +167,30 @@ def _holder(fd: int) -> str:
     return text or "holder unknown"
 
 
+def file_problem(folder: Path, files: dict, rel: str) -> str | None:
+    """None when the file rel of folder is what its manifest's files list
+    records (size and sha256), else what is wrong. Reads only."""
+    entry = files.get(rel)
+    if entry is None:
+        return "is not listed in the manifest"
+    p = Path(folder) / rel
+    if not os.path.lexists(p):
+        return "is missing"
+    if not is_plain_file(p) or p.parent.is_symlink():
+        return "is not a plain file"
+    if entry.get("pending"):
+        return "was not finished"
+    try:
+        got = file_digest(p)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if got["size"] != entry["size"]:
+        return f"has {got['size']:,} bytes where fpscale wrote {entry['size']:,}"
+    if got["sha256"] != entry["sha256"]:
+        return "differs from what fpscale wrote (checksum)"
+    return None
+
+
 # -- the folder ---------------------------------------------------------------
 
 class ResultsFolder:
@@ -246,25 +270,7 @@ class ResultsFolder:
 
     def problem(self, rel: str) -> str | None:
         """None when the listed file is what fpscale wrote, else what is wrong."""
-        entry = self.files.get(rel)
-        if entry is None:
-            return "is not listed in the manifest"
-        p = self.path / rel
-        if not os.path.lexists(p):
-            return "is missing"
-        if not is_plain_file(p) or p.parent.is_symlink():
-            return "is not a plain file"
-        if entry.get("pending"):
-            return "was not finished"
-        try:
-            got = file_digest(p)
-        except OSError as e:
-            return f"cannot be read ({e.strerror or e})"
-        if got["size"] != entry["size"]:
-            return f"has {got['size']:,} bytes where fpscale wrote {entry['size']:,}"
-        if got["sha256"] != entry["sha256"]:
-            return "differs from what fpscale wrote (checksum)"
-        return None
+        return file_problem(self.path, self.files, rel)
 
     def remove(self, rel: str) -> None:
         """Delete one listed file (and its temporary name) and unlist it;
@@ -335,11 +341,13 @@ def _decide(folder: Path, m: dict | None, fingerprint: str, version: str,
     return "resume"
 
 
-def open_for_run(folder: Path, fingerprint: str, version: str, overwrite: bool) -> ResultsFolder:
+def open_for_run(folder: Path, fingerprint: str, version: str, overwrite: bool,
+                 what: str = "run") -> ResultsFolder:
     """Open and lock a results folder for a run of the scenario with this
-    fingerprint: resumed where it holds this run, emptied of fpscale's own
-    files under overwrite, refused (ResultsError) when it holds something
-    else. Nothing is created before every check that needs no lock passed."""
+    fingerprint (what: the command, named in the lock): resumed where it
+    holds this run, emptied of fpscale's own files under overwrite, refused
+    (ResultsError) when it holds something else. Nothing is created before
+    every check that needs no lock passed."""
     folder = Path(folder)
     _check_folder(folder)
     if folder.exists():
@@ -348,7 +356,7 @@ def open_for_run(folder: Path, fingerprint: str, version: str, overwrite: bool) 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ResultsError(f"cannot write to {folder}: {e.strerror or e}") from None
-    lock = _Lock(folder, "run")
+    lock = _Lock(folder, what)
     try:
         _check_folder(folder)
         m = read_manifest(folder)  # again, now that no one else can change it
