@@ -61,6 +61,8 @@ class ProfileFit:
     fnir_high: float
     fpir: float
     candidate_recall: float
+    misses: int
+    candidate_misses: int
     command: str
     date: str
 
@@ -211,6 +213,7 @@ def _fit(where: str, r: dict) -> ProfileFit:
         _int(where + ".searches", r["searches"]),
         *(_num(f"{where}.{k}", r[k], 0, 1) for k in ("fnir", "fnir_low", "fnir_high", "fpir",
                                                       "candidate_recall")),
+        _int(where + ".misses", r["misses"]), _int(where + ".candidate_misses", r["candidate_misses"]),
         _str(where + ".command", r["command"]), _str(where + ".date", r["date"]))
 
 

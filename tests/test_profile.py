@@ -128,7 +128,7 @@ def test_bisection_finds_the_noise_where_fnir_crosses_the_target(monkeypatch, tm
     # a known monotone FNIR(noise) = 0.04 noise^2: the target 0.01 is at 0.5
     def fake(req, target, noise, progress):
         f = 0.04 * noise ** 2
-        return cal.Trial(noise, f, f / 2, f * 2, 0.001, 0.1, 0.999, str(tmp_path))
+        return cal.Trial(noise, f, f / 2, f * 2, 0.001, 0.1, 0.999, 0, 1, str(tmp_path))
     monkeypatch.setattr(cal, "run_trial", fake)
     req = cal.CalibrationRequest("best-2012", None, 1000, 500, tmp_path, steps=12)
     trials = cal.bisect(req, _target())
@@ -142,7 +142,7 @@ def test_profile_text_reads_back_and_fit_replaces_its_own_row():
         prof = read_profile(name)
         assert tomllib.loads(cal.profile_text(prof)) == prof
     prof = read_profile("best-2012")
-    t = cal.Trial(0.42, 0.0003, 0.0001, 0.0009, 0.001, 0.05, 0.9991, "x")
+    t = cal.Trial(0.42, 0.0003, 0.0001, 0.0009, 0.001, 0.05, 0.9991, 1, 2, "x")
     req = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None)
     row = cal.fit_record(t, _target(0.0002), req, "fpscale calibrate best-2012")
     new = cal.updated_profile(cal.updated_profile(prof, row), row)
@@ -184,6 +184,7 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
     assert fitted["population"]["extraction_noise"] == fit["value"] == pytest.approx(
         math.sqrt(cal.NOISE_RANGE[0] * cal.NOISE_RANGE[1]), rel=1e-3)  # one step: the midpoint
     assert fit["fnir_low"] <= fit["fnir"] <= fit["fnir_high"] and 0 < fit["candidate_recall"] <= 1
+    assert 0 <= fit["candidate_misses"] <= fit["misses"]
     report = (out / "calibration.md").read_text()
     for needle in ("minutiae mean", "pattern class", "Booking quality shares", "DET around the point",
                    "FRIF TE E1N", "extraction noise"):
@@ -193,3 +194,6 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
     s = read_summary(out / f"noise={fit['value']:.4f}")
     assert s.scenario.population.extraction_noise == fit["value"]
     assert f"population.extraction_noise = {fit['value']!r}" in s.scenario.calibration.settings
+    row = next(b for b in s.backends if b.rescored_from)
+    (op,) = [o for o in row.metrics.operating_points if o.target_fpir == 0.001]
+    assert fit["misses"] == op.fnir.count  # the miss split counts what FNIR counts

@@ -30,11 +30,11 @@ def profile_lines(cal: Calibration) -> list[str]:
                 for t in cal.targets]
         out.append("")
     if cal.fit:
-        out += ["| target | fitted | measured at N | searches | FNIR [95%] | FPIR | mate listed by the candidate stage | date |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += ["| target | fitted | measured at N | searches | FNIR [95%] | FPIR | mate listed by the candidate stage | misses (in the candidate stage) | date |",
+                "|---|---|---|---|---|---|---|---|---|"]
         out += [f"| {f.target} | {f.parameter} = {f.value:g} | {f.gallery_size:,} | {f.searches:,} | "
                 f"{_r(f.fnir)} [{_r(f.fnir_low)}, {_r(f.fnir_high)}] | {_r(f.fpir)} | "
-                f"{_r(f.candidate_recall)} | {f.date} |" for f in cal.fit]
+                f"{_r(f.candidate_recall)} | {f.misses} ({f.candidate_misses}) | {f.date} |" for f in cal.fit]
         out += ["", "A fit measured below the target's gallery size is not the published point "
                 "reproduced; only a row at the target's N is (docs/calibration.md)."]
     else:
@@ -66,11 +66,15 @@ def facts_lines(facts: dict) -> list[str]:
 
 def trials_lines(trials: list, chosen) -> list[str]:
     """The bisection's runs, the chosen one marked."""
-    out = ["", "## Trials", "", "| extraction noise | FNIR [95%] | FPIR | threshold | mate listed | |",
-           "|---|---|---|---|---|---|"]
+    out = ["", "## Trials", "", "Misses: mated searches without the mate at rank <= R above the "
+           "threshold; 'in the candidate stage': the mate was not among the re-scored candidates, "
+           "so no 1:1 matcher could have found it.", "",
+           "| extraction noise | FNIR [95%] | FPIR | threshold | mate listed (L) | misses | in the candidate stage | |",
+           "|---|---|---|---|---|---|---|---|"]
     for t in trials:
         out.append(f"| {t.noise:g} | {_r(t.fnir)} [{_r(t.fnir_low)}, {_r(t.fnir_high)}] | {_r(t.fpir)} | "
-                   f"{_r(t.threshold)} | {_r(t.candidate_recall)} | {'chosen' if t is chosen else ''} |")
+                   f"{_r(t.threshold)} | {_r(t.candidate_recall)} | {t.misses} | {t.candidate_misses} | "
+                   f"{'chosen' if t is chosen else ''} |")
     return out
 
 

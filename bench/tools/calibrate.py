@@ -44,6 +44,8 @@ class Trial:
     fpir: float | None
     threshold: float | None
     candidate_recall: float
+    candidate_misses: int  # misses whose mate the re-scored part of the list did not hold
+    misses: int
     folder: str
 
 
@@ -110,10 +112,14 @@ def measure(summary: Summary, folder: Path, fpir: float) -> Trial:
     recall = float((z["mate_rank"][mated] > 0).mean()) if mated.any() else float("nan")
     noise = summary.scenario.population.extraction_noise
     if op is None or op.fnir is None or op.fnir.value is None:
-        return Trial(noise, None, None, None, None, None, recall, str(folder))
+        return Trial(noise, None, None, None, None, None, recall, 0, 0, str(folder))
+    r = read_npz(folder / f"searches_{key}.npz")
+    rank, score = r["mate_rank"][mated], r["mate_score"][mated]
+    hit = (rank >= 1) & (rank <= summary.scenario.metrics.rank) & (score >= op.threshold)
     lo, hi = op.fnir.ci95
     return Trial(noise, op.fnir.value, lo, hi, op.fpir.value if op.fpir else None,
-                 op.threshold, recall, str(folder))
+                 op.threshold, recall, int((~hit & (rank == 0)).sum()), int((~hit).sum()),
+                 str(folder))
 
 
 def run_trial(req: CalibrationRequest, target: ProfileTarget, noise: float,
@@ -156,7 +162,8 @@ def fit_record(t: Trial, target: ProfileTarget, req: CalibrationRequest, command
     nan = float("nan")
     row = ProfileFit(target.name, PARAMETER, t.noise, req.gallery_size, req.searches,
                      *(nan if v is None else float(v) for v in (t.fnir, t.fnir_low, t.fnir_high, t.fpir)),
-                     t.candidate_recall, command, datetime.date.today().isoformat())
+                     t.candidate_recall, t.misses, t.candidate_misses, command,
+                     datetime.date.today().isoformat())
     return dataclasses.asdict(row)
 
 
