@@ -52,6 +52,11 @@ def _print_table(summary, out: Path) -> None:
             print("  ".join("-" * w for w in widths))
     if any(not op.resolved for b in summary.backends for op in b.metrics.operating_points[:2]):
         print("* fewer non-mated searches than 1/FPIR: the threshold is an upper bound")
+    cal = summary.scenario.calibration
+    if cal.profile:
+        fits = ", ".join(f"target {f.target} at N = {f.gallery_size:,}: FNIR {f.fnir:.2g} "
+                         f"[{f.fnir_low:.2g}, {f.fnir_high:.2g}]" for f in cal.fit) or "not fitted yet"
+        print(f"Matcher profile {cal.profile} ({fits}); see the report's profile section")
     if summary.projection:
         from bench.report.console import projection_lines
         print()
