@@ -42,6 +42,9 @@ from bench.store.tables import SearchTable, write_metric_tables, write_searches_
 from matcher.registry import final_index_bytes, is_exact_float
 
 
+INDIVIDUALITY_PAIRS = 2000  # impostor pairs of the individuality comparison
+
+
 def threads(search: SearchSpec) -> int:
     """Threads a run uses in this process: [search] threads, or all cores."""
     return search.threads or numba.config.NUMBA_NUM_THREADS
@@ -157,18 +160,26 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         for fs, st in ladder_state.items():
             st.update(mate=subs.mate, person=subs.person)
             folder.write_npz(f"ladder_{fs}.npz", **st)
-        summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
-                                     ladder_state)
+        with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
+            summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
+                                         ladder_state)
+            prog.update(len(ladder_state))
         ck.mark("projection")
     if sc.search.rescore:
         pop = sc.population
-        summary.individuality = individuality(pop.seed, 2000, pop.search_fingers[0],
-                                              pop.booking_capture, 2)
+        with ctx.stage("individuality", INDIVIDUALITY_PAIRS, "pairs") as prog:
+            summary.individuality = individuality(pop.seed, INDIVIDUALITY_PAIRS,
+                                                  pop.search_fingers[0], pop.booking_capture, 2)
+            prog.update(INDIVIDUALITY_PAIRS)
     summary.wall_s = time.perf_counter() - t_start
-    folder.write_json(SUMMARY, to_json_dict(summary))
-    write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
-    ck.mark("summary")
-    _write_report(folder, read_summary(out))  # from the file just written, as `fpscale report` does
+    with ctx.stage("report", 2, "steps") as prog:
+        folder.write_json(SUMMARY, to_json_dict(summary))
+        write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
+        ck.mark("summary")
+        prog.update(1)
+        # from the file just written, as `fpscale report` does
+        _write_report(folder, read_summary(out))
+        prog.update(1)
     folder.mark_complete()
     ck.clear()  # a complete folder needs no checkpoints
     folder.save()
