@@ -34,6 +34,7 @@ from bench.run.rescore import rescore_lists
 from bench.run.resume import notice, verify_resume
 from bench.run.search import search_backend
 from bench.run.submissions import Submissions, make_submissions
+from bench.run.warmup import warm_up
 from bench.scenario import Scenario, SearchSpec
 from bench.store.manifest import ResultsFolder, open_for_run
 from bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
@@ -140,6 +141,7 @@ def _executor(sc: Scenario, progress: bool) -> Iterator[Executor]:
 def _run(ctx: RunContext, plan: Plan) -> Summary:
     sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
     t_start = time.perf_counter()
+    warm_up(sc, ctx.progress)
     subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
     folder = ctx.folder
     folder.write_npz("truth.npz", mate=subs.mate)
