@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.measure.ladder import LadderScan
-from bench.run.progress import stage
+from bench.run.progress import say, stage
 from bench.run.submissions import Submissions
-from bench.scenario import BackendSpec, ProjectionSpec
+from bench.scenario import BackendSpec, ProjectionSpec, training_advice
 from matcher.interface import Backend
 from matcher.registry import make_backend
 from synth.population import LEGACY_FINGERS, PopulationSpec, gallery_chunk, gallery_records
@@ -56,10 +56,13 @@ def new_backend(pop: PopulationSpec, b: BackendSpec, threads: int) -> Backend:
 def train_backend(pop: PopulationSpec, b: BackendSpec, idx: Backend, show: bool = True) -> float:
     """Train idx, if it needs it, on the first train_size gallery records
     (the same sample wherever the run executes), as stage ``train <key>``;
-    returns seconds. show: progress on stderr."""
+    returns seconds. show: progress and notes on stderr."""
     if not idx.needs_training:
         return 0.0
     n = min(b.train_size, pop.gallery_size)
+    advice = training_advice(b.name, n)
+    if advice:
+        say(f"note: {advice}", show)
     with stage(f"train {b.key}", n, "points", show) as st:
         sample = gallery_chunk(pop, 0, n)
         t0 = time.perf_counter()
