@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="a scenario TOML file, or the name of a shipped one (default, scomm-fy2011, ident-2024)")
     r.add_argument("--out", help="results folder (default: results/<scenario name>)")
     r.add_argument("--overwrite", action="store_true", help="replace results of another scenario or version in --out")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress or notes on stderr (errors and repair warnings only)")
     r.add_argument("--max-memory", help="refuse plans above this size, e.g. 8G (default: available memory)")
     r.add_argument("--scheduler", help='run on Dask: "local" (a cluster of worker processes on this '
                    'machine) or a scheduler address such as tcp://10.0.0.5:8786 (default: this process)')
@@ -338,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--values", required=True, help="comma-separated values, e.g. 5000,10000,20000")
     sw.add_argument("--out", help="folder for the runs (default: results/sweep-<scenario>)")
     sw.add_argument("--overwrite", action="store_true")
-    sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
     sw.set_defaults(func=cmd_sweep)
 
     bn = sub.add_parser("bench", help="scaling of the backends with gallery size (log-log plot)")
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--dim", type=int, default=128)
     bn.add_argument("--probes", type=int, default=1000)
     bn.add_argument("--out", default="results/scaling")
-    bn.add_argument("--quiet", action="store_true")
+    bn.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bn.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("synth-stats", help="statistics of the synthetic population")
