@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one scenario key, e.g. --set population.gallery_size=50000 or "
                         "--set calibration.profile=median-2012 (repeatable; values read as TOML)")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress or notes on stderr (errors and repair warnings only)")
     r.add_argument("--max-memory", help="refuse plans above this size, e.g. 8G (default: available memory)")
     r.add_argument("--scheduler", help='run on Dask: "local" (a cluster of worker processes on this '
                    'machine) or a scheduler address such as tcp://10.0.0.5:8786 (default: this process)')
@@ -471,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="output folder (default: results/sweep-<scenario>, "
                     "or results/sweep-<scenario>-<param>)")
     sw.add_argument("--overwrite", action="store_true", help="replace other results in --out")
-    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    sw.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
     sw.set_defaults(func=cmd_sweep)
 
     bn = sub.add_parser("bench", help="scaling of the backends with gallery size (log-log plot)")
@@ -481,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--dim", type=int, default=128)
     bn.add_argument("--probes", type=int, default=1000)
     bn.add_argument("--out", default="results/scaling")
-    bn.add_argument("--quiet", action="store_true")
+    bn.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bn.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("synth-stats", help="statistics of the synthetic population")

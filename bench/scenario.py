@@ -232,24 +232,49 @@ _PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
 _PARAM = re.compile(r"\s*(\w+)\s*=\s*(\d+)\s*")
 
 
-def check_training_points(where: str, name: str, train: int) -> None:
+# faiss's k-means asks for this many training points per centroid
+# (ClusteringParameters::min_points_per_centroid, faiss/Clustering.h); below
+# it, faiss prints a warning from C++, which fpscale turns into one note
+FAISS_POINTS_PER_CENTROID = 39
+
+
+def _centroids(name: str) -> tuple[int, str]:
+    """The largest k-means a faiss factory string trains: (centroids, what)."""
     need, what = 0, ""
-    for m in list(_IVF.finditer(name)) + list(_PQ.finditer(name)):
-        if not 1 <= int(m.group(1)) <= 1 << 24:
-            raise _err(where, "name", name, f"{m.group(0)}: the count must be in [1, {1 << 24:,}]")
     for m in _IVF.finditer(name):
         if int(m.group(1)) > need:
             need, what = int(m.group(1)), f"{m.group(1)} inverted lists"
     for m in _PQ.finditer(name):
         nbits = int(m.group(2) or 8)
-        if nbits > 16:
-            raise _err(where, "name", name, "PQ codes of more than 16 bits are not supported")
         if 2**nbits > need:
             need, what = 2**nbits, f"{2**nbits} centroids per PQ sub-quantizer"
+    return need, what
+
+
+def check_training_points(where: str, name: str, train: int) -> None:
+    for m in list(_IVF.finditer(name)) + list(_PQ.finditer(name)):
+        if not 1 <= int(m.group(1)) <= 1 << 24:
+            raise _err(where, "name", name, f"{m.group(0)}: the count must be in [1, {1 << 24:,}]")
+    for m in _PQ.finditer(name):
+        if int(m.group(2) or 8) > 16:
+            raise _err(where, "name", name, "PQ codes of more than 16 bits are not supported")
+    need, what = _centroids(name)
     if need > train:
         raise _err(where, "name", name,
                    f"needs at least {need:,} training points ({what}) but trains on "
                    f"{train:,} (min of train_size and population.gallery_size)")
+
+
+def training_advice(name: str, train: int) -> str | None:
+    """A note when a faiss index trains on fewer points than faiss's k-means
+    asks for (FAISS_POINTS_PER_CENTROID per centroid), else None."""
+    need, what = _centroids(name)
+    want = need * FAISS_POINTS_PER_CENTROID
+    if not need or train >= want:
+        return None
+    return (f"{name} trains on {train:,} points for {what}; faiss's k-means asks for at least "
+            f"{want:,} ({FAISS_POINTS_PER_CENTROID} per centroid): its centroids, and so its "
+            "recall, may be poorer (raise train_size, or population.gallery_size)")
 
 
 def _backend(i: int, b) -> BackendSpec:

@@ -64,7 +64,20 @@ class FaissIndex(Backend):
             obj = getattr(target, attr, None)
             if obj is not None and hasattr(obj, "seed"):
                 obj.seed = self.seed
-        self.index.train(sample)
+        # faiss prints "WARNING clustering n points to k centroids" from C++
+        # straight to stderr whenever n < min_points_per_centroid * k,
+        # whatever cp.verbose says; the caller states a short training sample
+        # itself, so every k-means here only needs n >= k
+        opq = _opq_transforms(target)
+        for t in opq:  # OPQ trains a product quantizer of its own unless given one
+            t.pq = faiss.ProductQuantizer(t.d_out, t.M, 8)
+        try:
+            for cp in _clustering_parameters(target) + [t.pq.cp for t in opq]:
+                cp.min_points_per_centroid = 1
+            self.index.train(sample)
+        finally:
+            for t in opq:
+                t.pq = None  # the rotation is what OPQ keeps
 
     def _with_threads(self, fn):
         if self.threads is None:
@@ -137,6 +150,33 @@ class FaissIndex(Backend):
         self.ntotal = int(self.index.ntotal)
         if self._params:
             self.set_search_params(self._params)
+
+
+def _clustering_parameters(index) -> list:
+    """The k-means parameters (faiss ClusteringParameters) an index trains
+    with: its coarse quantizer's (IVF) and its product quantizer's (PQ),
+    behind a pre-transform too."""
+    found = []
+    while index is not None:
+        for obj in (index, getattr(index, "pq", None)):
+            cp = getattr(obj, "cp", None)
+            if cp is not None and hasattr(cp, "min_points_per_centroid"):
+                found.append(cp)
+        inner = getattr(index, "index", None)  # IndexPreTransform, IndexRefine, ...
+        if inner is None or not hasattr(inner, "train"):
+            break
+        index = faiss.downcast_index(inner) if isinstance(inner, faiss.Index) else \
+            faiss.downcast_IndexBinary(inner)
+    return found
+
+
+def _opq_transforms(index) -> list:
+    """The OPQ rotations in front of an index (IndexPreTransform's chain)."""
+    chain = getattr(index, "chain", None)
+    if chain is None:
+        return []
+    found = [faiss.downcast_VectorTransform(chain.at(i)) for i in range(chain.size())]
+    return [t for t in found if isinstance(t, faiss.OPQMatrix)]
 
 
 def factory_memory_estimate(factory: str, n: int, d: int) -> int:

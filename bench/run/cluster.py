@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.run.checkpoints import Checkpoints
 from bench.run.executor import RescoredSegment
 from bench.run.cluster_tasks import build_shard, forget_run, rescore_task, search_shard
-from bench.run.gallery import BackendRun, Gallery, ladder_scans, new_backend, train_backend
+from bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, ladder_scans, new_backend,
+                               train_backend)
 from bench.run.planner import PlanError, plan_shards
+from bench.run.progress import say, stage
 from bench.run.submissions import Submissions
 from bench.scenario import ClusterSpec, Rescoring, Scenario
 from bench.store.summary import ClusterInfo
@@ -87,7 +88,7 @@ class DaskExecutor:
         for b in sc.search.backends:
             idx = new_backend(pop, b, self.threads)
             needs = idx.needs_training
-            train_s[b.key] = train_backend(pop, b, idx)
+            train_s[b.key] = train_backend(pop, b, idx, self.progress)
             if needs:
                 trained[b.key] = idx.export_state()
 
@@ -101,14 +102,13 @@ class DaskExecutor:
                                              workers=[placement[s]], allow_other_workers=True))
         t0 = time.perf_counter()
         stats = [None] * len(self.tokens)
-        bar = tqdm(total=pop.gallery_size, desc=f"gallery ({len(ranges)} shards, "
-                   f"{len(workers)} workers)", unit="rec", disable=not self.progress)
+        say(f"{GALLERY_STAGE}: {len(ranges)} shards on {len(workers)} workers", self.progress)
         index_of = {t.key: i for i, t in enumerate(self.tokens)}
-        for fut in as_completed(self.tokens):
-            st = _gather(client, [fut], f"building shard {index_of[fut.key]}")[0]["stats"]
-            stats[index_of[fut.key]] = st
-            bar.update(st["records"])
-        bar.close()
+        with stage(GALLERY_STAGE, pop.gallery_size, "records", self.progress) as bar:
+            for fut in as_completed(self.tokens):
+                st = _gather(client, [fut], f"building shard {index_of[fut.key]}")[0]["stats"]
+                stats[index_of[fut.key]] = st
+                bar.update(st["records"])
         build_wall_s = time.perf_counter() - t0
 
         runs = [BackendRun(b, i, None, train_s=train_s[b.key],

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from bench.run.checkpoints import Checkpoints
 from bench.run.executor import Executor
+from bench.run.progress import Stage, stage
 from bench.scenario import Scenario
 from bench.store.manifest import ResultsFolder
 
@@ -33,6 +32,7 @@ class RunContext:
         """The results folder, through which every file is written."""
         return self.checkpoints.folder
 
-    def bar(self, total: int, desc: str, unit: str, initial: int = 0) -> tqdm:
-        """A progress bar for one stage (silent when progress is off)."""
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not self.progress)
+    def stage(self, name: str, total: int, unit: str, initial: int = 0) -> Stage:
+        """The progress of one stage (``bench.run.progress``; silent when
+        progress is off)."""
+        return stage(name, total, unit, self.progress, initial)

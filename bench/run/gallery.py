@@ -14,11 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.measure.ladder import LadderScan
+from bench.run.progress import say, stage
 from bench.run.submissions import Submissions
-from bench.scenario import BackendSpec, ProjectionSpec
+from bench.scenario import BackendSpec, ProjectionSpec, training_advice
 from matcher.interface import Backend
 from matcher.registry import make_backend
 from synth.population import LEGACY_FINGERS, PopulationSpec, gallery_chunk, gallery_records
+
+GALLERY_STAGE = "build gallery"  # the stage's name wherever the gallery is built
 
 
 @dataclass
@@ -50,15 +53,23 @@ def new_backend(pop: PopulationSpec, b: BackendSpec, threads: int) -> Backend:
     return make_backend(b.name, pop.record_width(b.binary), threads=threads, seed=pop.seed)
 
 
-def train_backend(pop: PopulationSpec, b: BackendSpec, idx: Backend) -> float:
+def train_backend(pop: PopulationSpec, b: BackendSpec, idx: Backend, show: bool = True) -> float:
     """Train idx, if it needs it, on the first train_size gallery records
-    (the same sample wherever the run executes); returns seconds."""
+    (the same sample wherever the run executes), as stage ``train <key>``;
+    returns seconds. show: progress and notes on stderr."""
     if not idx.needs_training:
         return 0.0
-    sample = gallery_chunk(pop, 0, min(b.train_size, pop.gallery_size))
-    t0 = time.perf_counter()
-    idx.train(sample.codes if b.binary else sample.vectors)
-    return time.perf_counter() - t0
+    n = min(b.train_size, pop.gallery_size)
+    advice = training_advice(b.name, n)
+    if advice:
+        say(f"note: {advice}", show)
+    with stage(f"train {b.key}", n, "points", show) as st:
+        sample = gallery_chunk(pop, 0, n)
+        t0 = time.perf_counter()
+        idx.train(sample.codes if b.binary else sample.vectors)
+        seconds = time.perf_counter() - t0
+        st.update(n)
+    return seconds
 
 
 def finger_set_columns(pop: PopulationSpec, fset: str) -> np.ndarray | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.run.checkpoints import Checkpoints
 from bench.run.executor import RescoredSegment
-from bench.run.gallery import (BackendRun, Gallery, GalleryBuilder, ladder_scans, new_backend,
-                               train_backend)
+from bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, GalleryBuilder, ladder_scans,
+                               new_backend, train_backend)
+from bench.run.progress import stage
 from bench.run.rescore_segment import rescore_segment
 from bench.run.submissions import Submissions
 from bench.scenario import Rescoring, Scenario
@@ -50,7 +50,7 @@ class LocalExecutor:
                                        f"where the manifest says {done} chunks")
                 run.train_s, run.build_s = timing.get(b.key, (0.0, 0.0))
             else:
-                run.train_s = train_backend(pop, b, idx)
+                run.train_s = train_backend(pop, b, idx, self.progress)
                 idx.set_search_params(b.params)
             runs.append(run)
         scans, cols = ladder_scans(pop, sc.projection, subs)
@@ -60,15 +60,14 @@ class LocalExecutor:
         builder = GalleryBuilder(pop, runs, scans, cols)
         builder.generation_s = timing.get("generation_s", 0.0)
         all_chunks = list(chunks(pop.gallery_size, sc.search.chunk_size))
-        bar = tqdm(total=pop.gallery_size, desc="gallery", unit="rec", disable=not self.progress)
-        with thread_count(self.threads):
-            for ci, (a, b) in enumerate(all_chunks):
-                if ci >= done:
-                    builder.add_chunk(a, b)
-                bar.update(b - a)
-                if ci >= done and ck.due(final=ci + 1 == len(all_chunks)):
+        before = sum(b - a for a, b in all_chunks[:done])
+        with thread_count(self.threads), \
+                stage(GALLERY_STAGE, pop.gallery_size, "records", self.progress, before) as st:
+            for ci, (a, b) in enumerate(all_chunks[done:], start=done):
+                builder.add_chunk(a, b)
+                st.update(b - a)
+                if ck.due(final=ci + 1 == len(all_chunks)):
                     _checkpoint(ck, builder, ci + 1)
-        bar.close()
         return builder.gallery()
 
     def search(self, run: BackendRun, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

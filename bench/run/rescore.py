@@ -31,18 +31,18 @@ def rescore_lists(ctx: RunContext, key: str,
         ri[:start], rs[:start] = part["ids"], part["scores"]
     segments = [(a, b) for a, b in chunks(Q, SEGMENT) if a >= start]
     results = ctx.executor.rescore(ctx.scenario.population, ids, rescoring, segments)
-    bar = ctx.bar(Q, f"re-score {key}", "search", initial=start)
-    t0 = time.perf_counter()
-    for (a, b), (i, s, seg) in zip(segments, results):
-        ri[a:b], rs[a:b] = i, s
-        info = {"comparisons": info["comparisons"] + seg["comparisons"],
-                "compare_s": info["compare_s"] + seg["compare_s"],
-                "wall_s": info.get("wall_s", 0.0) + time.perf_counter() - t0}
+    name = f"re-score {key} ({rescoring.matcher})"
+    with ctx.stage(name, Q, "searches", initial=start) as st:
         t0 = time.perf_counter()
-        ck.save(f"rescore_{key}", b, {"ids": ri[:b], "scores": rs[:b]})
-        ck.commit(f"rescore_next:{key}", [b, info], [f"rescore_{key}"], b)
-        bar.update(b - a)
-    bar.close()
+        for (a, b), (i, s, seg) in zip(segments, results):
+            ri[a:b], rs[a:b] = i, s
+            info = {"comparisons": info["comparisons"] + seg["comparisons"],
+                    "compare_s": info["compare_s"] + seg["compare_s"],
+                    "wall_s": info.get("wall_s", 0.0) + time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            ck.save(f"rescore_{key}", b, {"ids": ri[:b], "scores": rs[:b]})
+            ck.commit(f"rescore_next:{key}", [b, info], [f"rescore_{key}"], b)
+            st.update(b - a)
     timings = RescoreTimings(
         info["comparisons"], info["compare_s"], info.get("wall_s"), k, rescoring.fusion,
         info["comparisons"] / info["compare_s"] if info["compare_s"] > 0 else None)

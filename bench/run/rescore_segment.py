@@ -27,6 +27,16 @@ def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
                             imp.capture, imp.quality, spec.extraction_noise)
 
 
+def warm_matcher(matcher: str):
+    """The 1:1 matcher's match_many ("mcc" or "paired"), its kernels
+    compiled (or loaded from numba's cache) by one empty comparison."""
+    match_many = mcc.match_many if matcher == "mcc" else minutiae.match_many
+    one = np.zeros((1, 4, 4))
+    match_many(one, np.zeros(1, np.int64), one, np.zeros(1, np.int64),
+               np.zeros(1, np.int64), np.zeros(1, np.int64))
+    return match_many
+
+
 def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
                     offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Re-score the top k = rescoring.candidates of candidate lists ids (Q, L)
@@ -45,11 +55,7 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
     out_s = np.full((Q, k), -np.inf, dtype=np.float32)
     compare_s = 0.0
     comparisons = 0
-    match_many = mcc.match_many if rescoring.matcher == "mcc" else minutiae.match_many
-    # compile (or load) the matching kernels outside the timing
-    one = np.zeros((1, 4, 4))
-    match_many(one, np.zeros(1, np.int64), one, np.zeros(1, np.int64),
-               np.zeros(1, np.int64), np.zeros(1, np.int64))
+    match_many = warm_matcher(rescoring.matcher)  # compiled or loaded outside the timing
     for a in range(0, Q, BATCH):
         b = min(Q, a + BATCH)
         cand = ids[a:b, :k]

@@ -30,24 +30,23 @@ def search_backend(ctx: RunContext, run: BackendRun,
         part = ck.load(f"search_{key}", start)
         ids[:start], scores[:start] = part["ids"], part["scores"]
     ex.search(run, probes[:1], L)  # warm-up: compile or load kernels outside the timing
-    name = run.index.name if run.index is not None else f"cluster({run.spec.name})"
-    bar = ctx.bar(Q, f"search {name}", "search", initial=start)
-    for a, b in chunks(Q, ctx.scenario.search.probe_batch):
-        if a < start:
-            continue
-        t0 = time.perf_counter()
-        i, s = ex.search(run, probes[a:b], L)
-        t_all += time.perf_counter() - t0
-        ids[a:b], scores[a:b] = i, s
-        bar.update(b - a)
-        ck.save(f"search_{key}", b, {"ids": ids[:b], "scores": scores[:b]})
-        ck.commit(f"search_next:{key}", [b, t_all], [f"search_{key}"], b)
-    bar.close()
-    lat = []
-    for q in range(min(LATENCY_SAMPLE, Q)):
-        t0 = time.perf_counter()
-        ex.search(run, probes[q:q + 1], L)
-        lat.append(time.perf_counter() - t0)
+    # one stage: the probe batches (counted), then the single searches timed for latency
+    with ctx.stage(f"search {key}", Q, "searches", initial=start) as st:
+        for a, b in chunks(Q, ctx.scenario.search.probe_batch):
+            if a < start:
+                continue
+            t0 = time.perf_counter()
+            i, s = ex.search(run, probes[a:b], L)
+            t_all += time.perf_counter() - t0
+            ids[a:b], scores[a:b] = i, s
+            st.update(b - a)
+            ck.save(f"search_{key}", b, {"ids": ids[:b], "scores": scores[:b]})
+            ck.commit(f"search_next:{key}", [b, t_all], [f"search_{key}"], b)
+        lat = []
+        for q in range(min(LATENCY_SAMPLE, Q)):
+            t0 = time.perf_counter()
+            ex.search(run, probes[q:q + 1], L)
+            lat.append(time.perf_counter() - t0)
     lat_ms = np.array(lat) * 1e3
     timings = Timings(
         run.train_s, run.build_s, t_all, Q / t_all if t_all > 0 else None,

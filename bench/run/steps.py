@@ -34,12 +34,16 @@ from bench.run.rescore import rescore_lists
 from bench.run.resume import notice, verify_resume
 from bench.run.search import search_backend
 from bench.run.submissions import Submissions, make_submissions
+from bench.run.warmup import warm_up
 from bench.scenario import Scenario, SearchSpec
 from bench.store.manifest import ResultsFolder, open_for_run
 from bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
                                  read_summary, to_json_dict)
 from bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from matcher.registry import final_index_bytes, is_exact_float
+
+
+INDIVIDUALITY_PAIRS = 2000  # impostor pairs of the individuality comparison
 
 
 def threads(search: SearchSpec) -> int:
@@ -137,6 +141,7 @@ def _executor(sc: Scenario, progress: bool) -> Iterator[Executor]:
 def _run(ctx: RunContext, plan: Plan) -> Summary:
     sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
     t_start = time.perf_counter()
+    warm_up(sc, ctx.progress)
     subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
     folder = ctx.folder
     folder.write_npz("truth.npz", mate=subs.mate)
@@ -157,18 +162,26 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         for fs, st in ladder_state.items():
             st.update(mate=subs.mate, person=subs.person)
             folder.write_npz(f"ladder_{fs}.npz", **st)
-        summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
-                                     ladder_state)
+        with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
+            summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
+                                         ladder_state)
+            prog.update(len(ladder_state))
         ck.mark("projection")
     if sc.search.rescore:
         pop = sc.population
-        summary.individuality = individuality(pop.seed, 2000, pop.search_fingers[0],
-                                              pop.booking_capture, 2)
+        with ctx.stage("individuality", INDIVIDUALITY_PAIRS, "pairs") as prog:
+            summary.individuality = individuality(pop.seed, INDIVIDUALITY_PAIRS,
+                                                  pop.search_fingers[0], pop.booking_capture, 2)
+            prog.update(INDIVIDUALITY_PAIRS)
     summary.wall_s = time.perf_counter() - t_start
-    folder.write_json(SUMMARY, to_json_dict(summary))
-    write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
-    ck.mark("summary")
-    _write_report(folder, read_summary(out))  # from the file just written, as `fpscale report` does
+    with ctx.stage("report", 2, "steps") as prog:
+        folder.write_json(SUMMARY, to_json_dict(summary))
+        write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
+        ck.mark("summary")
+        prog.update(1)
+        # from the file just written, as `fpscale report` does
+        _write_report(folder, read_summary(out))
+        prog.update(1)
     folder.mark_complete()
     ck.clear()  # a complete folder needs no checkpoints
     folder.save()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
+from bench.run.progress import stage
 from synth.population import PopulationSpec, chunks, submission_chunk, submission_truth
 
 
@@ -27,12 +27,11 @@ class Submissions:
 def make_submissions(pop: PopulationSpec, chunk_size: int, progress: bool = True) -> Submissions:
     """Generate all pop.n_submissions searches, chunk_size at a time."""
     vs, cs = [], []
-    bar = tqdm(total=pop.n_submissions, desc="submissions", unit="search", disable=not progress)
-    for a, b in chunks(pop.n_submissions, chunk_size):
-        ch = submission_chunk(pop, a, b)
-        vs.append(ch.vectors)
-        cs.append(ch.codes)
-        bar.update(b - a)
-    bar.close()
+    with stage("submissions", pop.n_submissions, "searches", progress) as st:
+        for a, b in chunks(pop.n_submissions, chunk_size):
+            ch = submission_chunk(pop, a, b)
+            vs.append(ch.vectors)
+            cs.append(ch.codes)
+            st.update(b - a)
     person, mate = submission_truth(pop, 0, pop.n_submissions)
     return Submissions(np.vstack(vs), np.vstack(cs), mate, person)

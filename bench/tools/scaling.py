@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.run.planner import BASELINE, PlanError, available_memory
+from bench.run.progress import stage
 from bench.scenario import ScenarioError, check_training_points
 from bench.store.files import ResultsError, write_bytes, write_json
 from matcher.checks import MatcherInputError
@@ -64,25 +64,24 @@ def scaling(sizes: list[int], backends: list[str], dim: int = 128, bits: int = 2
     gb = rng.integers(0, 256, (n_max, bits // 8), dtype=np.uint8)
     pb = rng.integers(0, 256, (probes, bits // 8), dtype=np.uint8)
     rows = []
-    bar = tqdm(total=len(sizes) * len(backends), desc="scaling", disable=not progress)
-    for spec in backends:
-        binary = is_binary(spec)
-        for n in sorted(sizes):
-            b = make_backend(spec, bits if binary else dim, threads=threads, seed=seed)
-            data, q = (gb, pb) if binary else (g, p)
-            t0 = time.perf_counter()
-            if b.needs_training:
-                b.train(data[: min(n, 50_000)])
-            b.add(np.arange(n), data[:n])
-            build = time.perf_counter() - t0
-            b.search(q[:2], k)
-            t0 = time.perf_counter()
-            b.search(q, k)
-            search = time.perf_counter() - t0
-            rows.append({"backend": spec, "n": n, "build_s": build, "search_s": search,
-                         "searches_per_s": probes / search, "memory_bytes": b.nbytes()})
-            bar.update(1)
-    bar.close()
+    with stage("scaling", len(sizes) * len(backends), "measurements", progress) as bar:
+        for spec in backends:
+            binary = is_binary(spec)
+            for n in sorted(sizes):
+                b = make_backend(spec, bits if binary else dim, threads=threads, seed=seed)
+                data, q = (gb, pb) if binary else (g, p)
+                t0 = time.perf_counter()
+                if b.needs_training:
+                    b.train(data[: min(n, 50_000)])
+                b.add(np.arange(n), data[:n])
+                build = time.perf_counter() - t0
+                b.search(q[:2], k)
+                t0 = time.perf_counter()
+                b.search(q, k)
+                search = time.perf_counter() - t0
+                rows.append({"backend": spec, "n": n, "build_s": build, "search_s": search,
+                             "searches_per_s": probes / search, "memory_bytes": b.nbytes()})
+                bar.update(1)
     fits = {}
     for spec in backends:
         r = [x for x in rows if x["backend"] == spec]

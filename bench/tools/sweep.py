@@ -7,6 +7,7 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
+from bench.run.progress import stage
 from bench.run.steps import run_scenario
 from bench.scenario import ScenarioError, load_scenario, safe_name, scenario_from_dict
 from bench.store.files import write_json
@@ -50,18 +51,21 @@ def sweep(scenario_path: str, key: str, values: list, out: Path, overwrite: bool
     if len(set(folders)) != len(folders):
         raise ScenarioError("--values: two values give the same folder name; give distinct values")
     rows = []
-    for (v, sc), folder in zip(runs, folders):
-        summary = run_scenario(sc, folder, overwrite=overwrite, progress=progress)
-        for b in summary.backends:
-            ops = b.metrics.operating_points
-            op = ops[0] if ops else None
-            rows.append({"value": v, "backend": b.key,
-                         "rank1": b.metrics.rank1_hit_rate.value,
-                         "target_fpir": op.target_fpir if op else None,
-                         "threshold": op.threshold if op else None,
-                         "fnir": op.fnir.value if op else None, "fpir": op.fpir.value if op else None,
-                         "searches_per_s": b.timings.throughput_searches_per_s,
-                         "folder": str(folder)})
+    with stage(f"sweep {key}", len(runs), "runs", progress) as st:
+        for (v, sc), folder in zip(runs, folders):
+            summary = run_scenario(sc, folder, overwrite=overwrite, progress=progress)
+            for b in summary.backends:
+                ops = b.metrics.operating_points
+                op = ops[0] if ops else None
+                rows.append({"value": v, "backend": b.key,
+                             "rank1": b.metrics.rank1_hit_rate.value,
+                             "target_fpir": op.target_fpir if op else None,
+                             "threshold": op.threshold if op else None,
+                             "fnir": op.fnir.value if op else None,
+                             "fpir": op.fpir.value if op else None,
+                             "searches_per_s": b.timings.throughput_searches_per_s,
+                             "folder": str(folder)})
+            st.update(1)
     write_json(Path(out) / "sweep.json", {"scenario": str(scenario_path), "key": key,
                                           "values": values, "rows": rows})
     return rows
