@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.measure import metrics
 from bench.measure.recall import FrontierPoint, bootstrap_mean_ci, pareto_front, search_recall
@@ -31,6 +30,7 @@ from bench.report.frontier import plot_frontier
 from bench.run.gallery import BackendRun, GalleryBuilder, new_backend, train_backend
 from bench.run.host import fpscale_version
 from bench.run.planner import check
+from bench.run.progress import stage
 from bench.run.steps import threads
 from bench.run.submissions import make_submissions
 from bench.scenario import BackendSpec, Scenario, ScenarioError, load_scenario, scenario_from_dict
@@ -169,11 +169,10 @@ def _build(sc: Scenario, progress: bool) -> list[BackendRun]:
         idx.set_search_params(b.params)
         runs.append(run)
     builder = GalleryBuilder(pop, runs, {}, {})
-    bar = tqdm(total=pop.gallery_size, desc="gallery", unit="rec", disable=not progress)
-    for a, b in chunks(pop.gallery_size, search.chunk_size):
-        builder.add_chunk(a, b)
-        bar.update(b - a)
-    bar.close()
+    with stage("build gallery", pop.gallery_size, "rec", show=progress) as bar:
+        for a, b in chunks(pop.gallery_size, search.chunk_size):
+            builder.add_chunk(a, b)
+            bar.update(b - a)
     return runs
 
 
@@ -200,12 +199,17 @@ def run_param_sweep(ps: ParamSweep, out: Path, overwrite: bool = False,
             e_ids, e_scores, e_s = _timed(ref.index, probes, L, batch)
             rows = [_row((ref.spec.name, "", "", None), (e_ids, e_scores), e_ids, mate, sc)]
             rows[0].update(searches_per_s=len(probes) / e_s, search_s=e_s)
-            for v in tqdm(ps.values, desc=f"{ps.param} values", disable=not progress):
+            values = stage(f"search {ps.backend.name} ({ps.param})", len(ps.values), "value",
+                           show=progress)
+            for v in ps.values:
+                values.update(0)
                 params = with_param(ps.backend.params, ps.param, v)
                 swept.index.set_search_params(params)
                 ids, scores, s = _timed(swept.index, probes, L, batch)
                 row = _row((swept.spec.name, params, ps.param, v), (ids, scores), e_ids, mate, sc)
                 rows.append({**row, "searches_per_s": len(probes) / s, "search_s": s})
+                values.update(1)
+            values.close()
         front = pareto_front([r["recall"] for r in rows[1:]], [r["searches_per_s"] for r in rows[1:]])
         for r, p in zip(rows[1:], front):
             r["pareto"] = bool(p)

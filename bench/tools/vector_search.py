@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bench.measure import metrics
 from bench.measure.recall import recall_against
 from bench.run.host import fpscale_version, host_info
 from bench.run.planner import BASELINE, PlanError, available_memory
+from bench.run.progress import stage
 from bench.scenario import (MAX_BACKENDS, MAX_CANDIDATES, MAX_THREADS, Scenario, check_training_points,
                             scenario_from_dict)
 from bench.store.manifest import open_for_run
@@ -152,7 +152,7 @@ def build(p: Planned, gallery: VectorFile, opts: SearchOptions) -> tuple[Backend
         idx.train(sample)
         train_s = time.perf_counter() - t0
     add_s = 0.0
-    bar = tqdm(total=gallery.rows, desc=f"build {p.name}", unit="rec", disable=not opts.progress)
+    bar = stage(f"build {p.name}", gallery.rows, "rec", show=opts.progress)
     for a in range(0, gallery.rows, SCAN_ROWS):
         b = min(a + SCAN_ROWS, gallery.rows)
         block = as_backend_input(gallery, p.binary, slice(a, b))  # reading the file is not timed
