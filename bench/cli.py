@@ -232,6 +232,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _recorded_args(argv: list[str]) -> list[str]:
+    # what a fit row keeps of the command: where its files went, and whether
+    # it printed progress or wrote the profile, do not change what it measured
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not (a.startswith("--out=") or a in ("--write", "--quiet")):
+            out.append(a)
+    return out
+
+
 def cmd_calibrate(args) -> int:
     from bench.profile import profile_path
     from bench.tools.calibrate import CalibrationRequest, calibrate, write_profile
@@ -242,7 +256,7 @@ def cmd_calibrate(args) -> int:
             raise UserError(f"{name} {v}: give a number from {lo} to 1,000,000,000")
     req = CalibrationRequest(args.profile, args.target, args.gallery_size, args.searches, out,
                              args.steps, args.rescore_candidates)
-    command = "fpscale " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
+    command = "fpscale " + " ".join(shlex.quote(a) for a in _recorded_args(sys.argv[1:]))
     new, text = calibrate(req, command, progress=not args.quiet, confirm=args.confirm)
     if args.write:
         write_profile(profile_path(args.profile), new)

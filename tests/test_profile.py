@@ -197,3 +197,19 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
     row = next(b for b in s.backends if b.rescored_from)
     (op,) = [o for o in row.metrics.operating_points if o.target_fpir == 0.001]
     assert fit["misses"] == op.fnir.count  # the miss split counts what FNIR counts
+
+
+def test_verdict_names_where_the_misses_are():
+    t = cal.Trial(0.5, 0.003, 0.001, 0.006, 0.001, 0.04, 0.998, 8, 9, "x")
+    v = cal.verdict(t, _target(0.0002))
+    assert v.startswith("TARGET NOT REACHED") and "candidate stage" in v
+    t = cal.Trial(0.5, 0.003, 0.001, 0.006, 0.001, 0.04, 0.998, 1, 9, "x")
+    assert "1:1 re-scoring" in cal.verdict(t, _target(0.0002))
+    t = cal.Trial(0.7, 0.0001, 0.0, 0.0006, 0.001, 0.04, 0.999, 0, 1, "x")
+    assert cal.verdict(t, _target(0.0002)).startswith("Target met")
+
+
+def test_recorded_command_leaves_out_where_files_went():
+    from bench.cli import _recorded_args
+    assert _recorded_args(["calibrate", "best-2012", "--out", "/tmp/x", "--steps", "4", "--write",
+                           "--out=/y", "--quiet"]) == ["calibrate", "best-2012", "--steps", "4"]
