@@ -1,18 +1,25 @@
 """The national-scale projection on fpscale's own synthetic data: the
 headline model, fitted on rungs up to a tenth of the largest, must predict
 the largest rung; figures past the stated limit are not given; people per
-year follow from FPIR by the stated arithmetic."""
+year follow from FPIR by the stated arithmetic. On ladders drawn from a
+known law: the model is chosen on one held-out rung and validated on
+another, a short ladder says its check is optimistic, and a model that
+fails its validation gives no figure."""
 
 import dataclasses
 
+import dacite
 import numpy as np
 import pytest
 
 from bench.measure.ladder import LadderScan
-from bench.measure.projection import (Study, false_match_searches_per_year, fpir_at_n,
+from bench.measure.projection import (SAME_RUNG, FingerSetProjection, Study,
+                                      false_match_searches_per_year, fpir_at_n, held_out_checks,
                                       project_finger_set)
+from bench.report.markdown import held_out_lines
 from bench.run.gallery import finger_set_columns
 from bench.scenario import ProjectionSpec, TargetSpec
+from bench.store.summary import to_json_dict
 from synth.population import PopulationSpec, chunks, gallery_chunk, submission_chunk
 
 RUNGS = (1000, 2000, 20000)
@@ -62,6 +69,8 @@ def test_headline_model_predicts_the_held_out_rung(projected):
     for fs in ("one", "two_index"):
         p = projected(fs)
         assert p.model == "shift-normal", p.model_note
+        # 1,000-20,000 is too short for a separate selection check
+        assert p.choice.scheme == "same-rung" and not p.selection
         for h in p.held_out:
             assert (h.n_fit, h.n_test) == (2000, 20000)
             check = next(c for c in h.checks if c.model == p.model)
@@ -139,3 +148,127 @@ def test_independence_formula():
     assert fpir_at_n(0.5, 2) == pytest.approx(0.75)
     assert fpir_at_n(1e-9, 1e6) == pytest.approx(1e-3, rel=1e-3)
     assert fpir_at_n(0.0, 1e9) == 0.0
+
+
+# ---------------------------------------------------------------- chosen, then validated
+
+GUMBEL_RUNGS = (1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
+
+
+def gumbel_state(seed: int, rungs, q: int = 4000, b: float = 1.0, spread: float = 1.5) -> dict:
+    """A ladder state of q non-mated searches whose impostor scores are
+    i.i.d. Gumbel(a_q, b) given the probe, a_q ~ N(0, spread): the best of n
+    is exactly Gumbel(a_q + b ln n, b), so the shift model with log growth
+    is the true law and the normal-growth shift is not. Each rung's new
+    records are drawn as one Gumbel maximum; 200 pairs per search fill the
+    impostor histogram."""
+    rng = np.random.default_rng(seed)
+    rungs = np.asarray(rungs, dtype=np.int64)
+    seg = np.diff(np.r_[0, rungs]).astype(float)
+    a = rng.normal(0.0, spread, size=q)
+    top = a[:, None] + b * (np.log(seg)[None, :] - np.log(rng.exponential(size=(q, len(rungs)))))
+    pairs = a[:, None] - b * np.log(rng.exponential(size=(q, 200)))
+    edges = np.linspace(pairs.min(), pairs.max() + 1e-9, 1001)
+    return dict(rungs=rungs, top_nonmate=np.maximum.accumulate(top, axis=1),
+                better_than_mate=np.zeros((q, len(rungs)), np.int64),
+                impostor_hist=np.histogram(pairs, edges)[0], hist_edges=edges,
+                mate_score=np.full(q, -np.inf), mate=np.full(q, -1), person=np.arange(q))
+
+
+def _gumbel_study(rungs, thresholds) -> Study:
+    # the target half a decade past the largest rung: inside the limit
+    return Study(ProjectionSpec(tuple(rungs), ("one",), (0.1,), 1.0),
+                 TargetSpec(3 * rungs[-1], 1_000_000.0, 0.0, bookings_per_person=1.5), 5,
+                 tuple(thresholds))
+
+
+@pytest.fixture(scope="module")
+def three_decades():
+    """A 3-decade Gumbel ladder projected as drawn, and again with its
+    largest rung's scores raised by b (as if its newest records came from
+    a capture process the smaller rungs never saw), at the same thresholds:
+    where the selection rung (100,000) measures FPIR 0.2, 0.1, 0.05."""
+    st = gumbel_state(5, GUMBEL_RUNGS)
+    ts = [float(np.quantile(st["top_nonmate"][:, 4], 1 - f)) for f in (0.2, 0.1, 0.05)]
+    bad = dict(st, top_nonmate=st["top_nonmate"].copy())
+    bad["top_nonmate"][:, -1] += 1.0
+    study = _gumbel_study(GUMBEL_RUNGS, ts)
+    return project_finger_set(study, st, "one"), project_finger_set(study, bad, "one")
+
+
+def test_held_out_checks_a_ladder_allows():
+    # (n_fit, n_test) of the final check and of the selection check
+    assert held_out_checks(np.array(GUMBEL_RUNGS)) == ((100_000, 1_000_000), (10_000, 100_000))
+    assert held_out_checks(np.array([100, 200, 2000, 20000])) == ((2000, 20000), (200, 2000))
+    # one rung at or below a tenth of the selection rung: no selection check
+    assert held_out_checks(np.array([100, 2000, 20000])) == ((2000, 20000), None)
+    assert held_out_checks(np.array([1000, 2000, 5000, 10000, 20000])) == ((2000, 20000), None)
+    assert held_out_checks(np.array([2000, 20000])) == (None, None)
+
+
+def test_model_is_chosen_on_the_selection_rung_and_validated_on_the_last(three_decades):
+    clean, bad = three_decades
+    c = clean.choice
+    assert (c.scheme, c.chosen_on, c.validated_on) == ("two-stage", [10_000, 100_000],
+                                                       [100_000, 1_000_000])
+    assert all((h.n_fit, h.n_test) == (10_000, 100_000) for h in clean.selection)
+    assert all((h.n_fit, h.n_test) == (100_000, 1_000_000) for h in clean.held_out)
+    # the true law is the log-growth shift; the selection check finds it and
+    # the final rung confirms it
+    assert c.chosen == "shift" and clean.model == "shift", clean.model_note
+    inside = [x.inside for h in clean.held_out for x in h.checks if x.model == "shift"]
+    assert (c.inside, c.of) == (sum(inside), len(inside)) and c.validated
+    assert "chosen on the selection check" in clean.model_note
+    assert "validated on the final check" in clean.model_note
+    assert all(a.fpir.value is not None for a in clean.at_target)
+    # the report names both checks, the choosing one first
+    text = "\n".join(held_out_lines(clean))
+    assert text.index("### Chosen on: fitted on rungs up to 10,000, predicting 100,000") < \
+        text.index("### Validated on: fitted on rungs up to 100,000, predicting 1,000,000")
+    # the final rung played no part in the choice: spoiling it leaves the
+    # selection check and the choice as they were, and changes the verdict
+    assert bad.selection == clean.selection
+    assert bad.choice.chosen == "shift" and bad.choice.chosen_on == c.chosen_on
+    assert bad.choice.inside < c.inside and not bad.choice.validated
+
+
+def test_a_model_failing_validation_gives_no_figure_at_the_target(three_decades):
+    _, bad = three_decades
+    assert bad.model == "none" and bad.choice.chosen == "shift"
+    assert bad.choice.inside < 0.75 * bad.choice.of
+    assert "failed the final check" in bad.model_note
+    assert "figures at the target are not given" in bad.model_note
+    for a in bad.at_target:
+        assert a.fpir.value is None and a.fpir.note.startswith("not resolved")
+        assert a.fp_searches.value is None and a.persons_low.value is None
+        assert a.mated_wrong_top.value is None and a.curve is None
+    assert bad.under_one_per_year.value is None
+
+
+def test_a_short_ladder_chooses_and_checks_on_one_rung_and_says_so():
+    # 1,000-100,000 in half decades (the shape of the shipped scomm-fy2011
+    # and ident-2024 ladders): one rung at or below 1,000, no selection check
+    rungs = GUMBEL_RUNGS[:5]
+    st = gumbel_state(7, rungs)
+    ts = [float(np.quantile(st["top_nonmate"][:, -1], 1 - f)) for f in (0.2, 0.1, 0.05)]
+    p = project_finger_set(_gumbel_study(rungs, ts), st, "one")
+    c = p.choice
+    assert (c.scheme, c.chosen_on, c.validated_on) == ("same-rung", [10_000, 100_000], [10_000, 100_000])
+    assert not p.selection and SAME_RUNG in p.model_note
+    # the headline still needs the pass share, on the one check there is
+    assert p.model == c.chosen != "none" and c.validated and c.inside >= 0.75 * c.of
+    inside = [x.inside for h in p.held_out for x in h.checks if x.model == p.model]
+    assert (c.inside, c.of) == (sum(inside), len(inside))
+    assert all(a.fpir.value is not None for a in p.at_target)
+    assert f"### Held out, {SAME_RUNG}: fitted on rungs up to 10,000" in "\n".join(held_out_lines(p))
+
+
+def test_a_projection_written_before_the_choice_was_recorded_still_reads(projected):
+    # summaries of schema version 2 written before selection and choice
+    # existed read as a projection with neither, and report as they did
+    d = to_json_dict(projected("one"))
+    assert d["choice"]["scheme"] == "same-rung" and d["selection"] == []
+    del d["choice"], d["selection"]
+    old = dacite.from_dict(FingerSetProjection, d, config=dacite.Config(strict=True))
+    assert old.choice is None and old.selection == [] and old.model == "shift-normal"
+    assert "### Held out: fitted on rungs up to 2,000, predicting 20,000" in "\n".join(held_out_lines(old))

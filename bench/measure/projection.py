@@ -4,14 +4,19 @@ For each finger set (one finger, two index fingers, all searched fingers)
 and each study threshold T (where the largest rung measures the scenario's
 ``study_fpir``):
 
-1. Held out: every model is fitted on the rungs up to a tenth of the
-   largest and predicts the largest rung; the report shows predicted
-   interval against measured (``bench.measure.fpir_model``: the shift model
-   of per-search maxima, the gamma-frailty model, and the independence model
-   of a pooled per-comparison FMR).
-2. The headline model is the one that passes that check (the shift model
-   first); the independence model stays beside it, labelled an upper bound.
-3. At the target: FPIR at the national gallery size with its interval,
+1. Chosen, then validated, on different held-out rungs. The selection
+   check fits every headline model on the rungs up to N_sel / 10 and
+   predicts the rung N_sel (the largest rung up to a tenth of the largest,
+   N_max); the headline model is the one that passes most of these checks
+   (the shift model first on ties), and at least PASS_SHARE of them. The
+   final check fits on the rungs up to N_max / 10 and predicts N_max; it
+   plays no part in the choice and is the chosen model's credential: a
+   model that fails it gives no figure at the target. A ladder too short
+   for the selection check chooses on the final check itself, labelled
+   optimistic (``bench.measure.fpir_model``: the shift model of per-search
+   maxima, the gamma-frailty model, and the independence model of a pooled
+   per-comparison FMR, shown beside them and never the headline).
+2. At the target: FPIR at the national gallery size with its interval,
    false-positive searches and distinct persons a year, the two error modes
    of mated searches, and correct matches to out-of-date records, each with
    how many decades past the data it is. A figure further than
@@ -23,7 +28,7 @@ docs/projection.md explains the models and what they assume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats
@@ -37,6 +42,9 @@ OMIT_IF_NONE = {"omit_if_none": True}
 TAIL_EXCEEDANCES = 2000          # impostor pairs above the pooled-FMR tail threshold
 N_BOOT = 1000                    # resamples of searches behind every interval
 PASS_SHARE = 0.75                # share of held-out checks a headline model must pass
+# the label of a model chosen on the check that then vouches for it
+SAME_RUNG = "chosen and checked on the same held-out rung (optimistic)"
+FIT_RUNGS = 2                    # a held-out fit needs a slope: rungs at or below a tenth of the test rung
 # checked on held-out data; the independence model (fitted, tau = 0) is
 # shown for comparison and never the headline
 MODELS = ("shift-normal", "shift", "frailty", "independence")
@@ -98,6 +106,29 @@ class HeldOut:
     n_test: int
     measured: Measured
     checks: list[ModelCheck]
+
+
+@dataclass
+class ModelChoice:
+    """How the headline model was chosen and what vouches for it.
+
+    scheme: 'two-stage' (chosen on the selection check, validated on the
+    final check, which played no part in the choice), 'same-rung' (the
+    ladder is too short for a selection check: chosen and checked on the
+    same held-out rung, an optimistic credential) or 'none' (no held-out
+    check at all). chosen: the model the choice picked ('none' if no model
+    passed it); chosen_on and validated_on: [n_fit, n_test] of the two
+    checks (empty when there is none); inside of of: the chosen model's
+    predictions on the validation check inside their 95% interval;
+    validated: at least PASS_SHARE of them were."""
+
+    scheme: str
+    chosen: str
+    chosen_on: list[int]
+    validated_on: list[int]
+    inside: int
+    of: int
+    validated: bool
 
 
 @dataclass
@@ -166,6 +197,10 @@ class FingerSetProjection:
     pooled_tail: PooledTail
     target_gallery_size: int
     max_decades: float
+    # the selection check (empty where the ladder is too short for one) and
+    # how the model was chosen; held_out is the final check (validation)
+    selection: list[HeldOut] = field(default_factory=list)
+    choice: ModelChoice | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 # ---------------------------------------------------------------- pooled FMR
@@ -248,25 +283,38 @@ def _measured(ladder: fm.Ladder, r: int, t: float) -> Measured:
     return Measured(int(ladder.rungs[r]), k / m if m else None, [float(lo), float(hi)], k, m)
 
 
-def _held_out(data: _Data, t: float) -> HeldOut | None:
-    """Each model fitted on the rungs up to a tenth of the largest predicts it."""
+def held_out_checks(rungs: np.ndarray) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """The held-out checks a ladder (rungs, gallery sizes) allows, each as
+    (n_fit, n_test): the final check, fitted on the rungs up to a tenth of
+    the largest rung N_max and predicting N_max, and the selection check,
+    fitted on the rungs up to a tenth of N_sel and predicting N_sel, the
+    largest rung up to a tenth of N_max. None where fewer than FIT_RUNGS
+    rungs lie at or below a tenth of the rung to predict."""
+    rungs = np.asarray(rungs, dtype=np.float64)
+
+    def check(n_test: float) -> tuple[int, int] | None:
+        small = rungs[rungs <= n_test / 10]
+        return (int(small[-1]), int(n_test)) if len(small) >= FIT_RUNGS else None
+
+    final = check(float(rungs[-1])) if len(rungs) else None
+    selection = check(float(rungs[rungs <= rungs[-1] / 10][-1])) if final else None
+    return final, selection
+
+
+def _held_out(data: _Data, t: float, n_fit: int, n_test: int, models: tuple[str, ...]) -> HeldOut:
+    """Each model fitted on the rungs up to n_fit predicts the rung n_test."""
     ladder = data.ladder
-    n_test = float(ladder.rungs[-1])
-    small = ladder.rungs[ladder.rungs <= n_test / 10]
-    if len(small) < 2:
-        return None
-    n_fit = float(small[-1])
     checks = []
-    for model in MODELS:
+    for model in models:
         try:
-            v = fm.validate(ladder, t, n_fit, n_test, _options(data, model))
+            v = fm.validate(ladder, t, float(n_fit), float(n_test), _options(data, model))
         except ValueError as e:  # too few searches or rungs for this model
             checks.append(ModelCheck(model, Figure(None, [None, None], 1.0, 0.0,
                                                    f"not fitted: {e}"), False))
             continue
         pred = v.predicted_same if v.predicted_same is not None else v.predicted
         checks.append(ModelCheck(model, _figure(pred), bool(v.inside)))
-    return HeldOut(t, int(n_fit), int(n_test), _measured(ladder, len(ladder.rungs) - 1, t), checks)
+    return HeldOut(t, n_fit, n_test, _measured(ladder, ladder.rung_index(n_test), t), checks)
 
 
 def _options(data: _Data, model: str) -> fm.Options:
@@ -276,21 +324,62 @@ def _options(data: _Data, model: str) -> fm.Options:
     return replace(data.options, model=model)
 
 
-def _choose(held: list[HeldOut]) -> tuple[str, str]:
-    """The headline model: of those that pass at least PASS_SHARE of the
-    held-out checks, the one that passes most (earlier in HEADLINE on ties)."""
-    if not held:
-        return "none", ("not validated: the ladder needs two rungs at or below a tenth of "
-                        "its largest rung")
-    best = None
+def _passed(held: list[HeldOut], model: str) -> list[bool]:
+    return [c.inside for h in held for c in h.checks if c.model == model]
+
+
+def _best(held: list[HeldOut]) -> str:
+    """Of the headline models that pass at least PASS_SHARE of these checks,
+    the one that passes most (earlier in HEADLINE on ties); 'none' if none."""
+    best, most = "none", -1
     for model in HEADLINE:
-        passed = [c.inside for h in held for c in h.checks if c.model == model]
-        if passed and np.mean(passed) >= PASS_SHARE and (best is None or sum(passed) > best[1]):
-            best = (model, sum(passed), len(passed))
-    if best is None:
-        return "none", "no model passed the held-out check: figures at the target are not given"
-    model, k, n = best
-    return model, f"{model} model: {k} of {n} held-out predictions inside their 95% interval"
+        passed = _passed(held, model)
+        if passed and np.mean(passed) >= PASS_SHARE and sum(passed) > most:
+            best, most = model, sum(passed)
+    return best
+
+
+def _rungs(h: HeldOut) -> str:
+    return f"fitted on rungs up to {h.n_fit:,}, predicting {h.n_test:,}"
+
+
+def _choose(selection: list[HeldOut], final: list[HeldOut]) -> tuple[ModelChoice, str]:
+    """The headline model, chosen on the selection check and validated on
+    the final check (or chosen and checked on the final check alone where
+    there is no selection check), with a sentence saying how it went."""
+    if not final:
+        return (ModelChoice("none", "none", [], [], 0, 0, False),
+                "not validated: the ladder needs two rungs at or below a tenth of its largest rung")
+    fin = [final[0].n_fit, final[0].n_test]
+    if not selection:
+        model = _best(final)
+        passed = _passed(final, model)
+        choice = ModelChoice("same-rung", model, fin, fin, sum(passed), len(passed), model != "none")
+        if model == "none":
+            return choice, (f"no model passed the held-out check ({SAME_RUNG}; {_rungs(final[0])}): "
+                            "figures at the target are not given")
+        return choice, (f"{model} model, {SAME_RUNG}: {_rungs(final[0])}, {sum(passed)} of "
+                        f"{len(passed)} held-out predictions inside their 95% interval (the ladder is "
+                        "too short for a separate selection check)")
+    sel = [selection[0].n_fit, selection[0].n_test]
+    model = _best(selection)
+    if model == "none":
+        return (ModelChoice("two-stage", "none", sel, fin, 0, 0, False),
+                f"no model passed the selection check ({_rungs(selection[0])}): "
+                "figures at the target are not given")
+    chose = _passed(selection, model)
+    passed = _passed(final, model)
+    ok = bool(passed) and float(np.mean(passed)) >= PASS_SHARE
+    choice = ModelChoice("two-stage", model, sel, fin, sum(passed), len(passed), ok)
+    chosen = (f"{model} model, chosen on the selection check ({_rungs(selection[0])}: {sum(chose)} "
+              f"of {len(chose)} inside)")
+    final_check = f"the final check, which played no part in the choice ({_rungs(final[0])})"
+    if ok:
+        return choice, (f"{chosen}; validated on {final_check}: {sum(passed)} of {len(passed)} "
+                        "predictions inside their 95% interval")
+    return choice, (f"{chosen}; failed {final_check}: {sum(passed)} of {len(passed)} predictions "
+                    f"inside their 95% interval, fewer than {PASS_SHARE:.0%}: figures at the target "
+                    "are not given")
 
 
 def _predict(data: _Data, model: str, n: float, t: float,
@@ -450,8 +539,12 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
     else:
         thresholds = sorted({float(np.quantile(largest, 1 - f)) for f in proj.study_fpir
                              if len(largest) and f * len(largest) >= 1})
-    held = [h for h in (_held_out(data, t) for t in thresholds) if h is not None]
-    model, note = _choose(held)
+    final, select = held_out_checks(ladder.rungs)
+    held = [_held_out(data, t, *final, MODELS) for t in thresholds] if final else []
+    selection = [_held_out(data, t, *select, HEADLINE) for t in thresholds] if select else []
+    choice, note = _choose(selection, held)
+    # a model that fails its validation gives no figure at the target
+    model = choice.chosen if choice.validated else "none"
     shift, shift_b = None, None
     if len(ladder.rungs) >= 2:
         try:
@@ -466,7 +559,7 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
         fset, ladder.rungs.astype(int).tolist(), int(len(largest)), model, note, shift_b, held,
         [_at_target(data, target, model, shift, t) for t in thresholds],
         _under_one(data, target, model, shift), pooled, int(target.gallery_size),
-        proj.max_decades)
+        proj.max_decades, selection, choice)
 
 
 def project(study: Study, ladder_state: dict) -> dict[str, FingerSetProjection]:

@@ -29,11 +29,14 @@ def projection_lines(target: TargetSpec, projection: dict[str, FingerSetProjecti
            f"{target.bookings_per_person:g} bookings per person a year):"]
     for fs, p in projection.items():
         out.append(f"  {fs}: {p.model_note}")
-        for h in p.held_out:
-            checks = ", ".join(f"{c.model} {'inside' if c.inside else 'outside'}" for c in h.checks)
-            m = h.measured
-            out.append(f"    held out, T = {h.threshold:.4f}: measured FPIR {m.value:.4f} at "
-                       f"N = {h.n_test:,} ({checks})")
+        # the check that chose the model, then the one that validated it
+        for what, held in (("chosen on", p.selection),
+                           ("validated on" if p.selection else "held out", p.held_out)):
+            for h in held:
+                checks = ", ".join(f"{c.model} {'inside' if c.inside else 'outside'}" for c in h.checks)
+                m = h.measured
+                out.append(f"    {what}, T = {h.threshold:.4f}: measured FPIR {m.value:.4f} at "
+                           f"N = {h.n_test:,} ({checks})")
         for a in p.at_target:
             out.append(f"    T = {a.threshold:.4f}: FPIR at target {_rate(a.fpir)}; "
                        f"independence bound {a.fpir_upper_bound:.3g}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.measure.metrics import Rate
+from bench.measure.projection import HEADLINE, SAME_RUNG, FingerSetProjection, HeldOut
 from bench.report.calibration import profile_lines
 from bench.store.summary import BackendResult, Summary
 
@@ -86,6 +87,47 @@ def _measured(m) -> str:
     return f"{m.value:.4f} [{m.ci95[0]:.4f}, {m.ci95[1]:.4f}] ({m.count} of {m.of})"
 
 
+_CHECK_COLUMNS = {"shift-normal": "shift, normal growth", "shift": "shift, log growth",
+                  "frailty": "gamma frailty", "independence": "independence (fitted)"}
+
+
+def _check_table(held: list[HeldOut], models: tuple[str, ...]) -> list[str]:
+    lines = ["| T | measured FPIR [95% CI] | " + " | ".join(_CHECK_COLUMNS[m] for m in models) + " |",
+             "|---|---|" + "---|" * len(models)]
+    for h in held:
+        cells = {c.model: f"{_fig(c.predicted)} {'inside' if c.inside else 'OUTSIDE'}"
+                 if c.predicted.value is not None else c.predicted.note for c in h.checks}
+        lines.append(f"| {h.threshold:.4f} | {_measured(h.measured)} | "
+                     + " | ".join(cells.get(m, "n/a") for m in models) + " |")
+    return lines + [""]
+
+
+def held_out_lines(p: FingerSetProjection) -> list[str]:
+    """Markdown lines of a projection's held-out checks: the one that chose
+    the headline model, then the one that validated it (one check doing
+    both, labelled optimistic, where the ladder is too short for two)."""
+    if not p.held_out:
+        return []
+    h0, ch = p.held_out[0], p.choice
+    models = tuple(_CHECK_COLUMNS)
+    if not p.selection:
+        how = (f", {SAME_RUNG}" if ch is not None and ch.scheme == "same-rung" else "")
+        return ([f"### Held out{how}: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", ""]
+                + _check_table(p.held_out, models))
+    s0 = p.selection[0]
+    verdict = ("" if ch is None or ch.chosen == "none" else
+               f" The {ch.chosen} model held {ch.inside} of {ch.of} inside: "
+               + ("validated." if ch.validated else "not validated, so no figure is given at the target."))
+    return ([f"### Chosen on: fitted on rungs up to {s0.n_fit:,}, predicting {s0.n_test:,}", "",
+             "The headline model is the one that passes most of these checks; the check below "
+             "played no part in the choice.", ""]
+            + _check_table(p.selection, tuple(m for m in models if m in HEADLINE))
+            + [f"### Validated on: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", "",
+               "The chosen model's column is its credential; the others are shown for comparison "
+               "only." + verdict, ""]
+            + _check_table(p.held_out, models))
+
+
 def _projection(summary: Summary) -> list[str]:
     lines = []
     tgt = summary.scenario.target
@@ -94,19 +136,7 @@ def _projection(summary: Summary) -> list[str]:
                   f"Ladder {', '.join(f'{n:,}' for n in p.rungs)}; {p.searches:,} non-mated searches "
                   f"at the largest rung. Headline: {p.model_note}."
                   + (f" Shift b = {_fig(p.shift_b)}: {p.shift_b.note}." if p.shift_b else ""), ""]
-        if p.held_out:
-            h0 = p.held_out[0]
-            lines += [f"### Held out: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", "",
-                      "| T | measured FPIR [95% CI] | shift, normal growth | shift, log growth | gamma frailty "
-                      "| independence (fitted) |",
-                      "|---|---|---|---|---|---|"]
-            for h in p.held_out:
-                cells = {c.model: f"{_fig(c.predicted)} {'inside' if c.inside else 'OUTSIDE'}"
-                         if c.predicted.value is not None else c.predicted.note for c in h.checks}
-                lines.append(f"| {h.threshold:.4f} | {_measured(h.measured)} | "
-                             + " | ".join(cells.get(m, "n/a") for m in
-                                          ("shift-normal", "shift", "frailty", "independence")) + " |")
-            lines.append("")
+        lines += held_out_lines(p)
         lines += [f"### At the target: {p.target_gallery_size:,} enrolled, "
                   f"{tgt.searches_per_year:,.0f} searches a year (mated share {tgt.mated_share}, "
                   f"{tgt.bookings_per_person:g} bookings per person a year)", "",

@@ -90,6 +90,16 @@ def plot_fpir_vs_n(proj: FingerSetProjection) -> bytes:
     return _png(fig)
 
 
+def _chosen(proj: FingerSetProjection) -> str:
+    # whether the plotted check chose the headline model or only validated it
+    ch = proj.choice
+    if proj.selection:
+        s0 = proj.selection[0]
+        who = "no model passed" if ch is None or ch.chosen == "none" else f"{ch.chosen} chosen"
+        return f"\n{who} on rungs up to {s0.n_fit:,} predicting {s0.n_test:,}"
+    return "\nchosen and checked here (optimistic)" if ch is not None and ch.scheme == "same-rung" else ""
+
+
 def plot_held_out(proj: FingerSetProjection) -> bytes:
     """Each model's prediction of the held-out rung against what it measured."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
@@ -112,8 +122,8 @@ def plot_held_out(proj: FingerSetProjection) -> bytes:
     if proj.held_out:
         ax.set_yscale("log")
         ax.set_ylabel(f"FPIR at N = {proj.held_out[0].n_test:,}")
-        ax.set_title(f"Held out ({proj.finger_set}): fitted on rungs up to "
-                     f"{proj.held_out[0].n_fit:,}", fontsize=9)
+        ax.set_title(f"{'Validation' if proj.selection else 'Held out'} ({proj.finger_set}): fitted on "
+                     f"rungs up to {proj.held_out[0].n_fit:,}{_chosen(proj)}", fontsize=9)
     else:
         ax.set_title(f"Held out ({proj.finger_set}): {proj.model_note}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)

@@ -336,10 +336,14 @@ def _projection_problem(fs: str, p: FingerSetProjection) -> str | None:
     if p.searches < 0 or p.target_gallery_size < 1 or p.pooled_tail.pairs < 0:
         return f"{where} holds negative counts or sizes"
     figures = [p.under_one_per_year] + ([p.shift_b] if p.shift_b else [])
-    for h in p.held_out:
+    for h in p.held_out + p.selection:
         figures += [c.predicted for c in h.checks]
         if len(h.measured.ci95) != 2:
             return f"{where}.held_out holds intervals without two bounds"
+    ch = p.choice
+    if ch is not None and (not 0 <= ch.inside <= ch.of or any(len(x) not in (0, 2) for x in
+                                                            (ch.chosen_on, ch.validated_on))):
+        return f"{where}.choice is not a count of checks on two rungs"
     for a in p.at_target:
         if len(a.measured) != len(r) or any(len(m.ci95) != 2 for m in a.measured):
             return f"{where}.at_target does not measure every rung"
