@@ -110,11 +110,12 @@ def read_profile(name: str) -> dict:
         t = d.get(table, {})
         if not isinstance(t, dict) or any(k not in keys for k in t):
             raise ProfileError(f"{p}: [{table}] may set only {', '.join(keys)}")
-    calibration_from_dict(_record(d))  # the record's types, before any use
+    calibration_from_dict(record(d))  # the record's types, before any use
     return d
 
 
-def _record(d: dict) -> dict:
+def record(d: dict) -> dict:
+    """The [calibration] record of a parsed profile (what a scenario keeps)."""
     settings = [f"{table}.{k} = {v!r}" for table in SETTABLE for k, v in d.get(table, {}).items()]
     return {"profile": d["name"], "description": d.get("description", ""),
             "settings": settings, "targets": d.get("targets", []), "fit": d.get("fit", [])}
@@ -147,7 +148,7 @@ def resolve_profile(d: dict) -> dict:
             mine[k] = v
         if mine:
             out[table] = mine
-    out["calibration"] = _record(prof)
+    out["calibration"] = record(prof)
     return out
 
 

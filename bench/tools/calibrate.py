@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.profile import ProfileError, ProfileFit, ProfileTarget, calibration_from_dict, read_profile
+from bench.profile import (ProfileError, ProfileFit, ProfileTarget, calibration_from_dict, read_profile,
+                           record)
 from bench.run.steps import run_scenario
 from bench.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
 from bench.store.files import read_npz, write_text
@@ -249,7 +250,7 @@ def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], c
     produce, target against measured, the trials and the DET near the point."""
     from bench.report.calibration import det_lines, facts_lines, profile_lines, trials_lines
     from bench.tools.population_facts import population_facts
-    cal = summary.scenario.calibration
+    cal = calibration_from_dict(record(prof))  # the profile with this fit, not the trial's
     head = [f"# Calibration of {prof['name']} to target {target.name}", "",
             f"Target: FNIR {target.fnir:g} at FPIR {target.fpir:g} on a gallery of "
             f"{target.gallery_size:,} ({target.source}); replicated by scenario "
