@@ -275,7 +275,7 @@ def verdict(t: Trial, target: ProfileTarget) -> str:
     where = ("the candidate stage (mates not among the re-scored candidates)"
              if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
     return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at extraction noise "
-            f"{t.noise:g}, the least noise tried (floor {NOISE_RANGE[0]:g}); most misses are in "
+            f"{t.noise:g} (the search does not go below {NOISE_RANGE[0]:g}); most misses are in "
             f"{where}.")
 
 
