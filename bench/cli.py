@@ -57,6 +57,9 @@ def _print_table(summary, out: Path) -> None:
         fits = ", ".join(f"target {f.target} at N = {f.gallery_size:,}: FNIR {f.fnir:.2g} "
                          f"[{f.fnir_low:.2g}, {f.fnir_high:.2g}]" for f in cal.fit) or "not fitted yet"
         print(f"Matcher profile {cal.profile} ({fits}); see the report's profile section")
+    elif summary.evaluation is None and getattr(summary, "vector_search", None) is None:
+        print("Matcher: fpscale's own settings, not calibrated to a published system "
+              "(profiles and how far they reach: docs/calibration.md)")
     if summary.projection:
         from bench.report.console import projection_lines
         print()
