@@ -125,16 +125,21 @@ def _target(fnir=0.01):
 
 
 def test_bisection_finds_the_noise_where_fnir_crosses_the_target(monkeypatch, tmp_path):
-    # a known monotone FNIR(noise) = 0.04 noise^2: the target 0.01 is at 0.5
+    # a known monotone FNIR(noise) = 0.04 noise^2: the target 0.0256 is at 0.8
     def fake(req, target, noise, progress):
         f = 0.04 * noise ** 2
         return cal.Trial(noise, f, f / 2, f * 2, 0.001, 0.1, 0.999, 0, 1, str(tmp_path))
     monkeypatch.setattr(cal, "run_trial", fake)
     req = cal.CalibrationRequest("best-2012", None, 1000, 500, tmp_path, steps=12)
-    trials = cal.bisect(req, _target())
-    best = cal.best_trial(trials, _target())
-    assert best.fnir <= 0.01 and best.noise == pytest.approx(0.5, rel=2e-3)
-    assert all(t.fnir > 0.01 for t in trials if t.noise > best.noise)
+    trials = cal.bisect(req, _target(0.0256))
+    best = cal.best_trial(trials, _target(0.0256))
+    assert best.fnir <= 0.0256 and best.noise == pytest.approx(0.8, rel=2e-3)
+    assert all(t.fnir > 0.0256 for t in trials if t.noise > best.noise)
+    # a target below what the floor gives: every trial misses it, the least noisy is kept
+    trials = cal.bisect(req, _target(0.001))
+    best = cal.best_trial(trials, _target(0.001))
+    assert best.noise == min(t.noise for t in trials) < cal.NOISE_RANGE[0] * 1.01
+    assert cal.verdict(best, _target(0.001)).startswith("TARGET NOT REACHED")
 
 
 def test_profile_text_reads_back_and_fit_replaces_its_own_row():
@@ -179,7 +184,9 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
                  "--steps", "1", "--rescore-candidates", "3", "--out", str(out), "--quiet"]) == 0
     assert (PROFILES_DIR / "best-2012.toml").read_bytes() == shipped  # no --write: untouched
     fitted = tomllib.loads((out / "best-2012.toml").read_text())
-    (fit,) = fitted["fit"]
+    shipped_rows = tomllib.loads(shipped.decode()).get("fit", [])
+    assert fitted["fit"][:-1] == [r for r in shipped_rows if r["gallery_size"] != 1500]
+    fit = fitted["fit"][-1]
     assert fit["gallery_size"] == 1500 and fit["searches"] == 1500 and fit["target"] == "A"
     assert fitted["population"]["extraction_noise"] == fit["value"] == pytest.approx(
         math.sqrt(cal.NOISE_RANGE[0] * cal.NOISE_RANGE[1]), rel=1e-3)  # one step: the midpoint
