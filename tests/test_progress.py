@@ -192,8 +192,10 @@ def test_training_advice_follows_faiss_points_per_centroid():
     assert training_advice("faiss:Flat", 10) is None
 
 
-@pytest.mark.parametrize("spec", ["faiss:IVF64,Flat", "faiss:IVF16,PQ4", "faiss:OPQ4,IVF16,PQ4",
-                                  "faiss:PQ8", "faiss:BIVF64"])
+@pytest.mark.parametrize("spec", ["faiss:IVF64,Flat", "faiss:IVF16,PQ4", "faiss:BIVF64",
+                                  # the same path, seconds each: run by make test-slow
+                                  pytest.param("faiss:OPQ4,IVF16,PQ4", marks=pytest.mark.slow),
+                                  pytest.param("faiss:PQ8", marks=pytest.mark.slow)])
 def test_faiss_training_on_few_points_prints_nothing(spec, capfd):
     rng = np.random.default_rng(0)
     binary = spec.startswith("faiss:B")
