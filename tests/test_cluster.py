@@ -73,7 +73,9 @@ def single(scenario, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("workers,shards", [(2, 3), (3, 5)])
+# each cluster run is about 20 s on 2 cores: make test keeps one layout, one
+# worker loss and the interrupted resume; make test-slow runs the rest
+@pytest.mark.parametrize("workers,shards", [(2, 3), pytest.param(3, 5, marks=pytest.mark.slow)])
 def test_cluster_run_equals_single_process_run(scenario, single, tmp_path, workers, shards):
     run_scenario(_on_cluster(scenario, workers, shards), tmp_path, progress=False)
     info = _same_results(single, tmp_path)["cluster"]
@@ -83,6 +85,7 @@ def test_cluster_run_equals_single_process_run(scenario, single, tmp_path, worke
     assert info["work_stealing"] is False
 
 
+@pytest.mark.slow
 def test_run_on_a_running_scheduler_with_work_stealing(scenario, single, tmp_path):
     # a scheduler started elsewhere, with Dask's defaults (work stealing on):
     # a search that lands on a worker without its shard rebuilds it there
@@ -125,6 +128,7 @@ def test_worker_killed_mid_search_is_rebuilt_elsewhere(scenario, single, tmp_pat
     _same_results(single, tmp_path)
 
 
+@pytest.mark.slow
 def test_worker_killed_while_shards_are_built(scenario, single, tmp_path, monkeypatch):
     import distributed
     real = distributed.as_completed

@@ -81,6 +81,7 @@ def test_killed_at_chosen_checkpoints_resumes_to_identical_results(resumable, tm
     _same_as_reference(ref, out)
 
 
+@pytest.mark.slow  # the chosen checkpoints above are the deterministic check
 def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_path):
     scen, env, ref = resumable
     out = tmp_path / "random"
