@@ -24,33 +24,65 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+# re-scored rows share their source's colour with another line style, so
+# that a row and its re-scoring read as a pair and identical curves stay visible
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _style(summary: Summary, i: int) -> dict:
+    b = summary.backends[i]
+    keys = [x.key for x in summary.backends if not x.rescored_from]
+    base = b.rescored_from or b.key
+    k = keys.index(base) if base in keys else i
+    # earlier rows are drawn wider, so a later identical curve (numba and
+    # faiss exact search agree) shows as a line inside a wider one
+    return {"color": f"C{k % 10}", "ls": _STYLES[(1 if b.rescored_from else 0) + 2 * (k // 10) % 4],
+            "lw": max(3.4 - 0.8 * (k % 10), 1.0)}
+
+
+def _sizes(summary: Summary) -> str:
+    pop, L = summary.scenario.population, summary.scenario.search.candidates
+    return f"N = {pop.gallery_size:,}, L = {L}, {pop.n_submissions:,} searches"
+
+
 def plot_det(summary: Summary) -> bytes:
-    """FNIR against FPIR, log-log, one curve per backend row."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for b in summary.backends:
+    """FNIR against FPIR, log-log, one curve per backend row, with each
+    operating point and its 95% intervals in both rates."""
+    fig, ax = plt.subplots(figsize=(7.8, 4.5))
+    for i, b in enumerate(summary.backends):
+        st = _style(summary, i)
         det = b.metrics.det
         fp, fn = np.array(det.fpir, dtype=float), np.array(det.fnir, dtype=float)
         ok = (fp > 0) & (fn > 0)
-        ax.loglog(fp[ok], fn[ok], label=b.key)
+        ax.loglog(fp[ok], fn[ok], label=b.key, **st)
+        for op in b.metrics.operating_points:
+            if op.fpir is None or op.fnir is None or not op.fpir.value or not op.fnir.value:
+                continue
+            x, y = op.fpir.value, op.fnir.value
+            xe = [[max(x - (op.fpir.ci95[0] or x), 0)], [max((op.fpir.ci95[1] or x) - x, 0)]]
+            ye = [[max(y - (op.fnir.ci95[0] or y), 0)], [max((op.fnir.ci95[1] or y) - y, 0)]]
+            ax.errorbar([x], [y], xerr=xe, yerr=ye, fmt="o", ms=4, color=st["color"], capsize=2)
     ax.set_xlabel("FPIR (non-mated searches with a candidate >= T)")
     ax.set_ylabel("FNIR (mated searches missed)")
-    ax.set_title("DET: FNIR against FPIR as the threshold sweeps")
+    ax.set_title(f"DET ({_sizes(summary)}); dots: operating points with 95% intervals", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 
 def plot_cmc(summary: Summary) -> bytes:
     """Rank-r hit rate against r, one curve per backend row."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for b in summary.backends:
+    from matplotlib.ticker import MaxNLocator
+    fig, ax = plt.subplots(figsize=(7.8, 4.5))
+    for i, b in enumerate(summary.backends):
         c = np.array(b.metrics.cmc, dtype=float)
-        ax.plot(np.arange(1, len(c) + 1), c, marker=".", label=b.key)
+        ax.plot(np.arange(1, len(c) + 1), c, label=b.key, **_style(summary, i))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
     ax.set_xlabel("rank r")
     ax.set_ylabel("hit rate within rank r (CMC)")
-    ax.set_title("CMC")
+    ax.set_title(f"CMC ({_sizes(summary)})", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 
@@ -133,18 +165,23 @@ def plot_held_out(proj: FingerSetProjection) -> bytes:
 
 
 def plot_throughput_recall(summary: Summary) -> bytes:
-    """Searches per second against recall@L, one point per backend row."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for b in summary.backends:
+    """Searches per second against recall@L, one point per searched float
+    backend (re-scored rows re-order lists rather than search, so they have
+    no recall of their own and are left out)."""
+    fig, ax = plt.subplots(figsize=(7.8, 4.5))
+    for i, b in enumerate(summary.backends):
         qps = b.timings.throughput_searches_per_s
-        rec = b.vs_exact.recall_at_L if b.vs_exact else (1.0 if not b.binary else None)
+        # exact float search is recall 1 by definition; exact Hamming search
+        # is exact on codes, and its recall against float search is not measured
+        rec = b.vs_exact.recall_at_L if b.vs_exact else (None if b.rescored_from or b.binary else 1.0)
         if qps is None or rec is None:
             continue
-        ax.scatter(rec, qps)
-        ax.annotate(b.key, (rec, qps), fontsize=7)
+        ax.scatter(rec, qps, color=_style(summary, i)["color"], label=b.key)
     ax.set_xlabel("recall@L against exact search")
     ax.set_ylabel("searches per second")
     ax.set_yscale("log")
-    ax.set_title("Throughput against recall")
+    ax.set_title(f"Throughput against recall ({_sizes(summary)})", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
