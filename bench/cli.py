@@ -294,11 +294,19 @@ def cmd_sweep(args) -> int:
         Path("results") / f"sweep-{safe_name(Path(args.scenario).stem)}"
     rows = sweep(args.scenario, args.key, parse_values(args.values), out, args.overwrite,
                  progress=not args.quiet)
-    print(f"\n{args.key:>24s}  backend                               rank-1  FNIR    FPIR    searches/s")
+    def iv(r, k, d):
+        if r[k] is None:
+            return "n/a"
+        lo, hi = r[k + "_low"], r[k + "_high"]
+        return f"{r[k]:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]" if lo is not None and hi is not None else f"{r[k]:.{d}f}"
+    print(f"\n{args.key:>24s}  {'backend':36s}  {'rank-1 [95%]':22s}  {'FNIR [95%]':25s}  "
+          f"{'FPIR':7s} searches/s")
     for r in rows:
-        print(f"{str(r['value']):>24s}  {r['backend']:36s}  {r['rank1']:.3f}   {r['fnir']:.4f}  "
-              f"{r['fpir']:.4f}  {r['searches_per_s']:,.0f}")
-    print(f"\nwrote {out / 'sweep.json'} and one results folder per value")
+        qps = "n/a" if r["searches_per_s"] is None else f"{r['searches_per_s']:,.0f}"
+        fpir = "n/a" if r["fpir"] is None else f"{r['fpir']:.4f}"
+        print(f"{str(r['value']):>24s}  {r['backend']:36s}  {iv(r, 'rank1', 3):22s}  "
+              f"{iv(r, 'fnir', 4):25s}  {fpir:7s} {qps}")
+    print(f"\nwrote {out / 'sweep.json'}, sweep.csv, sweep.png and one results folder per value")
     return 0
 
 

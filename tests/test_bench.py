@@ -185,6 +185,16 @@ def test_sweep_runs_each_value(tmp_path, capsys, tiny, write_toml):
                  "--out", str(tmp_path / "sw"), "--quiet"]) == 0
     rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())["rows"]
     assert sorted({r["value"] for r in rows}) == [300, 600]
+    for r in rows:  # every rate with its interval, equal to the run's own summary
+        s = read_summary(Path(r["folder"]))
+        b = next(x for x in s.backends if x.key == r["backend"])
+        assert [r["rank1_low"], r["rank1_high"]] == b.metrics.rank1_hit_rate.ci95
+        assert r["fnir_low"] <= r["fnir"] <= r["fnir_high"]
+    import csv
+    with open(tmp_path / "sw" / "sweep.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and float(table[0]["fnir_high"]) == rows[0]["fnir_high"]
+    assert (tmp_path / "sw" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["sweep", str(scen), "--key", "population.nothing", "--values", "1",
                  "--out", str(tmp_path / "sw2")]) == 2
     assert "no such key" in capsys.readouterr().err

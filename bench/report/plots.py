@@ -185,3 +185,37 @@ def plot_throughput_recall(summary: Summary) -> bytes:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
+
+
+def plot_sweep(rows: list[dict], key: str) -> bytes:
+    """Rank-1 hit rate and FNIR at the first FPIR target against the swept
+    value, one line per backend, with 95% intervals; values that are not
+    numbers are placed in their given order."""
+    values = list(dict.fromkeys(r["value"] for r in rows))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    pos = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for k, name in enumerate(dict.fromkeys(r["backend"] for r in rows)):
+        mine = [r for r in rows if r["backend"] == name]
+        for ax, m in zip(axes, ("rank1", "fnir")):
+            pts = [r for r in mine if r[m] is not None]
+            if not pts:
+                continue
+            x = [pos[r["value"]] for r in pts]
+            y = np.array([r[m] for r in pts], dtype=float)
+            lo = np.array([r[m + "_low"] if r[m + "_low"] is not None else r[m] for r in pts], dtype=float)
+            hi = np.array([r[m + "_high"] if r[m + "_high"] is not None else r[m] for r in pts], dtype=float)
+            ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], marker="o",
+                        capsize=2, color=f"C{k % 10}", ls=_STYLES[(k // 10) % 4], label=name)
+    target = next((r["target_fpir"] for r in rows if r["target_fpir"] is not None), None)
+    for ax, label in zip(axes, ("rank-1 hit rate", f"FNIR at FPIR {target:g}" if target else "FNIR")):
+        ax.set_xlabel(key)
+        ax.set_ylabel(label + " (95% interval)")
+        ax.grid(True, alpha=0.3)
+        if not numeric:
+            ax.set_xticks(range(len(values)), [str(v) for v in values])
+        elif len(values) > 1 and min(values) > 0 and max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(f"sweep of {key}", fontsize=10)
+    return _png(fig)

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from pathlib import Path
 
 from bench.run.progress import stage
 from bench.run.steps import run_scenario
-from bench.scenario import ScenarioError, load_scenario, safe_name, scenario_from_dict
-from bench.store.files import write_json
+from bench.report.plots import plot_sweep
+from bench.scenario import ScenarioError, load_scenario, parse_value, safe_name, scenario_from_dict
+from bench.store.files import write_bytes, write_csv, write_json
 
 
 def parse_values(text: str) -> list:
     """"1000,2000" -> [1000, 2000]; values are read as TOML scalars."""
     if len(text) > 10_000:
         raise ScenarioError("--values: give at most 10,000 characters of values")
-    out = []
-    for raw in text.split(","):
-        raw = raw.strip()
-        try:
-            out.append(tomllib.loads(f"v = {raw}")["v"])
-        except (tomllib.TOMLDecodeError, RecursionError):
-            out.append(raw)  # a bare word: a string
+    out = [parse_value(raw.strip()) for raw in text.split(",")]
     if not out or any(v == "" for v in out) or len(out) > 100:
         raise ScenarioError(f"--values {text[:60]!r}: give a comma-separated list of up to 100 "
                             "values such as 1000,2000")
@@ -57,15 +51,25 @@ def sweep(scenario_path: str, key: str, values: list, out: Path, overwrite: bool
             for b in summary.backends:
                 ops = b.metrics.operating_points
                 op = ops[0] if ops else None
+                r1 = b.metrics.rank1_hit_rate
+                fn = op.fnir if op and op.fnir else None
+                fp = op.fpir if op and op.fpir else None
                 rows.append({"value": v, "backend": b.key,
-                             "rank1": b.metrics.rank1_hit_rate.value,
+                             "rank1": r1.value, "rank1_low": r1.ci95[0], "rank1_high": r1.ci95[1],
                              "target_fpir": op.target_fpir if op else None,
                              "threshold": op.threshold if op else None,
-                             "fnir": op.fnir.value if op else None,
-                             "fpir": op.fpir.value if op else None,
+                             "fnir": fn.value if fn else None,
+                             "fnir_low": fn.ci95[0] if fn else None,
+                             "fnir_high": fn.ci95[1] if fn else None,
+                             "fpir": fp.value if fp else None,
+                             "fpir_low": fp.ci95[0] if fp else None,
+                             "fpir_high": fp.ci95[1] if fp else None,
                              "searches_per_s": b.timings.throughput_searches_per_s,
                              "folder": str(folder)})
             st.update(1)
     write_json(Path(out) / "sweep.json", {"scenario": str(scenario_path), "key": key,
                                           "values": values, "rows": rows})
+    header = list(rows[0]) if rows else ["value"]
+    write_csv(Path(out) / "sweep.csv", header, [[r[k] for k in header] for r in rows])
+    write_bytes(Path(out) / "sweep.png", plot_sweep(rows, key))
     return rows
