@@ -18,7 +18,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# shipped inside the package (the repository's profiles/ links here), so
+# that an installed wheel has them
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 # what a profile may set: how hard matching is, never how big the run is
 SETTABLE = {

@@ -552,7 +552,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     applied first; ScenarioError names what is wrong."""
     p = Path(path)
     if not p.exists() and not p.suffix:
-        shipped = Path(__file__).resolve().parent.parent / "scenarios" / f"{p}.toml"
+        shipped = Path(__file__).resolve().parent / "scenarios" / f"{p}.toml"
         if shipped.exists():
             p = shipped
     if not p.is_file():
