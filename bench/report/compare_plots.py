@@ -15,25 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.report.plots import _png  # noqa: E402  (one way of rendering a figure)
-from bench.store.summary import BackendResult, Summary  # noqa: E402
-from matcher.registry import is_exact_float  # noqa: E402
+# one way of rendering a figure, of error bars and of a row's recall
+from bench.report.plots import _STYLES, _errs, _png, list_recall  # noqa: E402
+from bench.store.summary import Summary  # noqa: E402
 
 Labeled = list[tuple[str, Summary]]
-_STYLES = ("-", "--", ":", "-.")
-
-
-def list_recall(b: BackendResult) -> float | None:
-    """recall@L of a row's candidate lists against exact float search, as
-    the single-run report reads it: measured for an approximate float
-    backend, 1 for exact float search itself, None where it is not defined
-    (binary codes, lists re-ordered by minutiae re-scoring, another
-    matcher's lists)."""
-    if b.vs_exact is not None:
-        return b.vs_exact.recall_at_L
-    if b.rescored_from is None and is_exact_float(b.name):
-        return 1.0
-    return None
 
 
 def _curves(runs: Labeled):
@@ -46,13 +32,6 @@ def _curves(runs: Labeled):
         for b in s.backends:
             yield f"{label}/{b.key}", b, colour(i), _STYLES[r % len(_STYLES)]
             i += 1
-
-
-def _errs(value: float, ci: list) -> list[list[float]]:
-    """Error-bar lengths below and above value (a bound that is None: none)."""
-    lo, hi = ci
-    return [[max(value - lo, 0.0) if lo is not None else 0.0],
-            [max(hi - value, 0.0) if hi is not None else 0.0]]
 
 
 def _log_limits(ax, xs: list[float], ys: list[float]) -> None:

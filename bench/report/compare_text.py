@@ -9,7 +9,8 @@ digit in ``operating_points.csv`` (``OP_HEADER``, ``operating_point_rows``).
 from __future__ import annotations
 
 from bench.measure.metrics import Rate
-from bench.report.compare_plots import ladder_sets, list_recall
+from bench.report.compare_plots import ladder_sets
+from bench.report.plots import list_recall
 from bench.store.summary import Summary
 
 Run = tuple[str, str, Summary]  # label, the folder as given, summary

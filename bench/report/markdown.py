@@ -44,18 +44,24 @@ def _operating_points(summary: Summary) -> list[str]:
     return lines
 
 
+def _rate_cells(b: BackendResult) -> str:
+    # the first cells of a row of either table: rank-1, FNIR and FPIR at the
+    # first FPIR target, and its threshold
+    m = b.metrics
+    op = m.operating_points[0] if m.operating_points else None
+    return (f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
+            f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
+            f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} |")
+
+
 def _backends(summary: Summary) -> list[str]:
     lines = ["## Backends side by side", "",
              "| backend | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold | searches/s | p50 latency ms | memory MB (est / actual) | recall@L vs exact |",
              "|---|---|---|---|---|---|---|---|---|"]
     for b in summary.backends:
-        m = b.metrics
-        op = m.operating_points[0] if m.operating_points else None
         t = b.timings
         lines.append(
-            f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
-            f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
-            f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} | "
+            f"{_rate_cells(b)} "
             f"{_num(t.throughput_searches_per_s, 0)} | {t.latency_ms.p50:.2f} | "
             f"{b.memory.estimate_bytes / 1e6:.1f} / {b.memory.actual_bytes / 1e6:.1f} | "
             f"{_recall_cell(b)} |")
@@ -218,12 +224,7 @@ def _evaluated_rows(summary: Summary) -> list[str]:
              "| row | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold |",
              "|---|---|---|---|---|"]
     for b in summary.backends:
-        m = b.metrics
-        op = m.operating_points[0] if m.operating_points else None
-        lines.append(
-            f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
-            f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
-            f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} |")
+        lines.append(_rate_cells(b))
     lines += _operating_points(summary)
     return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
 def _text(text: str) -> list[str]:

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.measure.projection import FingerSetProjection  # noqa: E402
-from bench.store.summary import Summary  # noqa: E402
+from bench.store.summary import BackendResult, Summary  # noqa: E402
+from matcher.registry import is_exact_float  # noqa: E402
 
 
 def _png(fig) -> bytes:
@@ -27,6 +28,25 @@ def _png(fig) -> bytes:
 # re-scored rows share their source's colour with another line style, so
 # that a row and its re-scoring read as a pair and identical curves stay visible
 _STYLES = ("-", "--", ":", "-.")
+
+
+def list_recall(b: BackendResult) -> float | None:
+    """recall@L of a row's candidate lists against exact float search:
+    measured for an approximate float backend, 1 for exact float search
+    itself, None where it is not defined (binary codes, lists re-ordered by
+    minutiae re-scoring, another matcher's lists)."""
+    if b.vs_exact is not None:
+        return b.vs_exact.recall_at_L
+    if b.rescored_from is None and is_exact_float(b.name):
+        return 1.0
+    return None
+
+
+def _errs(value: float, ci: list) -> list[list[float]]:
+    """Error-bar lengths below and above value (a bound that is None: none)."""
+    lo, hi = ci
+    return [[max(value - lo, 0.0) if lo is not None else 0.0],
+            [max(hi - value, 0.0) if hi is not None else 0.0]]
 
 
 def _style(summary: Summary, i: int) -> dict:
@@ -59,9 +79,8 @@ def plot_det(summary: Summary) -> bytes:
             if op.fpir is None or op.fnir is None or not op.fpir.value or not op.fnir.value:
                 continue
             x, y = op.fpir.value, op.fnir.value
-            xe = [[max(x - (op.fpir.ci95[0] or x), 0)], [max((op.fpir.ci95[1] or x) - x, 0)]]
-            ye = [[max(y - (op.fnir.ci95[0] or y), 0)], [max((op.fnir.ci95[1] or y) - y, 0)]]
-            ax.errorbar([x], [y], xerr=xe, yerr=ye, fmt="o", ms=4, color=st["color"], capsize=2)
+            ax.errorbar([x], [y], xerr=_errs(x, op.fpir.ci95), yerr=_errs(y, op.fnir.ci95), fmt="o",
+                        ms=4, color=st["color"], capsize=2)
     ax.set_xlabel("FPIR (non-mated searches with a candidate >= T)")
     ax.set_ylabel("FNIR (mated searches missed)")
     ax.set_title(f"DET ({_sizes(summary)}); dots: operating points with 95% intervals", fontsize=9)
@@ -165,15 +184,11 @@ def plot_held_out(proj: FingerSetProjection) -> bytes:
 
 
 def plot_throughput_recall(summary: Summary) -> bytes:
-    """Searches per second against recall@L, one point per searched float
-    backend (re-scored rows re-order lists rather than search, so they have
-    no recall of their own and are left out)."""
+    """Searches per second against recall@L (``list_recall``), one point
+    per row that has both."""
     fig, ax = plt.subplots(figsize=(7.8, 4.5))
     for i, b in enumerate(summary.backends):
-        qps = b.timings.throughput_searches_per_s
-        # exact float search is recall 1 by definition; exact Hamming search
-        # is exact on codes, and its recall against float search is not measured
-        rec = b.vs_exact.recall_at_L if b.vs_exact else (None if b.rescored_from or b.binary else 1.0)
+        qps, rec = b.timings.throughput_searches_per_s, list_recall(b)
         if qps is None or rec is None:
             continue
         ax.scatter(rec, qps, color=_style(summary, i)["color"], label=b.key)
