@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.measure.metrics import binomial_ci
 from bench.profile import (ProfileError, ProfileFit, ProfileTarget, calibration_from_dict, read_profile,
                            record)
 from bench.run.steps import run_scenario
@@ -258,7 +259,7 @@ def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], c
             f"{summary.scenario.population.n_submissions:,} searches.", "",
             f"Chosen: extraction noise {chosen.noise:g}: FNIR {_fmt(chosen.fnir)} "
             f"[{_fmt(chosen.fnir_low)}, {_fmt(chosen.fnir_high)}] at FPIR {_fmt(chosen.fpir)}; "
-            f"the candidate stage listed the mate in {_fmt(chosen.candidate_recall)} of mated "
+            f"the candidate stage listed the mate in {_listed(chosen, summary)} of mated "
             f"searches; {chosen.candidate_misses} of its {chosen.misses} misses had no mate among "
             "the re-scored candidates.", "", verdict(chosen, target)]
     _, key = rescored_key(summary)
@@ -277,6 +278,15 @@ def verdict(t: Trial, target: ProfileTarget) -> str:
     return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at extraction noise "
             f"{t.noise:g} (the search does not go below {NOISE_RANGE[0]:g}); most misses are in "
             f"{where}.")
+
+
+def _listed(t: Trial, summary: Summary) -> str:
+    # the candidate stage's share of mated searches listing the mate, with its interval
+    mated = next(b for b in summary.backends if b.rescored_from).metrics.mated
+    if not mated or not math.isfinite(t.candidate_recall):
+        return "n/a"
+    lo, hi = binomial_ci(round(t.candidate_recall * mated), mated)
+    return f"{_fmt(t.candidate_recall)} [{_fmt(float(lo))}, {_fmt(float(hi))}]"
 
 
 def _fmt(x) -> str:
