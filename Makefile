@@ -14,7 +14,7 @@ SCENARIO ?= scenarios/default.toml
 OUT     ?= results/default
 # Numba's on-disk cache of compiled kernels: one ignored folder here, with a
 # sub-folder per version of the sources; hand runs from this checkout use the
-# same folder by default (see bench/__init__.py).
+# same folder by default (see fpscale/bench/__init__.py).
 export FPSCALE_NUMBA_CACHE ?= $(CURDIR)/.numba_cache
 
 .PHONY: setup run test test-slow bench bench-check perf-smoke lock clean

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-import bench  # noqa: F401  (points numba's cache at a per-version folder before numba loads)
+import fpscale.bench  # noqa: F401  (points numba's cache at a per-version folder before numba loads)
 
 ROOT = Path(__file__).resolve().parent.parent
 

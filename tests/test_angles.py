@@ -1,7 +1,7 @@
 import numpy as np
 from numba import njit
 
-from synth.angles import fast_atan2, fast_cos, fast_sin, fine_atan2, wrap_angle
+from fpscale.synth.angles import fast_atan2, fast_cos, fast_sin, fine_atan2, wrap_angle
 
 
 @njit

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.run.steps import run_scenario
-from bench.scenario import ScenarioError, load_scenario, scenario_from_dict
-from bench.store.files import ResultsError, read_npz
-from bench.store.summary import read_summary, to_json_dict
+from fpscale.bench.cli import main
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import ScenarioError, load_scenario, scenario_from_dict
+from fpscale.bench.store.files import ResultsError, read_npz
+from fpscale.bench.store.summary import read_summary, to_json_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,9 +152,9 @@ def test_shipped_scenarios_validate():
 
 
 def test_console_script_help_and_version():
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "fpscale.bench.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("fpscale ")
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "fpscale.bench.cli", "run", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--out" in r.stdout
 
 
@@ -233,7 +233,7 @@ def test_rerunning_a_complete_folder_does_nothing_new(tiny_run):
 
 
 def test_recall_against_exact():
-    from bench.measure.recall import recall_against
+    from fpscale.bench.measure.recall import recall_against
     exact = (np.array([[1, 2, 3], [4, 5, 6]]), None)
     approx = (np.array([[1, 2, 9], [6, 5, 4]]), None)
     r = recall_against(exact, approx)

@@ -9,11 +9,11 @@ import signal
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.run import cluster as cluster_mod
-from bench.run.planner import PlanError, plan_shards, shard_bytes
-from bench.run.steps import run_scenario
-from bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
+from fpscale.bench.cli import main
+from fpscale.bench.run import cluster as cluster_mod
+from fpscale.bench.run.planner import PlanError, plan_shards, shard_bytes
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
 
 SMALL = {
     "name": "cluster-small",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.run.steps import run_scenario
-from bench.scenario import scenario_from_dict
-from bench.store.summary import read_summary
-from bench.tools.compare import run_labels
+from fpscale.bench.cli import main
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.store.summary import read_summary
+from fpscale.bench.tools.compare import run_labels
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.cli import main
-from bench.store.summary import read_summary
+from fpscale.bench.cli import main
+from fpscale.bench.store.summary import read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 300, 3000)  # nested galleries: prefixes of one gallery

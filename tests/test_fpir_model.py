@@ -1,4 +1,4 @@
-"""Tests of bench.measure.fpir_model: closed forms, parameter recovery on data drawn
+"""Tests of fpscale.bench.measure.fpir_model: closed forms, parameter recovery on data drawn
 from known models, coverage of the intervals over many simulated datasets,
 and mutants (a halved exponent, a halved shift, a wrong tail shape) that
 these checks must reject."""
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.measure import fpir_model as fm
-from bench.measure.metrics import binomial_ci
-from bench.measure.fpir_model import (Estimate, Ladder, Options, Volume,
+from fpscale.bench.measure import fpir_model as fm
+from fpscale.bench.measure.metrics import binomial_ci
+from fpscale.bench.measure.fpir_model import (Estimate, Ladder, Options, Volume,
                               decades_past_data, first_exceedance, fit_frailty, fit_shift,
                               fit_tail, frailty_fpir, independence_fpir, mated_errors,
                               measured_fpir, people_per_year, predict_fpir, predict_shift,

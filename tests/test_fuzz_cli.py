@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from bench.cli import main
-from bench.run.steps import run_scenario
-from bench.scenario import scenario_from_dict
-from bench.store.files import read_npz, write_npz
+from fpscale.bench.cli import main
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.store.files import read_npz, write_npz
 
 VALUES = st.one_of(st.integers(-10, 60), st.floats(allow_nan=True, allow_infinity=True),
                    st.booleans(), st.text(max_size=8), st.lists(st.integers(-2, 12), max_size=4))

@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.report.write import report_files
-from bench.run import checkpoints as ck_mod
-from bench.run import cluster as cluster_mod
-from bench.run.planner import COMPILE, plan
-from bench.run.steps import run_scenario
-from bench.scenario import scenario_from_dict
-from bench.store.files import FILE_MODE, file_digest, read_npz, write_npz
-from bench.run.host import fpscale_version
-from bench.store.manifest import LOCK, open_for_run
-from bench.store.summary import read_summary
+from fpscale.bench.cli import main
+from fpscale.bench.report.write import report_files
+from fpscale.bench.run import checkpoints as ck_mod
+from fpscale.bench.run import cluster as cluster_mod
+from fpscale.bench.run.planner import COMPILE, plan
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.store.files import FILE_MODE, file_digest, read_npz, write_npz
+from fpscale.bench.run.host import fpscale_version
+from fpscale.bench.store.manifest import LOCK, open_for_run
+from fpscale.bench.store.summary import read_summary
 
 
 def _micro(tiny, ladder=False, **over):
@@ -237,7 +237,7 @@ def test_scenario_names_never_leave_results(tmp_path, capsys, monkeypatch, name)
 
 
 def test_a_file_stem_becomes_a_plain_folder_name(tmp_path, capsys):
-    from bench.scenario import load_scenario
+    from fpscale.bench.scenario import load_scenario
     p = tmp_path / "my scenario (copy).toml"
     p.write_text(BASE_TOML)
     assert load_scenario(p).name == "my-scenario--copy-"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from math import comb
 
-from bench.measure.individuality import compare, model_parameters, pankanti_probability
+from fpscale.bench.measure.individuality import compare, model_parameters, pankanti_probability
 
 
 def test_probabilities_sum_to_one_and_vanish_past_min():

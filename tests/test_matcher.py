@@ -4,11 +4,11 @@ from faiss.contrib.evaluation import check_ref_knn_with_draws
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matcher import make_backend
-from matcher.checks import MatcherInputError
-from matcher.exact import popcount64
-from matcher.sharded import ShardedIndex
-from matcher.topk import merge_lists
+from fpscale.matcher import make_backend
+from fpscale.matcher.checks import MatcherInputError
+from fpscale.matcher.exact import popcount64
+from fpscale.matcher.sharded import ShardedIndex
+from fpscale.matcher.topk import merge_lists
 
 
 def _numpy_topk(g, p, k):
@@ -166,7 +166,7 @@ def test_bad_backend_specs():
 
 
 def test_memory_estimates_close_to_actual():
-    from matcher.faiss_index import factory_memory_estimate
+    from fpscale.matcher.faiss_index import factory_memory_estimate
     rng = np.random.default_rng(0)
     g = rng.standard_normal((20000, 64)).astype(np.float32)
     for spec in ("faiss:Flat", "faiss:IVF64,Flat", "faiss:IVF64,PQ16", "faiss:HNSW16"):

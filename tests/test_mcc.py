@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
-from matcher import mcc
-from matcher.minutiae import match_many as old_match_many
-from synth.impressions import PLAIN, ROLLED, impression_batch, minutiae
+from fpscale.matcher import mcc
+from fpscale.matcher.minutiae import match_many as old_match_many
+from fpscale.synth.impressions import PLAIN, ROLLED, impression_batch, minutiae
 
 from rigid_motion import rigid
 
@@ -257,9 +257,9 @@ def test_n_pairs_follows_the_sigmoid():
 def test_rescoring_with_mcc_ranks_mates_first():
     # a second stage built on MCC: lists holding the mate among nine other
     # records; MCC must put the mate first at least as often as the paired count
-    from bench.run.rescore_segment import rescore_segment
-    from bench.scenario import Rescoring
-    from synth.population import PopulationSpec, submission_truth
+    from fpscale.bench.run.rescore_segment import rescore_segment
+    from fpscale.bench.scenario import Rescoring
+    from fpscale.synth.population import PopulationSpec, submission_truth
 
     spec = PopulationSpec(seed=4, gallery_size=3000, n_submissions=400, mated_share=0.5,
                           search_fingers=(2, 7))

@@ -4,8 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from bench.scenario import MetricsSpec
-from bench.measure.metrics import (binomial_ci, cmc, det_curve, fnir, fpir, mate_rank, sel,
+from fpscale.bench.scenario import MetricsSpec
+from fpscale.bench.measure.metrics import (binomial_ci, cmc, det_curve, fnir, fpir, mate_rank, sel,
                            summarize, threshold_for_fpir)
 
 NEG = -np.inf

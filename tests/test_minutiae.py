@@ -2,8 +2,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matcher.minutiae import A_TOL, R_TOL, _pair, match, match_many, normalised
-from synth.impressions import minutiae
+from fpscale.matcher.minutiae import A_TOL, R_TOL, _pair, match, match_many, normalised
+from fpscale.synth.impressions import minutiae
 
 from rigid_motion import rigid
 

@@ -22,14 +22,16 @@ def test_wheel_ships_scenarios_and_profiles_and_runs_them_by_name(tmp_path):
                    check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("fpscale-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    # one distinct top-level package: no `bench`, `matcher` or `synth` of its own
+    assert {n.split("/")[0] for n in names} == {"fpscale", wheel.name.split("-py")[0] + ".dist-info"}
     for folder in ("scenarios", "profiles"):
-        shipped = {f"bench/{folder}/{p.name}" for p in (ROOT / "bench" / folder).glob("*.toml")}
+        shipped = {f"fpscale/bench/{folder}/{p.name}" for p in (ROOT / "fpscale" / "bench" / folder).glob("*.toml")}
         assert shipped and shipped <= names
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
-    code = ("import bench, bench.scenario as s, bench.profile as p, pathlib\n"
-            f"assert pathlib.Path(bench.__file__).is_relative_to({str(unpacked)!r})\n"
-            "for f in sorted((pathlib.Path(bench.__file__).parent / 'scenarios').glob('*.toml')):\n"
+    code = ("import fpscale.bench, fpscale.bench.scenario as s, fpscale.bench.profile as p, pathlib\n"
+            f"assert pathlib.Path(fpscale.bench.__file__).is_relative_to({str(unpacked)!r})\n"
+            "for f in sorted((pathlib.Path(fpscale.bench.__file__).parent / 'scenarios').glob('*.toml')):\n"
             "    sc = s.load_scenario(f.stem)\n"  # by name, as `fpscale run default` does
             "    assert sc.name == f.stem, (sc.name, f.stem)\n"
             "print(len(list(p.PROFILES_DIR.glob('*.toml'))))\n")
@@ -37,4 +39,4 @@ def test_wheel_ships_scenarios_and_profiles_and_runs_them_by_name(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout) == len(list((ROOT / "bench" / "profiles").glob("*.toml")))
+    assert int(out.stdout) == len(list((ROOT / "fpscale" / "bench" / "profiles").glob("*.toml")))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from faiss.contrib.evaluation import knn_intersection_measure
 
-from bench.cli import main
-from bench.measure.recall import bootstrap_mean_ci, pareto_front, search_recall
-from bench.tools.param_sweep import parse_param, with_param
+from fpscale.bench.cli import main
+from fpscale.bench.measure.recall import bootstrap_mean_ci, pareto_front, search_recall
+from fpscale.bench.tools.param_sweep import parse_param, with_param
 
 NLIST = 8
 

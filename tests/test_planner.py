@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.cli import main
-from bench.run.planner import PlanError, check, plan
-from bench.scenario import scenario_from_dict
+from fpscale.bench.cli import main
+from fpscale.bench.run.planner import PlanError, check, plan
+from fpscale.bench.scenario import scenario_from_dict
 
 import pytest
 
@@ -47,9 +47,9 @@ def test_cli_max_memory(tmp_path, capsys):
 def test_estimate_within_25_percent_of_measured_peak(tmp_path):
     code = (
         "import json, sys\n"
-        "from bench.scenario import scenario_from_dict\n"
-        "from bench.run.steps import run_scenario\n"
-        "from bench.store.summary import to_json_dict\n"
+        "from fpscale.bench.scenario import scenario_from_dict\n"
+        "from fpscale.bench.run.steps import run_scenario\n"
+        "from fpscale.bench.store.summary import to_json_dict\n"
         "d = {'name': 'mem', 'population': {'seed': 1, 'gallery_size': 300000, 'n_submissions': 500,"
         " 'mated_share': 0.3}, 'search': {'candidates': 20, 'chunk_size': 20000,"
         " 'backends': [{'name': 'numba-flat'}, {'name': 'faiss:Flat'}]}}\n"

@@ -4,9 +4,9 @@ objects before they become PNG bytes)."""
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.report import plots
-from bench.store.summary import read_summary
+from fpscale.bench.cli import main
+from fpscale.bench.report import plots
+from fpscale.bench.store.summary import read_summary
 
 
 @pytest.fixture(scope="module")

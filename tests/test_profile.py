@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.cli import main
-from bench.profile import PROFILES_DIR, ProfileError, read_profile
-from bench.scenario import ScenarioError, apply_overrides, load_scenario, scenario_from_dict
-from bench.tools import calibrate as cal
-from synth.impressions import minutiae
-from synth.population import PopulationSpec, capture_qualities
+from fpscale.bench.cli import main
+from fpscale.bench.profile import PROFILES_DIR, ProfileError, read_profile
+from fpscale.bench.scenario import ScenarioError, apply_overrides, load_scenario, scenario_from_dict
+from fpscale.bench.tools import calibrate as cal
+from fpscale.synth.impressions import minutiae
+from fpscale.synth.population import PopulationSpec, capture_qualities
 
 SHIPPED = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
@@ -170,7 +170,7 @@ def test_run_set_reaches_the_run(tmp_path, tiny, write_toml, capsys):
     path = write_toml(tmp_path / "s.toml", tiny(projection__ladder=[]))
     assert main(["run", str(path), "--out", str(tmp_path / "r"), "--quiet",
                  "--set", "population.n_submissions=120", "--set", "search.candidates=7"]) == 0
-    from bench.store.summary import read_summary
+    from fpscale.bench.store.summary import read_summary
     s = read_summary(tmp_path / "r")
     assert s.scenario.population.n_submissions == 120 and s.scenario.search.candidates == 7
     assert main(["run", str(path), "--out", str(tmp_path / "r2"), "--set", "search.nothing=1"]) == 2
@@ -197,7 +197,7 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
                    "FRIF TE E1N", "extraction noise"):
         assert needle in report
     # the trial's own summary records the noise it ran with
-    from bench.store.summary import read_summary
+    from fpscale.bench.store.summary import read_summary
     s = read_summary(out / f"noise={fit['value']:.4f}")
     assert s.scenario.population.extraction_noise == fit["value"]
     assert f"population.extraction_noise = {fit['value']!r}" in s.scenario.calibration.settings
@@ -217,6 +217,6 @@ def test_verdict_names_where_the_misses_are():
 
 
 def test_recorded_command_leaves_out_where_files_went():
-    from bench.cli import _recorded_args
+    from fpscale.bench.cli import _recorded_args
     assert _recorded_args(["calibrate", "best-2012", "--out", "/tmp/x", "--steps", "4", "--write",
                            "--out=/y", "--quiet"]) == ["calibrate", "best-2012", "--steps", "4"]

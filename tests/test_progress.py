@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench
-from bench.cli import main
-from bench.run import progress, rescore
-from bench.run.progress import LOG_EVERY_S, Sink, Stage, say, stage
-from bench.scenario import training_advice
-from matcher import make_backend
+import fpscale.bench
+from fpscale.bench.cli import main
+from fpscale.bench.run import progress, rescore
+from fpscale.bench.run.progress import LOG_EVERY_S, Sink, Stage, say, stage
+from fpscale.bench.scenario import training_advice
+from fpscale.matcher import make_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -216,7 +216,7 @@ def test_hand_runs_from_the_checkout_share_makes_numba_cache(tmp_path):
            if k not in ("FPSCALE_NUMBA_CACHE", "NUMBA_CACHE_DIR")}
     env["PYTHONPATH"] = str(ROOT)
     got = subprocess.run([sys.executable, "-c",
-                          "import bench, os; print(os.environ['NUMBA_CACHE_DIR'])"],
+                          "import fpscale, os; print(os.environ['NUMBA_CACHE_DIR'])"],
                          env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     path = Path(got.stdout.strip())
     assert path.parent == ROOT / ".numba_cache"  # Makefile: FPSCALE_NUMBA_CACHE=$(CURDIR)/.numba_cache
@@ -227,13 +227,13 @@ def test_hand_runs_from_the_checkout_share_makes_numba_cache(tmp_path):
 def test_outside_a_writable_checkout_the_cache_is_per_user(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     user = tmp_path / "xdg" / "fpscale" / "numba"
-    assert bench.default_cache_base(tmp_path) == user  # no pyproject.toml: not a checkout
+    assert fpscale.default_cache_base(tmp_path) == user  # no pyproject.toml: not a checkout
     (tmp_path / "pyproject.toml").write_text("")
-    assert bench.default_cache_base(tmp_path) == tmp_path / ".numba_cache"
+    assert fpscale.default_cache_base(tmp_path) == tmp_path / ".numba_cache"
     if os.geteuid() != 0:  # root writes anywhere
         tmp_path.chmod(0o555)
         try:
-            assert bench.default_cache_base(tmp_path) == user
+            assert fpscale.default_cache_base(tmp_path) == user
         finally:
             tmp_path.chmod(0o755)
 

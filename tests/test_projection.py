@@ -12,15 +12,15 @@ import dacite
 import numpy as np
 import pytest
 
-from bench.measure.ladder import LadderScan
-from bench.measure.projection import (SAME_RUNG, FingerSetProjection, Study,
+from fpscale.bench.measure.ladder import LadderScan
+from fpscale.bench.measure.projection import (SAME_RUNG, FingerSetProjection, Study,
                                       false_match_searches_per_year, fpir_at_n, held_out_checks,
                                       project_finger_set)
-from bench.report.markdown import held_out_lines
-from bench.run.gallery import finger_set_columns
-from bench.scenario import ProjectionSpec, TargetSpec
-from bench.store.summary import to_json_dict
-from synth.population import PopulationSpec, chunks, gallery_chunk, submission_chunk
+from fpscale.bench.report.markdown import held_out_lines
+from fpscale.bench.run.gallery import finger_set_columns
+from fpscale.bench.scenario import ProjectionSpec, TargetSpec
+from fpscale.bench.store.summary import to_json_dict
+from fpscale.synth.population import PopulationSpec, chunks, gallery_chunk, submission_chunk
 
 RUNGS = (1000, 2000, 20000)
 STUDY = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import build_parser
-from bench.profile import read_profile
-from bench.scenario import load_scenario
+from fpscale.bench.cli import build_parser
+from fpscale.bench.profile import read_profile
+from fpscale.bench.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """A run killed with SIGKILL and started again with the same command ends
 with the results of an uninterrupted run: at chosen checkpoints (the crash
-hook FPSCALE_CRASH_AT, see bench/run/checkpoints.py) and at random moments."""
+hook FPSCALE_CRASH_AT, see fpscale/bench/run/checkpoints.py) and at random moments."""
 
 import json
 import os
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.store.files import read_npz
+from fpscale.bench.store.files import read_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ CRASH_CHAIN = ["build_next/3", "build_next/2/before", "search_next/4", "search_n
 
 
 def _run(scen, out, env, timeout=None):
-    p = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(scen), "--out", str(out),
+    p = subprocess.Popen([sys.executable, "-m", "fpscale.bench.cli", "run", str(scen), "--out", str(out),
                           "--quiet"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
     try:

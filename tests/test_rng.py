@@ -1,6 +1,6 @@
 import numpy as np
 
-from synth.rng import (categorical, key_state, next_u64, open_stream, poisson, skip,
+from fpscale.synth.rng import (categorical, key_state, next_u64, open_stream, poisson, skip,
                        u64_ahead, uniform)
 
 MASK = (1 << 64) - 1

@@ -8,7 +8,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bench", "matcher", "synth")
+PACKAGES = ("fpscale",)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def test_no_import_cycles(graph):
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-@pytest.mark.parametrize("package,forbidden", [("synth", ("matcher", "bench")),
-                                               ("matcher", ("synth", "bench"))])
+@pytest.mark.parametrize("package,forbidden", [("fpscale.synth", ("fpscale.matcher", "fpscale.bench")),
+                                               ("fpscale.matcher", ("fpscale.synth", "fpscale.bench"))])
 def test_imports_run_one_way(graph, package, forbidden):
     for other in forbidden:
         assert not graph.chain_exists(importer=package, imported=other, as_packages=True), \
@@ -36,8 +36,8 @@ def test_imports_run_one_way(graph, package, forbidden):
 
 
 def test_measure_store_and_report_do_not_reach_back_into_the_run(graph):
-    for package in ("bench.measure", "bench.store", "bench.report"):
-        assert not graph.chain_exists(importer=package, imported="bench.run", as_packages=True), package
+    for package in ("fpscale.bench.measure", "fpscale.bench.store", "fpscale.bench.report"):
+        assert not graph.chain_exists(importer=package, imported="fpscale.bench.run", as_packages=True), package
 
 
 def _parameters(fn: ast.FunctionDef) -> list[str]:
@@ -48,7 +48,7 @@ def _parameters(fn: ast.FunctionDef) -> list[str]:
 
 def test_run_path_functions_take_at_most_five_parameters():
     too_many = []
-    for path in sorted((ROOT / "bench" / "run").glob("*.py")):
+    for path in sorted((ROOT / "fpscale" / "bench" / "run").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 params = _parameters(node)

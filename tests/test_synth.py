@@ -6,12 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from synth.embedding import encode, encode_set
-from synth.features import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
+from fpscale.synth.embedding import encode, encode_set
+from fpscale.synth.features import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
                             pair_histogram, pair_scratch, spatial_histogram)
-from synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
-from synth.impressions import CAPTURE_TYPES, capture_index, minutiae
-from synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
+from fpscale.synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
+from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, minutiae
+from fpscale.synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
                               legacy_records, spec_from_dict, submission_chunk,
                               submission_truth)
 
@@ -55,8 +55,8 @@ def _reference_master(seed, identity, finger):
     # of the grid visited (not only those that can reach the pad), and the
     # spacing rule checked against every minutia kept before (no neighbour
     # cells)
-    from synth import fingers as F
-    from synth.rng import STREAM_MASTER, categorical, normal, open_stream
+    from fpscale.synth import fingers as F
+    from fpscale.synth.rng import STREAM_MASTER, categorical, normal, open_stream
     st = open_stream(seed, identity, finger, -1, STREAM_MASTER)
     cls = categorical(st, F.PATTERN_CDF)
     sing = np.zeros((4, 2))
@@ -115,7 +115,7 @@ def test_master_process_gives_documented_spacing_and_density():
     # of the per-finger factors (size: 1 + 0.06 z, squared; density:
     # exp(0.12 z)); nearest neighbours never closer than MIN_SPACING, and
     # mostly within two spacings (a hard-core process, not a lattice)
-    from synth import fingers as F
+    from fpscale.synth import fingers as F
     out = np.empty((MAX_MASTER, 4))
     ref = np.empty(3)
     for finger in (1, 2, 5):
@@ -139,7 +139,7 @@ def test_master_process_gives_documented_spacing_and_density():
 
 
 def test_cell_presence_table_is_what_the_process_gives():
-    from synth import fingers as F
+    from fpscale.synth import fingers as F
     measured = np.array([F.cell_density(p, 4000) for p in F._PRESENCE])
     assert np.allclose(measured, F._DENSITY, atol=1e-5)
     assert np.all(np.diff(F._DENSITY) > 0)
@@ -160,7 +160,7 @@ def test_worse_quality_loses_true_minutiae():
 
 
 def _numpy_histogram(m):
-    # plain-numpy reference of synth.features.pair_histogram (exact atan2):
+    # plain-numpy reference of fpscale.synth.features.pair_histogram (exact atan2):
     # each unordered pair once, in the orientation with the smaller first angle
     h = np.zeros(N_BINS)
     n = len(m)
@@ -361,8 +361,8 @@ def test_capture_types_named_in_error():
 def test_shipped_projection_is_what_the_code_learns():
     # the LDA file must be reproducible from the code (smaller sample: the
     # leading directions agree closely)
-    from synth.embedding import shipped_basis
-    from synth.lda_basis import learn
+    from fpscale.synth.embedding import shipped_basis
+    from fpscale.synth.lda_basis import learn
     mean, basis = shipped_basis()
     m2, b2 = learn(n=8000)
     assert np.allclose(mean, m2, atol=1e-6)

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.run.steps import run_scenario
-from bench.scenario import scenario_from_dict
-from bench.store.files import read_npz
-from bench.store.schema import schema_text
-from bench.store.summary import SCHEMA_VERSION, read_summary
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.store.files import read_npz
+from fpscale.bench.store.schema import schema_text
+from fpscale.bench.store.summary import SCHEMA_VERSION, read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_summary_records_the_host(small_run):
 
 def test_shipped_schema_is_the_codes_and_validates_the_summary(small_run):
     shipped = (ROOT / "docs" / "summary.schema.json").read_text()
-    assert shipped == schema_text(), "regenerate: python -m bench.store.schema > docs/summary.schema.json"
+    assert shipped == schema_text(), "regenerate: python -m fpscale.bench.store.schema > docs/summary.schema.json"
     schema = json.loads(shipped)
     jsonschema.Draft202012Validator.check_schema(schema)
     d = json.loads((small_run / "summary.json").read_text())

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from bench.cli import main
-from bench.store.summary import read_summary
-from bench.tools.vector_files import read_vectors
+from fpscale.bench.cli import main
+from fpscale.bench.store.summary import read_summary
+from fpscale.bench.tools.vector_files import read_vectors
 
 L = 10
 
@@ -346,7 +346,7 @@ def test_a_damaged_npy_header_is_one_line_in_a_real_process(tmp_path):
     path.write_bytes(data[:i] + b"(6, 8and 1)}".ljust(j - i) + data[j:])
     truth = write_truth(tmp_path / "t.csv", np.full(6, -1))
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run([sys.executable, "-m", "bench.cli", "search", str(path), str(path), "--truth",
+    r = subprocess.run([sys.executable, "-m", "fpscale.bench.cli", "search", str(path), str(path), "--truth",
                         str(truth), "--backend", "numba-flat", "--out", str(tmp_path / "out")],
                        capture_output=True, text=True, cwd=root, timeout=120,
                        env={**__import__("os").environ, "PYTHONPATH": str(root)})

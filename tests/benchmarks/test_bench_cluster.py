@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from bench.run.cluster import DaskExecutor, open_cluster, plan_cluster
-from bench.run.submissions import make_submissions
-from bench.scenario import ClusterSpec, scenario_from_dict
-from synth.population import chunks
+from fpscale.bench.run.cluster import DaskExecutor, open_cluster, plan_cluster
+from fpscale.bench.run.submissions import make_submissions
+from fpscale.bench.scenario import ClusterSpec, scenario_from_dict
+from fpscale.synth.population import chunks
 
 from .conftest import MEDIANS, ROUNDS, scaled
 

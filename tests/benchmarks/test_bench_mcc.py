@@ -2,7 +2,7 @@
 
 Both matchers compare the same plain (quality 2) impressions against the
 same rolled (quality 2) ones, finger 2: 400 of each, every template in 50
-pairs, prepared once per batch (as ``bench.rescoring`` calls them). The
+pairs, prepared once per batch (as ``fpscale.bench.run.rescore_segment`` calls them). The
 ratio is printed at the end with the other same-session ratios; with
 NUMBA_NUM_THREADS=1 the rates are per core. MCC's cost is also split into
 cylinder preparation (templates per second) and scoring of prepared
@@ -14,9 +14,9 @@ import numba
 import numpy as np
 import pytest
 
-from matcher import mcc
-from matcher.minutiae import match_many as old_match_many
-from synth.impressions import PLAIN, ROLLED, impression_batch
+from fpscale.matcher import mcc
+from fpscale.matcher.minutiae import match_many as old_match_many
+from fpscale.synth.impressions import PLAIN, ROLLED, impression_batch
 
 from .conftest import MEDIANS, ROUNDS, ratio, record
 

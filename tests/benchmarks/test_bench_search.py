@@ -8,7 +8,7 @@ numba binary exact >= 1.0x faiss IndexBinaryFlat.
 import numba
 import pytest
 
-from matcher import make_backend
+from fpscale.matcher import make_backend
 
 from .conftest import MEDIANS, ROUNDS, ratio, record
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from bench.run.steps import run_scenario
-from bench.scenario import load_scenario
-from matcher.minutiae import match_many
-from synth.embedding import encode
-from synth.impressions import PLAIN, ROLLED, impression_batch
+from fpscale.bench.run.steps import run_scenario
+from fpscale.bench.scenario import load_scenario
+from fpscale.matcher.minutiae import match_many
+from fpscale.synth.embedding import encode
+from fpscale.synth.impressions import PLAIN, ROLLED, impression_batch
 
 from .conftest import MEDIANS, ROUNDS, record, scaled
 

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import pytest
 
-from matcher import make_backend
+from fpscale.matcher import make_backend
 
 FLOOR = float(os.environ.get("FPSCALE_SMOKE_FLOOR", "0.5"))
 N = int(os.environ.get("FPSCALE_SMOKE_N", "200000"))

@@ -1,2 +1,0 @@
-"""Running a scenario: the step order, where the work executes, checkpoints,
-the memory plan. ``bench.run.steps.run_scenario`` is the entry point."""

@@ -1,0 +1,273 @@
+"""The report's text: a Markdown page built from a run's summary."""
+
+from __future__ import annotations
+
+from fpscale.bench.measure.metrics import Rate
+from fpscale.bench.measure.projection import HEADLINE, SAME_RUNG, FingerSetProjection, HeldOut
+from fpscale.bench.report.calibration import profile_lines
+from fpscale.bench.store.summary import BackendResult, Summary
+
+
+def _fmt_rate(r: Rate | None) -> str:
+    if not r or r.value is None:
+        return "n/a"
+    lo, hi = r.ci95
+    return f"{r.value:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def _num(x, digits=3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and (abs(x) >= 1e5 or (0 < abs(x) < 1e-3)):
+        return f"{x:.{digits}g}"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}"
+
+
+def _recall_cell(b: BackendResult) -> str:
+    if b.vs_exact is not None:
+        return f"{b.vs_exact.recall_at_L:.3f}"
+    if b.rescored_from:
+        return f"re-scored from {b.rescored_from}"
+    return "exact (Hamming)" if b.binary else "exact"
+
+
+def _operating_points(summary: Summary) -> list[str]:
+    lines = ["", "Operating points (threshold chosen on the non-mated searches to reach each FPIR; "
+             "'not resolved' means fewer non-mated searches than 1/FPIR):", ""]
+    for b in summary.backends:
+        for op in b.metrics.operating_points:
+            lines.append(f"- {b.key}: FPIR target {op.target_fpir}: T = {_num(op.threshold)}, "
+                         f"FNIR {_fmt_rate(op.fnir)}, FPIR {_fmt_rate(op.fpir)}, SEL {_num(op.sel)}"
+                         f"{'' if op.resolved else ' (not resolved by the data)'}")
+    return lines
+
+
+def _rate_cells(b: BackendResult) -> str:
+    # the first cells of a row of either table: rank-1, FNIR and FPIR at the
+    # first FPIR target, and its threshold
+    m = b.metrics
+    op = m.operating_points[0] if m.operating_points else None
+    return (f"| {b.key} | {_fmt_rate(m.rank1_hit_rate)} | {_fmt_rate(op.fnir if op else None)} "
+            f"(target {op.target_fpir if op else None}{'' if op and op.resolved else ', not resolved'}) | "
+            f"{_fmt_rate(op.fpir if op else None)} | {_num(op.threshold if op else None)} |")
+
+
+def _backends(summary: Summary) -> list[str]:
+    lines = ["## Backends side by side", "",
+             "| backend | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold | searches/s | p50 latency ms | memory MB (est / actual) | recall@L vs exact |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for b in summary.backends:
+        t = b.timings
+        lines.append(
+            f"{_rate_cells(b)} "
+            f"{_num(t.throughput_searches_per_s, 0)} | {t.latency_ms.p50:.2f} | "
+            f"{b.memory.estimate_bytes / 1e6:.1f} / {b.memory.actual_bytes / 1e6:.1f} | "
+            f"{_recall_cell(b)} |")
+    lines += _operating_points(summary)
+    lines += ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)",
+              "![throughput against recall](plots/throughput_recall.png)", ""]
+    return lines
+
+
+def _fig(f, digits: int = 4) -> str:
+    """A projected figure: value [interval], or why it is not given."""
+    if f is None:
+        return "n/a"
+    if f.value is None:
+        far = [x for x in (f.decades_n, f.decades_fpir) if x is not None]
+        if len(far) < 2:
+            return "not resolved (no data reach it)"
+        d = max(far)
+        return f"not resolved ({d:.1f} decades past the data)" if d > 0 else "not resolved"
+    lo, hi = f.ci95
+    fmt = (lambda x: f"{x:.{digits}g}") if abs(f.value) < 1e-3 or abs(f.value) >= 1e4 else \
+        (lambda x: f"{x:.{digits}f}")
+    return f"{fmt(f.value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _measured(m) -> str:
+    if m.value is None:
+        return "n/a"
+    return f"{m.value:.4f} [{m.ci95[0]:.4f}, {m.ci95[1]:.4f}] ({m.count} of {m.of})"
+
+
+_CHECK_COLUMNS = {"shift-normal": "shift, normal growth", "shift": "shift, log growth",
+                  "frailty": "gamma frailty", "independence": "independence (fitted)"}
+
+
+def _check_table(held: list[HeldOut], models: tuple[str, ...]) -> list[str]:
+    lines = ["| T | measured FPIR [95% CI] | " + " | ".join(_CHECK_COLUMNS[m] for m in models) + " |",
+             "|---|---|" + "---|" * len(models)]
+    for h in held:
+        cells = {c.model: f"{_fig(c.predicted)} {'inside' if c.inside else 'OUTSIDE'}"
+                 if c.predicted.value is not None else c.predicted.note for c in h.checks}
+        lines.append(f"| {h.threshold:.4f} | {_measured(h.measured)} | "
+                     + " | ".join(cells.get(m, "n/a") for m in models) + " |")
+    return lines + [""]
+
+
+def held_out_lines(p: FingerSetProjection) -> list[str]:
+    """Markdown lines of a projection's held-out checks: the one that chose
+    the headline model, then the one that validated it (one check doing
+    both, labelled optimistic, where the ladder is too short for two)."""
+    if not p.held_out:
+        return []
+    h0, ch = p.held_out[0], p.choice
+    models = tuple(_CHECK_COLUMNS)
+    if not p.selection:
+        how = (f", {SAME_RUNG}" if ch is not None and ch.scheme == "same-rung" else "")
+        return ([f"### Held out{how}: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", ""]
+                + _check_table(p.held_out, models))
+    s0 = p.selection[0]
+    verdict = ("" if ch is None or ch.chosen == "none" else
+               f" The {ch.chosen} model held {ch.inside} of {ch.of} inside: "
+               + ("validated." if ch.validated else "not validated, so no figure is given at the target."))
+    return ([f"### Chosen on: fitted on rungs up to {s0.n_fit:,}, predicting {s0.n_test:,}", "",
+             "The headline model is the one that passes most of these checks; the check below "
+             "played no part in the choice.", ""]
+            + _check_table(p.selection, tuple(m for m in models if m in HEADLINE))
+            + [f"### Validated on: fitted on rungs up to {h0.n_fit:,}, predicting {h0.n_test:,}", "",
+               "The chosen model's column is its credential; the others are shown for comparison "
+               "only." + verdict, ""]
+            + _check_table(p.held_out, models))
+
+
+def _projection(summary: Summary) -> list[str]:
+    lines = []
+    tgt = summary.scenario.target
+    for fs, p in (summary.projection or {}).items():
+        lines += [f"## Projection: {fs}", "",
+                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)}; {p.searches:,} non-mated searches "
+                  f"at the largest rung. Headline: {p.model_note}."
+                  + (f" Shift b = {_fig(p.shift_b)}: {p.shift_b.note}." if p.shift_b else ""), ""]
+        lines += held_out_lines(p)
+        lines += [f"### At the target: {p.target_gallery_size:,} enrolled, "
+                  f"{tgt.searches_per_year:,.0f} searches a year (mated share {tgt.mated_share}, "
+                  f"{tgt.bookings_per_person:g} bookings per person a year)", "",
+                  f"Figures further than {p.max_decades:g} decade(s) past the data are not given. "
+                  "The independence column is an upper bound (a search's impostor scores are "
+                  "positively correlated), not an estimate.", "",
+                  "| T | FPIR measured | FNIR measured | FPIR at target | independence bound | "
+                  "false-positive searches / year | distinct persons / year | mated, wrong top candidate / year "
+                  "| mated, non-mate listed / year | correct matches to stale records / year |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for a in p.at_target:
+            persons = (f"{_fig(a.persons_low, 3)} to {_fig(a.persons_high, 3)}"
+                       if a.persons_low.value is not None else _fig(a.persons_low))
+            lines.append(f"| {a.threshold:.4f} | {_measured(a.measured[-1])} | {_measured(a.fnir)} | "
+                         f"{_fig(a.fpir)} | {a.fpir_upper_bound:.4g} | {_fig(a.fp_searches, 3)} | {persons} | "
+                         f"{_fig(a.mated_wrong_top, 3)} | {_fig(a.mated_listed_nonmate, 3)} | "
+                         f"{_fig(a.stale_record_matches, 3)} |")
+        u = p.under_one_per_year
+        lines += ["", "Under one false-positive search a year at the target: "
+                  + (f"T >= {_fig(u)}." if u.value is not None else f"{u.note}."), "",
+                  f"Pooled impostor comparisons: {p.pooled_tail.pairs:,}; generalized Pareto tail "
+                  f"above T = {p.pooled_tail.u:.4f} (FMR {p.pooled_tail.p_u:.2e} there), used for the "
+                  "independence bound.", "",
+                  f"![FPIR against N](plots/fpir_vs_n_{fs}.png) ![held-out check](plots/heldout_{fs}.png)", ""]
+    return lines
+
+
+def _individuality(summary: Summary) -> list[str]:
+    ind = summary.individuality
+    if not ind:
+        return []
+    lines = ["## Chance correspondences: model and simulation", "",
+             f"Pankanti, Prabhakar and Jain (2002) model with M = {ind.cells} cells "
+             f"({ind.area_mm2:.0f} mm^2 over discs of {ind.r_tol_mm} mm), "
+             f"l = {ind.direction_agreement:.3f} ({ind.a_tol_deg:.0f} degrees), m = {ind.minutiae_probe}, n = {ind.minutiae_gallery}; "
+             f"simulation: {ind.pairs:,} impostor pairs of {ind.capture} impressions "
+             f"matched by fpscale's minutiae matcher (mean {ind.observed_mean:.1f} paired, "
+             f"model {ind.model_mean:.1f}: the matcher's search over alignments finds more "
+             "chance pairings than one fixed alignment).", "",
+             "| q | model P(>= q) | simulated P(>= q) |", "|---|---|---|"]
+    for q in (6, 8, 10, 12, 15, 20):
+        if q < len(ind.q):
+            lines.append(f"| {q} | {ind.model_p_at_least[q]:.2e} | {ind.observed_p_at_least[q]:.2e} |")
+    lines.append("")
+    return lines
+
+
+def _evaluated(summary: Summary) -> list[str]:
+    """What an evaluation of candidate lists read, in place of the simulated population."""
+    ev, tgt = summary.evaluation, summary.scenario.target
+    lines = [f"Evaluated: candidate lists of {ev.matcher} (not run by fpscale; nothing was "
+             f"simulated or timed), {ev.searches:,} searches of which {ev.mated:,} mated, "
+             f"truth {ev.truth} (sha256 {ev.truth_sha256[:12]}). "
+             f"Target: {tgt.gallery_size:,} identities, {tgt.searches_per_year:,.0f} "
+             f"searches per year (mated share {tgt.mated_share}).", "",
+             "| file | gallery size | rows | list length | sha256 |", "|---|---|---|---|---|"]
+    lines += [f"| {f.path} | {f.gallery_size:,} | {f.rows:,} | {f.list_length} | {f.sha256[:12]} |"
+              for f in ev.files]
+    return lines + ["", f"Projection: {ev.projection_note}.", ""]
+
+
+def _searched(summary: Summary) -> list[str]:
+    """What ``fpscale search`` read, in place of the simulated population."""
+    vs = summary.vector_search
+    train = min(vs.train_size, vs.gallery.rows)
+    lines = [f"Searched: gallery and probe vectors read from files (gallery ids are row numbers), "
+             f"{vs.searches:,} searches of which {vs.mated:,} mated, lists of {vs.candidates} "
+             f"candidates, truth {vs.truth} (sha256 {vs.truth_sha256[:12]}). Indexes that train "
+             f"learn from the first {train:,} gallery rows; threads: "
+             f"{vs.threads if vs.threads is not None else 'each library default'}.", "",
+             "| file | format | values | rows | dimension | sha256 |", "|---|---|---|---|---|---|"]
+    lines += [f"| {f.path} | {f.format} | {f.dtype} | {f.rows:,} | {f.dim:,} | {f.sha256[:12]} |"
+              for f in (vs.gallery, vs.probes)]
+    return lines + [""]
+
+
+def _evaluated_rows(summary: Summary) -> list[str]:
+    lines = ["## Candidate lists", "",
+             "| row | rank-1 hit rate [95% CI] | FNIR at FPIR target | FPIR | threshold |",
+             "|---|---|---|---|---|"]
+    for b in summary.backends:
+        lines.append(_rate_cells(b))
+    lines += _operating_points(summary)
+    return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
+def _text(text: str) -> list[str]:
+    """Free text from the scenario as plain paragraphs: a line that Markdown
+    would read as a heading, table, list or image gets a backslash escape."""
+    out = []
+    for line in text.splitlines():
+        if line.lstrip().startswith(("#", "|", "!", "-", "*", "+", ">", "\\")):
+            line = "\\" + line.lstrip()
+        out.append(line)
+    return out
+
+
+def render_markdown(summary: Summary) -> str:
+    """The whole report page."""
+    sc = summary.scenario
+    pop, tgt = sc.population, sc.target
+    lines = [f"# fpscale report: {sc.name}", "", *_text(sc.description), ""]
+    if summary.evaluation is not None:
+        lines += _evaluated(summary) + _evaluated_rows(summary)
+    elif summary.vector_search is not None:
+        lines += _searched(summary) + _backends(summary)
+    else:
+        lines += [f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
+                  f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, "
+                  f"seed {pop.seed}. Target: {tgt.gallery_size:,} identities, "
+                  f"{tgt.searches_per_year:,.0f} searches per year (mated share {tgt.mated_share}).", ""]
+        lines += _backends(summary)
+    lines += profile_lines(sc.calibration)
+    lines += _projection(summary) + _individuality(summary)
+    lines += _host(summary)
+    return "\n".join(lines)
+
+
+def _host(summary: Summary) -> list[str]:
+    h = summary.host
+    pools = "; ".join(f"{p.internal_api}{' ' + p.version if p.version else ''} "
+                      f"({p.architecture or p.user_api}, {p.num_threads} threads)"
+                      for p in h.thread_pools)
+    return ["## Run", "",
+            f"Host: {h.cpu_model or h.machine}, {h.cpus} CPUs ({h.physical_cores or '?'} cores), "
+            f"{h.machine}, numba threads {h.numba_threads}; versions {h.versions}.",
+            f"Thread pools: {pools or 'not recorded'}.",
+            f"Source: git commit {h.git_commit or 'unknown'}; summary written {h.timestamp or 'n/a'} "
+            f"(schema version {summary.schema_version}).",
+            f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]

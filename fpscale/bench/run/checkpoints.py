@@ -1,0 +1,118 @@
+"""Checkpoints of a run, kept in ``<out>/state`` and named in the manifest.
+
+State files carry the progress count in their name and the manifest names
+the count to resume from, so a kill between two writes leaves the previous
+consistent set in place; older sets are removed once the manifest has moved
+on. Every state file is listed in the manifest with its checksum
+(``fpscale.bench.store.manifest``); ``fpscale.bench.run.resume`` checks them before a
+resumed run trusts them.
+
+For tests of resuming, ``FPSCALE_CRASH_AT=STEP/N`` kills the process
+(SIGKILL, as the kernel's out-of-memory killer would) at the N-th checkpoint
+of a step whose name starts with STEP, right after the manifest records it;
+``STEP/N/before`` kills it after the state files are written but before the
+manifest moves on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from fpscale.bench.store.files import read_npz
+from fpscale.bench.store.manifest import ResultsFolder
+
+# seconds between checkpoints of the gallery pass (0: after every chunk)
+CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
+
+
+class Checkpoints:
+    """The manifest of a results folder and the state files beside it."""
+
+    def __init__(self, folder: ResultsFolder) -> None:
+        self.folder = folder
+        self.out = folder.path
+        self.manifest = folder.manifest
+        self.last = time.monotonic()
+        self._crash = _crash_point(os.environ.get("FPSCALE_CRASH_AT", ""))
+        self._seen = 0
+        self._verified: dict[str, dict] = {}  # state files checked on resume, by name
+
+    def get(self, step: str, default: Any = None) -> Any:
+        """What the manifest recorded for a step (default when nothing)."""
+        return self.manifest["steps"].get(step, default)
+
+    def mark(self, step: str, info: Any = True) -> None:
+        """Record a finished step in the manifest."""
+        self.folder.mark(step, info)
+
+    def forget(self, step: str) -> None:
+        """Drop a step's record (its work is done again)."""
+        self.manifest["steps"].pop(step, None)
+
+    def due(self, final: bool = False) -> bool:
+        """Whether the gallery pass should checkpoint now."""
+        return final or time.monotonic() - self.last >= CHECKPOINT_S
+
+    def save(self, name: str, count: int, arrays: dict) -> None:
+        """Write one state file of the set for progress count."""
+        self.folder.write_npz(state_file(name, count), **arrays)
+
+    def load(self, name: str, count: int) -> dict:
+        """Read one state file of the set for progress count (as checked
+        when the run resumed)."""
+        rel = state_file(name, count)
+        if rel in self._verified:
+            return self._verified.pop(rel)
+        return read_npz(self.folder.file(rel))
+
+    def keep_verified(self, rel: str, arrays: dict) -> None:
+        """Arrays of a state file already read and checked, for load."""
+        self._verified[rel] = arrays
+
+    def drop_verified(self, rel: str) -> None:
+        """Forget arrays kept by keep_verified."""
+        self._verified.pop(rel, None)
+
+    def commit(self, step: str, info: Any, names: list[str], count: int) -> None:
+        """Move the manifest on to the set for count, then drop older sets."""
+        self._maybe_crash(step, before=True)
+        self.mark(step, info)
+        self.last = time.monotonic()
+        for name in names:  # the sets before this one are no longer needed
+            keep = state_file(name, count)
+            for rel in [r for r in self.folder.files if r.startswith(f"state/{name}@")]:
+                if rel != keep:
+                    self.folder.remove(rel)
+        self._maybe_crash(step, before=False)
+
+    def clear(self) -> None:
+        """Remove every state file (a complete folder needs none)."""
+        self.folder.remove_all("state/")
+
+    def _maybe_crash(self, step: str, before: bool) -> None:
+        if self._crash is None:
+            return
+        prefix, n, crash_before = self._crash
+        if not step.startswith(prefix) or before != crash_before:
+            return
+        self._seen += 1
+        if self._seen == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def state_file(name: str, count: int) -> str:
+    """The name of a state file in the results folder."""
+    return f"state/{name}@{count}.npz"
+
+
+def _crash_point(text: str) -> tuple[str, int, bool] | None:
+    # "STEP/N" or "STEP/N/before"; anything else: no crash point
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not parts[1].isdigit() or int(parts[1]) < 1:
+        return None
+    if len(parts) == 3 and parts[2] != "before":
+        return None
+    return parts[0], int(parts[1]), len(parts) == 3

@@ -1,0 +1,139 @@
+"""Building the gallery: every backend's index and the ladder scan, chunk by chunk.
+
+The same code builds a whole gallery in this process and one shard of it on
+a cluster worker: a ``GalleryBuilder`` takes gallery chunks [a, b), generates
+their records from the seed and adds them to every backend's index and to
+the ladder scan of every finger set.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpscale.bench.measure.ladder import LadderScan
+from fpscale.bench.run.progress import say, stage
+from fpscale.bench.run.submissions import Submissions
+from fpscale.bench.scenario import BackendSpec, ProjectionSpec, training_advice
+from fpscale.matcher.interface import Backend
+from fpscale.matcher.registry import make_backend
+from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec, gallery_chunk, gallery_records
+
+GALLERY_STAGE = "build gallery"  # the stage's name wherever the gallery is built
+
+
+@dataclass
+class BackendRun:
+    """One backend of the scenario and the index built for it.
+
+    slot is the backend's position in the scenario; index is None where the
+    index lives elsewhere (in shards on a cluster's workers)."""
+
+    spec: BackendSpec
+    slot: int
+    index: Backend | None
+    train_s: float = 0.0
+    build_s: float = 0.0
+
+
+@dataclass
+class Gallery:
+    """A built gallery: one run per backend, the ladder scans by finger set,
+    and the seconds spent generating records."""
+
+    runs: list[BackendRun]
+    scans: dict[str, LadderScan]
+    generation_s: float
+
+
+def new_backend(pop: PopulationSpec, b: BackendSpec, threads: int) -> Backend:
+    """An empty index for one backend spec, sized for the record vectors or codes."""
+    return make_backend(b.name, pop.record_width(b.binary), threads=threads, seed=pop.seed)
+
+
+def train_backend(pop: PopulationSpec, b: BackendSpec, idx: Backend, show: bool = True) -> float:
+    """Train idx, if it needs it, on the first train_size gallery records
+    (the same sample wherever the run executes), as stage ``train <key>``;
+    returns seconds. show: progress and notes on stderr."""
+    if not idx.needs_training:
+        return 0.0
+    n = min(b.train_size, pop.gallery_size)
+    advice = training_advice(b.name, n)
+    if advice:
+        say(f"note: {advice}", show)
+    with stage(f"train {b.key}", n, "points", show) as st:
+        sample = gallery_chunk(pop, 0, n)
+        t0 = time.perf_counter()
+        idx.train(sample.codes if b.binary else sample.vectors)
+        seconds = time.perf_counter() - t0
+        st.update(n)
+    return seconds
+
+
+def finger_set_columns(pop: PopulationSpec, fset: str) -> np.ndarray | None:
+    """Record-vector columns of a finger set, or None if the population lacks it."""
+    f = list(pop.search_fingers)
+    d = pop.dim
+    if fset == "one":
+        slots = [0]
+    elif fset == "two_index":
+        if not all(x in f for x in LEGACY_FINGERS):
+            return None
+        slots = [f.index(x) for x in LEGACY_FINGERS]
+    else:
+        slots = list(range(len(f)))
+    return np.concatenate([np.arange(s * d, (s + 1) * d) for s in slots])
+
+
+def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
+                 subs: Submissions) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
+    """Empty ladder scans per finger set, and each set's record-vector columns."""
+    scans, scan_cols = {}, {}
+    if not proj.ladder:
+        return scans, scan_cols
+    for fs in proj.finger_sets:
+        cols = finger_set_columns(pop, fs)
+        if cols is None:
+            continue
+        scan_cols[fs] = cols
+        mates = subs.mate
+        ms = np.full(len(mates), -np.inf, dtype=np.float32)
+        has = mates >= 0
+        if has.any():
+            mv = gallery_records(pop, mates[has]).vectors[:, cols]
+            ms[has] = (subs.vectors[has][:, cols] * mv).sum(1)
+        span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
+        scans[fs] = LadderScan(np.array(proj.ladder), subs.vectors[:, cols], mates, ms,
+                               span * 1.001)
+    return scans, scan_cols
+
+
+class GalleryBuilder:
+    """Adds generated gallery chunks to every run's index and to the ladder scans."""
+
+    def __init__(self, pop: PopulationSpec, runs: list[BackendRun],
+                 scans: dict[str, LadderScan], scan_cols: dict[str, np.ndarray]) -> None:
+        self.pop = pop
+        self.runs = runs
+        self.scans = scans
+        self.scan_cols = scan_cols
+        self.generation_s = 0.0
+
+    def add_chunk(self, a: int, b: int) -> None:
+        """Generate gallery records [a, b) and add them everywhere; the
+        seconds spent go to generation_s and to each run's build_s."""
+        t0 = time.perf_counter()
+        ch = gallery_chunk(self.pop, a, b)
+        self.generation_s += time.perf_counter() - t0
+        for run in self.runs:
+            t0 = time.perf_counter()
+            run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
+            run.build_s += time.perf_counter() - t0
+        for fs, scan in self.scans.items():
+            scan.add(a, ch.vectors[:, self.scan_cols[fs]])
+
+    def gallery(self) -> Gallery:
+        """What has been built so far."""
+        return Gallery(self.runs, self.scans, self.generation_s)

@@ -1,0 +1,226 @@
+"""Memory plan of a scenario, made before anything is built.
+
+A run that would not fit is refused with a plan that does (smaller simulated
+gallery, binary codes, PQ compression), instead of being killed by the
+kernel half-way. The parts, in bytes:
+
+- each backend's index: its own estimate (``memory_estimate`` /
+  ``factory_memory_estimate``) at the full gallery size, times
+  ``fpscale.matcher.registry.FAISS_GROWTH`` for faiss indexes at the moment they last grow;
+- submissions: float vectors and binary codes of every search, and every
+  backend's candidate lists (ids and scores);
+- the largest transient: one gallery chunk (vectors, codes, impression
+  keys) with the ladder's score tile (searches x chunk), a probe batch's
+  search (probes, lists, each thread's score tile), the training sample of
+  an index that trains, a re-scoring batch of minutiae templates, or the
+  metrics' DET sweep, whichever is largest;
+- the interpreter with numpy, numba, faiss, scipy and matplotlib loaded and
+  the report's figures (``BASELINE``, measured on Linux x86-64), plus numba's
+  compilation when its on-disk cache is empty (``COMPILE``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+
+from fpscale.bench.run.rescore_segment import BATCH as RESCORE_BATCH
+from fpscale.bench.scenario import Scenario
+from fpscale.matcher.exact import NumbaFlatIP
+from fpscale.matcher.registry import final_index_bytes, peak_index_bytes
+
+# bytes: python + numpy + numba + faiss + scipy + matplotlib imported (268 MiB
+# peak RSS after `import fpscale.bench.run.steps` and the libraries, Linux x86-64),
+# and the report's figures rendered (29 MiB more while plotting, tiny scenario)
+BASELINE = 300 << 20
+# numba's first compilation of fpscale's kernels, when its on-disk cache is
+# empty: the tiny test scenario (800 records, 240 searches, three backends)
+# run twice with `fpscale run`, peak RSS 483 MiB with an empty NUMBA_CACHE_DIR
+# and 337 MiB with the cache it left, both measured with getrusage of the
+# child; the difference, rounded up
+COMPILE = 150 << 20
+TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
+# MCC adds per minutia a cylinder's bits and validity mask (2 x 24 words)
+# and its own arrays, for up to 256 minutiae
+MCC_TEMPLATE_BYTES = 256 * (2 * 24 * 8 + 64)
+DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
+
+
+class PlanError(ValueError):
+    """The scenario does not fit the memory it may use."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    indexes: dict
+    submissions: int
+    transient: int
+    baseline: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.indexes.values()) + self.submissions + self.transient + self.baseline
+
+
+def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
+    """Peak bytes of each backend's index over n records, by backend."""
+    pop = sc.population
+    return {f"{b.name} {b.params}".strip(): peak_index_bytes(b.name, n, pop.record_width(b.binary))
+            for b in sc.search.backends}
+
+
+def numba_cache_is_warm() -> bool:
+    """Whether numba's on-disk cache holds compiled kernels already."""
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if not d:
+        return False
+    try:
+        return any(Path(d).rglob("*.nbi"))
+    except OSError:
+        return False
+
+
+def plan(sc: Scenario, indexes: bool = True) -> Plan:
+    """The memory plan of a run in this process; indexes=False for the
+    client of a cluster run, whose indexes live on the workers."""
+    pop, srch = sc.population, sc.search
+    F = len(pop.search_fingers)
+    vec = 4 * pop.record_dim
+    code = pop.record_bits // 8
+    sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
+    Q = pop.n_submissions
+    L = srch.candidates
+    rows = len(srch.backends) * (2 if srch.rescore else 1)
+    lists = Q * L * 12 * rows
+    submissions = Q * (vec + code) + lists
+    chunk = min(srch.chunk_size, pop.gallery_size)
+    chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
+    ladder = 0
+    if sc.projection.ladder:
+        ladder = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
+            + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
+    batch = min(srch.probe_batch, Q)
+    threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+    search = batch * (vec + code) + 3 * batch * L * 12 \
+        + threads * NumbaFlatIP.PROBE_BLOCK * NumbaFlatIP.GALLERY_BLOCK * 4
+    train = 0
+    for b in srch.backends:
+        if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
+            n = min(b.train_size, pop.gallery_size)
+            train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
+    rescore = 0
+    if srch.rescore:
+        per = TEMPLATE_BYTES + (MCC_TEMPLATE_BYTES if srch.rescore_matcher == "mcc" else 0)
+        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per * 2
+    # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
+    metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
+    # a checkpoint of the gallery pass exports one index at a time: a copy
+    # of the largest beside the indexes
+    checkpoint = max((final_index_bytes(b.name, pop.gallery_size, pop.record_width(b.binary))
+                      for b in srch.backends), default=0) if indexes else 0
+    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
+    baseline = BASELINE + (0 if numba_cache_is_warm() else COMPILE)
+    return Plan(sizes, submissions, transient, baseline)
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo, in bytes (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _fmt(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check(sc: Scenario, limit: int | None = None, indexes: bool = True) -> Plan:
+    """The plan, or PlanError naming the parts and a scenario change that fits."""
+    p = plan(sc, indexes)
+    avail = available_memory()
+    budget = min(x for x in (limit, avail) if x is not None) if (limit or avail) else None
+    if budget is None or p.total <= budget:
+        return p
+    if not p.indexes:
+        raise PlanError(f"the client of this cluster run needs about {_fmt(p.total)} (searches, "
+                        f"candidate lists, working set) but {_fmt(budget)} may be used; run "
+                        f"fewer submissions (population.n_submissions)")
+    largest = max(p.indexes, key=p.indexes.get)
+    fixed = p.total - sum(p.indexes.values())
+    per_record = sum(p.indexes.values()) / sc.population.gallery_size
+    fits_n = int(max(0, budget - fixed) / per_record) if per_record else 0
+    parts = ", ".join(f"{k}: {_fmt(v)}" for k, v in p.indexes.items())
+    raise PlanError(
+        f"the scenario needs about {_fmt(p.total)} but {_fmt(budget)} may be used "
+        f"({parts}; searches and lists {_fmt(p.submissions)}; working set {_fmt(p.transient)}). "
+        f"To fit: set population.gallery_size to at most {fits_n:,}, or drop or replace the "
+        f"largest backend ({largest}) with numba-hamming or a compressed faiss index such as "
+        f"\"IVF4096,PQ32\", or split the gallery into shards")
+
+
+# a Dask worker process: the interpreter and libraries above plus dask,
+# distributed and tornado (measured on Linux x86-64)
+WORKER_BASELINE = BASELINE + (60 << 20)
+
+
+def shard_bytes(sc: Scenario, n: int) -> int:
+    """Peak bytes of one gallery shard of n records on a worker: every
+    backend's index and the shard's ladder accumulators."""
+    pop = sc.population
+    total = sum(_index_sizes(sc, n).values())
+    if sc.projection.ladder:
+        total += len(sc.projection.finger_sets) * pop.n_submissions * len(sc.projection.ladder) * 12
+    return total
+
+
+def worker_fixed_bytes(sc: Scenario, threads: int, transient: int | None = None) -> int:
+    """Bytes a worker holds whatever its shards: the libraries, the
+    submissions the ladder scans need, and one build's working set per
+    thread (``transient``, from ``plan``, when already computed)."""
+    pop = sc.population
+    if transient is None:
+        transient = plan(sc, indexes=False).transient
+    subs = pop.n_submissions * (4 * pop.record_dim + pop.record_bits // 8)
+    return WORKER_BASELINE + subs + threads * transient
+
+
+def plan_shards(sc: Scenario, shard_records: list[int], workers: dict[str, dict],
+                usable: float = 0.7) -> dict[int, str]:
+    """Place shards on workers before anything is built: the largest shard
+    first, each on the worker with the most room left, where a worker may
+    use ``usable`` of its memory limit (Dask starts spilling at 0.7, pauses
+    at 0.8). Returns {shard: worker address}; PlanError when they do not fit.
+    workers: {address: {"memory_limit": bytes or 0 (none), "nthreads": n}}."""
+    if not workers:
+        raise PlanError("the cluster has no workers; start some (dask worker <scheduler address>)")
+    transient = plan(sc, indexes=False).transient
+    room = {}
+    for addr, w in sorted(workers.items()):
+        limit = w.get("memory_limit") or 0
+        room[addr] = (usable * limit - worker_fixed_bytes(sc, w.get("nthreads", 1), transient)
+                      if limit else float("inf"))
+    placement = {}
+    order = sorted(range(len(shard_records)), key=lambda s: (-shard_records[s], s))
+    for s in order:
+        need = shard_bytes(sc, shard_records[s])
+        addr = max(room, key=lambda a: (room[a], a))
+        if room[addr] < need:
+            total = sum(shard_bytes(sc, n) for n in shard_records)
+            free = sum(max(r, 0) for r in room.values())
+            raise PlanError(
+                f"shard {s} ({shard_records[s]:,} records) needs about {_fmt(need)} but the "
+                f"roomiest worker ({addr}) has {_fmt(max(room[addr], 0))} left of the "
+                f"{usable:.0%} of its memory limit fpscale plans to use; the shards need "
+                f"{_fmt(total)} in all against {_fmt(free)} free. To fit: more shards "
+                f"([cluster] shards), more workers, or workers with more memory")
+        room[addr] -= need
+        placement[s] = addr
+    return placement

@@ -1,0 +1,263 @@
+"""What a resumed run may trust.
+
+Before a run goes on from its checkpoints, every value the manifest records
+for a step is checked against the scenario (counts within the gallery and
+the searches, on a checkpoint boundary), and every state file a step needs
+is checked against the size and sha256 the manifest holds for it and then
+for shape, dtype and range against the scenario (ids as long as the vectors,
+ids within the gallery, scores not NaN). A step whose record or files fail
+is reported in one line and done again from its start: the results are a
+pure function of the scenario, so they come out as an uninterrupted run's.
+State files no step needs any more (left by a kill between two writes) are
+removed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from fpscale.bench.measure.ladder import HIST_BINS
+from fpscale.bench.run.checkpoints import Checkpoints, state_file
+from fpscale.bench.run.gallery import finger_set_columns
+from fpscale.bench.run.rescore import SEGMENT
+from fpscale.bench.scenario import Scenario
+from fpscale.bench.store.files import ResultsError, read_npz
+from fpscale.synth.population import chunks
+
+
+def notice(msg: str) -> None:
+    """One line on stderr about something fpscale repairs by itself."""
+    print(f"fpscale: {msg}", file=sys.stderr, flush=True)
+
+
+class _Bad(Exception):
+    """A step record or state file that cannot be trusted."""
+
+
+def _int(v, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise _Bad(f"{what} = {str(v)[:40]} is not in [{lo}, {hi}]")
+    return v
+
+
+def _seconds(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise _Bad(f"{what} = {str(v)[:40]} is not a time in seconds")
+    return float(v)
+
+
+def _boundary(start: int, total: int, step: int, what: str) -> None:
+    if start != total and start % step:
+        raise _Bad(f"{what} = {start} is not a checkpoint boundary")
+
+
+def _array(arrays: dict, key: str, dtype, shape: tuple) -> np.ndarray:
+    a = arrays.get(key)
+    if a is None:
+        raise _Bad(f"lacks {key!r}")
+    if a.dtype != np.dtype(dtype) or a.shape != shape:
+        raise _Bad(f"{key} is {a.dtype} {a.shape}, expected {np.dtype(dtype)} {shape}")
+    return a
+
+
+def _ids(a: np.ndarray, n_gallery: int, what: str) -> None:
+    if a.size and (a.min() < -1 or a.max() >= n_gallery):
+        raise _Bad(f"{what} holds ids outside the gallery")
+
+
+def _no_nan(a: np.ndarray, what: str) -> None:
+    if a.size and np.isnan(a).any():
+        raise _Bad(f"{what} holds NaN")
+
+
+class _Expect:
+    """What the state files of one scenario must hold."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        pop = sc.population
+        self.N = pop.gallery_size
+        self.Q = pop.n_submissions
+        self.L = sc.search.candidates
+        self.k = min(sc.search.rescore_candidates, self.L)
+        self.n_chunks = len(list(chunks(self.N, sc.search.chunk_size)))
+        self.backends = {b.key: b for b in sc.search.backends}
+        self.scanned = [fs for fs in sc.projection.finger_sets
+                        if sc.projection.ladder and finger_set_columns(pop, fs) is not None]
+
+    def records(self, done: int) -> int:
+        return min(done * self.sc.search.chunk_size, self.N)
+
+    def index(self, b, arrays: dict, n: int) -> None:
+        pop = self.sc.population
+        if b.name == "numba-flat":
+            _array(arrays, "vecs", np.float32, (n, pop.record_dim))
+        elif b.name == "numba-hamming":
+            _array(arrays, "planes", np.uint64, (pop.record_bits // 64, n))
+        else:
+            blob = arrays.get("faiss")
+            if blob is None or blob.dtype != np.uint8 or blob.ndim != 1 or blob.size < 20:
+                raise _Bad("lacks a serialized faiss index")
+            d = int(blob[4:8].view("<i4")[0])
+            at = 12 if b.binary else 8
+            ntotal = int(blob[at:at + 8].view("<i8")[0])
+            if d != pop.record_width(b.binary) or ntotal != n:
+                raise _Bad(f"holds an index of {ntotal} records of width {d}, expected {n} of "
+                           f"{pop.record_width(b.binary)}")
+            return
+        ids = _array(arrays, "ids", np.int64, (n,))
+        if not np.array_equal(ids, np.arange(n)):
+            raise _Bad("ids are not the gallery's first records in order")
+
+    def ladder(self, arrays: dict) -> None:
+        R = len(self.sc.projection.ladder)
+        _no_nan(_array(arrays, "seg_max", np.float32, (self.Q, R)), "seg_max")
+        better = _array(arrays, "seg_better", np.int64, (self.Q, R))
+        hist = _array(arrays, "hist", np.int64, (HIST_BINS,))
+        if better.size and (better.min() < 0 or better.max() > self.N):
+            raise _Bad("seg_better holds counts outside the gallery")
+        if hist.size and hist.min() < 0:
+            raise _Bad("hist holds negative counts")
+
+    def lists(self, arrays: dict, start: int, width: int) -> None:
+        _ids(_array(arrays, "ids", np.int64, (start, width)), self.N, "ids")
+        _no_nan(_array(arrays, "scores", np.float32, (start, width)), "scores")
+
+
+def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """Per step group, the state files it needs; and the groups whose
+    records are malformed, with why."""
+    needs, bad = {}, []
+    keys = ex.backends
+    for step, v in steps.items():
+        try:
+            if step == "build_next":
+                n = _int(v, 1, ex.n_chunks, step)
+                needs["build"] = [state_file(f"index_{k}", n) for k in keys] + \
+                    [state_file(f"ladder_{fs}", n) for fs in ex.scanned]
+            elif step == "build_timing":
+                if not isinstance(v, dict):
+                    raise _Bad(f"{step} is not a table")
+                for k, t in v.items():
+                    if k == "generation_s":
+                        _seconds(t, k)
+                    elif k in keys and isinstance(t, list) and len(t) == 2:
+                        _seconds(t[0], k), _seconds(t[1], k)
+                    else:
+                        raise _Bad(f"{step} holds {str(k)[:40]!r}")
+            elif step.startswith("search_next:") and step[12:] in keys:
+                if not isinstance(v, list) or len(v) != 2:
+                    raise _Bad(f"{step} is not [count, seconds]")
+                start = _int(v[0], 1, ex.Q, step)
+                _boundary(start, ex.Q, ex.sc.search.probe_batch, step)
+                _seconds(v[1], step)
+                needs[step] = [state_file(f"search_{step[12:]}", start)]
+            elif step.startswith("rescore_next:") and step[13:] in keys and ex.sc.search.rescore:
+                if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
+                    raise _Bad(f"{step} is not [count, timings]")
+                start = _int(v[0], 1, ex.Q, step)
+                _boundary(start, ex.Q, SEGMENT, step)
+                info = v[1]
+                if set(info) - {"comparisons", "compare_s", "wall_s"} or \
+                        not {"comparisons", "compare_s"} <= set(info):
+                    raise _Bad(f"{step} holds unknown timings")
+                _int(info["comparisons"], 0, ex.Q * ex.k * len(ex.sc.population.search_fingers),
+                     "comparisons")
+                _seconds(info["compare_s"], "compare_s")
+                if "wall_s" in info:
+                    _seconds(info["wall_s"], "wall_s")
+                needs[step] = [state_file(f"rescore_{step[13:]}", start)]
+            elif step in ("build", "projection", "summary") or (
+                    step.split(":", 1)[0] in ("search", "rescore") and step.split(":", 1)[1] in keys):
+                if v is not True:
+                    raise _Bad(f"{step} = {str(v)[:40]}")
+            else:
+                raise _Bad(f"unknown step {step[:60]!r}")
+        except _Bad as e:
+            bad.append((_group(step), str(e)))
+    return needs, bad
+
+
+def _group(step: str) -> str:
+    if step.startswith("build"):
+        return "build"
+    return step
+
+
+def _check_file(ck: Checkpoints, ex: _Expect, group: str, rel: str) -> None:
+    why = ck.folder.problem(rel)
+    if why:
+        raise _Bad(f"{rel} {why}")
+    try:
+        arrays = read_npz(ck.folder.file(rel))
+    except ResultsError:
+        raise _Bad(f"{rel} is not a readable npz file") from None
+    name, count = rel.removeprefix("state/").removesuffix(".npz").split("@")
+    count = int(count)
+    try:
+        if group == "build":
+            n = ex.records(count)
+            if name.startswith("index_"):
+                ex.index(ex.backends[name[6:]], arrays, n)
+            else:
+                ex.ladder(arrays)
+        elif group.startswith("search_next:"):
+            ex.lists(arrays, count, ex.L)
+        else:
+            ex.lists(arrays, count, ex.k)
+    except _Bad as e:
+        raise _Bad(f"{rel}: {e}") from None
+    ck.keep_verified(rel, arrays)
+
+
+_REDO = {"build": "building the gallery again from the start",
+         "search_next": "searching {key} again from the first batch",
+         "rescore_next": "re-scoring {key} again from the first segment"}
+
+
+def _forget(ck: Checkpoints, group: str) -> None:
+    if group == "build":
+        for s in ("build_next", "build_timing", "build"):
+            ck.forget(s)
+    elif group.startswith(("search_next:", "rescore_next:")):
+        kind, key = group.split(":", 1)
+        ck.forget(group)
+        ck.forget(f"{kind.removesuffix('_next')}:{key}")
+    else:
+        ck.forget(group)
+
+
+def _say(group: str, why: str) -> None:
+    kind, _, key = group.partition(":")
+    notice(f"warning: {why}; {_REDO.get(kind, 'doing it again').format(key=key)}")
+
+
+def verify_resume(ck: Checkpoints, sc: Scenario) -> None:
+    """Check a resumed run's records and state files; steps that fail are
+    reported and forgotten (done again from their start), and state files
+    no step needs are removed. The manifest is saved when anything changed."""
+    ex = _Expect(sc)
+    before = repr(ck.manifest)
+    needs, bad = _steps(ex, ck.manifest["steps"])
+    for group, why in bad:
+        _say(group, f"the manifest's record of {group} is not valid ({why})")
+        _forget(ck, group)
+        needs.pop(group, None)
+    for group, rels in list(needs.items()):
+        try:
+            for rel in rels:
+                _check_file(ck, ex, group, rel)
+        except _Bad as e:
+            _say(group, str(e))
+            _forget(ck, group)
+            for rel in rels:
+                ck.drop_verified(rel)
+            del needs[group]
+    keep = {rel for rels in needs.values() for rel in rels}
+    for rel in [r for r in ck.folder.files if r.startswith("state/") and r not in keep]:
+        ck.folder.remove(rel)
+    if repr(ck.manifest) != before:
+        ck.folder.save()

@@ -1,0 +1,249 @@
+"""The step order of a run: scenario -> submissions, gallery, searches, summary.
+
+Steps, each recorded in the results folder's manifest when finished:
+submissions (generated once, ground truth kept in its own array), build
+(gallery chunks streamed into every backend and the ladder scan), search and
+re-scoring (per backend, probe batches and segments checkpointed), the
+projection, the summary and the report. Where the work executes (this
+process or a Dask cluster) is the executor's business, not the steps'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from fpscale.bench.measure import metrics
+from fpscale.bench.measure.individuality import compare as individuality
+from fpscale.bench.measure.projection import Study, project
+from fpscale.bench.measure.recall import recall_against
+from fpscale.bench.report.write import REPORT_FILES, projection_plots, report_files
+from fpscale.bench.run.checkpoints import Checkpoints
+from fpscale.bench.run.context import RunContext
+from fpscale.bench.run.executor import Executor
+from fpscale.bench.run.gallery import BackendRun, Gallery, finger_set_columns
+from fpscale.bench.run.host import fpscale_version, host_info, peak_rss
+from fpscale.bench.run.local import LocalExecutor
+from fpscale.bench.run.planner import Plan, check
+from fpscale.bench.run.rescore import rescore_lists
+from fpscale.bench.run.resume import notice, verify_resume
+from fpscale.bench.run.search import search_backend
+from fpscale.bench.run.submissions import Submissions, make_submissions
+from fpscale.bench.run.warmup import warm_up
+from fpscale.bench.scenario import Scenario, SearchSpec
+from fpscale.bench.store.manifest import ResultsFolder, open_for_run
+from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
+                                 read_summary, to_json_dict)
+from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
+from fpscale.matcher.registry import final_index_bytes, is_exact_float
+
+
+INDIVIDUALITY_PAIRS = 2000  # impostor pairs of the individuality comparison
+
+
+def threads(search: SearchSpec) -> int:
+    """Threads a run uses in this process: [search] threads, or all cores."""
+    return search.threads or numba.config.NUMBA_NUM_THREADS
+
+
+def run_scenario(sc: Scenario, out: Path, overwrite: bool = False, progress: bool = True,
+                 max_memory: int | None = None) -> Summary:
+    """Run a scenario end to end into ``out``; returns its summary.
+
+    Refuses (PlanError) before any work when it would not fit in memory.
+    With sc.cluster.scheduler set, the gallery is built and searched in
+    shards on a Dask cluster; the results are the same. The folder is
+    locked for the whole run; a resumed or complete folder is checked
+    against its manifest first (``fpscale.bench.run.resume``)."""
+    on_cluster = bool(sc.cluster.scheduler)
+    plan = check(sc, max_memory, indexes=not on_cluster)
+    with _executor(sc, progress) as executor:  # a cluster is reached and planned first
+        with open_for_run(Path(out), sc.fingerprint(), fpscale_version(), overwrite) as folder:
+            ctx = RunContext(sc, Checkpoints(folder), executor, progress)
+            if folder.manifest["complete"]:
+                summary = _complete(ctx)
+                if summary is not None:
+                    return summary  # nothing left to do
+            else:
+                verify_resume(ctx.checkpoints, sc)
+            return _run(ctx, plan)
+
+
+def _expected_files(sc: Scenario) -> list[str]:
+    """The files a complete results folder of sc holds."""
+    names = ["truth.npz", SUMMARY, *REPORT_FILES]
+    for b in sc.search.backends:
+        names.append(f"searches_{b.key}.npz")
+        if sc.search.rescore:
+            names.append(f"searches_{b.key}+minutiae.npz")
+    if sc.projection.ladder:
+        for fs in sc.projection.finger_sets:
+            if finger_set_columns(sc.population, fs) is not None:
+                names += [f"ladder_{fs}.npz", *projection_plots(fs)]
+    return names
+
+
+def _complete(ctx: RunContext) -> Summary | None:
+    """The summary of a complete folder whose files are what fpscale wrote;
+    a damaged report is written again; any other damaged file (reported)
+    gives None: the run is done again (a complete folder keeps no
+    checkpoints)."""
+    folder = ctx.folder
+    names = _expected_files(ctx.scenario)
+    for rel in [r for r in folder.files if r.startswith("projection_")]:
+        why = folder.problem(rel)
+        if why:
+            notice(f"warning: {rel} {why}; removed from the folder's list (run fpscale project again)")
+            folder.remove(rel)
+            folder.save()
+    if any(r.startswith("state/") for r in folder.files):  # a kill as the run completed
+        folder.remove_all("state/")
+        folder.save()
+    bad = {rel: why for rel in names if (why := folder.problem(rel))}
+    if not bad:
+        return read_summary(folder.path)
+    rel, why = next(iter(bad.items()))
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    if all(r in REPORT_FILES or r.startswith("plots/") for r in bad):
+        notice(f"warning: {rel} {why}{more}; writing the report again")
+        summary = read_summary(folder.path)
+        _write_report(folder, summary)
+        folder.save()
+        return summary
+    notice(f"warning: {rel} {why}{more}; running the scenario again")
+    folder.manifest["steps"] = {}
+    folder.manifest["complete"] = False
+    folder.remove_all("state/")
+    folder.save()
+    return None
+
+
+def _write_report(folder: ResultsFolder, summary: Summary) -> None:
+    for rel, data in report_files(summary).items():
+        folder.write_bytes(rel, data)
+
+
+@contextlib.contextmanager
+def _executor(sc: Scenario, progress: bool) -> Iterator[Executor]:
+    if not sc.cluster.scheduler:
+        yield LocalExecutor(threads(sc.search), progress)
+        return
+    from fpscale.bench.run.cluster import DaskExecutor, open_cluster, plan_cluster
+    with open_cluster(sc.cluster, progress) as client:
+        yield DaskExecutor(client, plan_cluster(sc, client), threads(sc.search), progress)
+
+
+def _run(ctx: RunContext, plan: Plan) -> Summary:
+    sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
+    t_start = time.perf_counter()
+    warm_up(sc, ctx.progress)
+    subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
+    folder = ctx.folder
+    folder.write_npz("truth.npz", mate=subs.mate)
+    gallery = ctx.executor.build(sc, subs, ck)
+    ck.mark("build")
+    try:
+        rows = _search_all(ctx, gallery, subs)
+    finally:
+        ctx.executor.release()
+    summary = Summary(
+        scenario=sc, fingerprint=sc.fingerprint(), seed=sc.population.seed, host=host_info(),
+        generation_s=gallery.generation_s, backends=rows,
+        memory_plan=MemoryPlan(plan.indexes, plan.submissions, plan.transient, plan.baseline,
+                               plan.total, peak_rss()),
+        cluster=ctx.executor.cluster_info())
+    if gallery.scans:
+        ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
+        for fs, st in ladder_state.items():
+            st.update(mate=subs.mate, person=subs.person)
+            folder.write_npz(f"ladder_{fs}.npz", **st)
+        with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
+            summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
+                                         ladder_state)
+            prog.update(len(ladder_state))
+        ck.mark("projection")
+    if sc.search.rescore:
+        pop = sc.population
+        with ctx.stage("individuality", INDIVIDUALITY_PAIRS, "pairs") as prog:
+            summary.individuality = individuality(pop.seed, INDIVIDUALITY_PAIRS,
+                                                  pop.search_fingers[0], pop.booking_capture, 2)
+            prog.update(INDIVIDUALITY_PAIRS)
+    summary.wall_s = time.perf_counter() - t_start
+    with ctx.stage("report", 2, "steps") as prog:
+        folder.write_json(SUMMARY, to_json_dict(summary))
+        write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])
+        ck.mark("summary")
+        prog.update(1)
+        # from the file just written, as `fpscale report` does
+        _write_report(folder, read_summary(out))
+        prog.update(1)
+    folder.mark_complete()
+    ck.clear()  # a complete folder needs no checkpoints
+    folder.save()
+    return summary
+
+
+def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[BackendResult]:
+    """Search every backend (and re-score its lists), writing each one's
+    per-search table; returns the summary rows, approximate float backends
+    compared with the exact one."""
+    rows, lists = [], {}
+    exact_key = None
+    for run in gallery.runs:
+        key = run.spec.key
+        ids, scores, timings = search_backend(ctx, run, subs.probes(run.spec.binary))
+        lists[key] = (ids, scores)
+        if exact_key is None and is_exact_float(run.spec.name):
+            exact_key = key
+        # measured once per index: faiss's nbytes serializes the whole index
+        memory = Memory(_estimate(ctx.scenario, run), ctx.executor.index_nbytes(run))
+        row = BackendResult(name=run.spec.name, params=run.spec.params, key=key,
+                            binary=run.spec.binary, memory=memory, timings=timings,
+                            metrics=_measure(ctx, key, (ids, scores), subs.mate))
+        rows.append(row)
+        ctx.checkpoints.mark(f"search:{key}")
+        if ctx.scenario.search.rescore:
+            rows.append(_rescored(ctx, row, ids, subs.mate))
+            ctx.checkpoints.mark(f"rescore:{key}")
+    if exact_key is not None:
+        for row in rows:
+            if not row.binary and row.key != exact_key and row.key in lists:
+                row.vs_exact = recall_against(lists[exact_key], lists[row.key])
+    return rows
+
+
+def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
+             mate: np.ndarray) -> metrics.MetricsSummary:
+    """Write the per-search table of one row and summarize its metrics."""
+    ids, scores = lists
+    rank, mscore = metrics.mate_rank(ids, mate, scores)
+    ctx.folder.write_npz(f"searches_{key}.npz", probe=np.arange(len(ids)), mate=mate,
+                         mate_rank=rank, mate_score=mscore, cand_ids=ids, cand_scores=scores)
+    write_searches_parquet(ctx.folder, f"searches_{key}.parquet",
+                           SearchTable(ids, scores, mate, rank, mscore))
+    return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
+
+
+def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
+              mate: np.ndarray) -> BackendResult:
+    """Minutiae re-scoring of one backend's lists, as a row of its own."""
+    ri, rs, info = rescore_lists(ctx, row.key, ids)
+    rkey = f"{row.key}+minutiae"
+    t = row.timings
+    total = t.search_s + ctx.executor.rescore_seconds({"compare_s": info.compare_s,
+                                                       "wall_s": info.wall_s})
+    timings = type(t)(t.train_s, t.build_s, t.search_s, len(ri) / total if total > 0 else None,
+                      t.latency_ms, info)
+    return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
+                         binary=row.binary, rescored_from=row.key, memory=row.memory,
+                         timings=timings, metrics=_measure(ctx, rkey, (ri, rs), mate))
+
+
+def _estimate(sc: Scenario, run: BackendRun) -> int:
+    pop = sc.population
+    return final_index_bytes(run.spec.name, pop.gallery_size, pop.record_width(run.spec.binary))

@@ -1,0 +1,59 @@
+"""The compile stage: numba's kernels compiled, or loaded from its on-disk
+cache, before the stages that use them, so that the first run's minute or
+two of compilation shows as a stage of its own instead of stalling the
+submissions or the first re-scoring, and so that no stage's timing holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from fpscale.bench.measure.ladder import LadderScan
+from fpscale.bench.run.gallery import new_backend
+from fpscale.bench.run.progress import stage
+from fpscale.bench.run.rescore_segment import warm_matcher
+from fpscale.bench.scenario import Scenario
+from fpscale.synth.population import gallery_chunk, submission_chunk
+
+
+def _search_once(sc: Scenario, name: str) -> Callable[[], None]:
+    def run() -> None:
+        b = next(b for b in sc.search.backends if b.name == name)
+        rec = gallery_chunk(sc.population, 0, 1)
+        data = rec.codes if b.binary else rec.vectors
+        idx = new_backend(sc.population, b, 1)
+        idx.add(rec.ids, data)
+        idx.search(data, 1)
+    return run
+
+
+def _ladder_once(sc: Scenario) -> None:
+    v = gallery_chunk(sc.population, 0, 1).vectors
+    scan = LadderScan(np.array([1]), v, np.array([-1]), np.array([-np.inf], np.float32), 1.0)
+    scan.add(0, v)
+
+
+def kernel_groups(sc: Scenario) -> list[Callable[[], None]]:
+    """One call per group of numba kernels the scenario runs: generation and
+    encoding (booking and gallery captures), each numba backend's search, the
+    ladder scan and the minutiae matcher."""
+    pop = sc.population
+    groups = [lambda: submission_chunk(pop, 0, 1), lambda: gallery_chunk(pop, 0, 1)]
+    for name in dict.fromkeys(b.name for b in sc.search.backends if b.name.startswith("numba")):
+        groups.append(_search_once(sc, name))
+    if sc.projection.ladder:
+        groups.append(lambda: _ladder_once(sc))
+    if sc.search.rescore:
+        groups.append(lambda: warm_matcher(sc.search.rescoring.matcher))
+    return groups
+
+
+def warm_up(sc: Scenario, show: bool = True) -> None:
+    """Run every kernel group once, as the stage ``compile``."""
+    groups = kernel_groups(sc)
+    with stage("compile", len(groups), "kernel groups", show) as st:
+        for fn in groups:
+            fn()
+            st.update(1)

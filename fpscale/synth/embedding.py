@@ -1,0 +1,167 @@
+"""Float vectors and binary codes from the histogram features.
+
+The features (``fpscale.synth.features``) are centred on the population mean,
+projected by a Fisher LDA basis learned once from a fixed reference
+population (shipped as ``fpscale/synth/lda_basis.npz``, rebuilt by
+``python -m fpscale.synth.lda_basis``) and normalised to unit length: the float32
+vector. The binary code is the sign pattern of a fixed random projection of
+that vector (SimHash, Charikar 2002), so Hamming similarity tracks the
+cosine. The basis, the mean and the SimHash matrix depend only on (dim,
+bits), never on a scenario's seed. docs/encoding.md has the design.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from numba import njit, prange
+
+from fpscale.synth.features import (BLOCK, N_FEATURES, R_MAX, features, impression_features,
+                            pair_scratch, work_arrays)
+
+_PROJECTION_SEED = 0x5EED_F95C  # fixed: encodings are comparable across scenarios
+
+
+@njit(cache=True)
+def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+             simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray) -> None:
+    # centre, project, normalise; then SimHash bits
+    dim = proj.shape[1]
+    # float32 sums (the output is float32): twice the SIMD width of float64;
+    # no fast-math, so the order of the additions, and the bits, are fixed
+    v32 = np.zeros(dim, dtype=np.float32)
+    for h in range(feat.shape[0]):
+        x = np.float32(feat[h] - mean[h])
+        if x != 0.0:
+            for k in range(dim):
+                v32[k] += x * proj[h, k]
+    v = v32.astype(np.float64)
+    norm = np.sqrt((v * v).sum())
+    if norm > 0.0:
+        v /= norm
+    for k in range(dim):
+        out_v[k] = v[k]
+    # simhash is stored (dim, bits): accumulate whole rows (vectorisable)
+    # rather than one long dependent sum per bit
+    nbits = simhash.shape[1]
+    acc = np.zeros(nbits)
+    for k in range(dim):
+        vk = v[k]
+        for r in range(nbits):
+            acc[r] += simhash[k, r] * vk
+    for byte in range(out_b.shape[0]):
+        b = 0
+        for bit in range(8):
+            if acc[byte * 8 + bit] > 0.0:
+                b |= 1 << bit
+        out_b[byte] = b
+
+
+
+@njit(cache=True, parallel=True)
+def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
+                  encounters: np.ndarray, captures: np.ndarray,
+                  qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
+                  simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
+                  counts: np.ndarray) -> None:
+    n = identities.shape[0]
+    for blk in prange((n + BLOCK - 1) // BLOCK):
+        work = work_arrays()
+        feat = np.empty(N_FEATURES)
+        for t in range(blk * BLOCK, min((blk + 1) * BLOCK, n)):
+            counts[t] = impression_features(seed, identities[t], fingers[t], encounters[t],
+                                             captures[t], qualities[t], noise, mean, feat,
+                                             work)
+            _project(feat, mean, proj, simhash, out_v[t], out_b[t])
+
+
+
+_DATA = Path(__file__).with_name("lda_basis.npz")
+
+
+@lru_cache(maxsize=None)
+def shipped_basis() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(_DATA, allow_pickle=False) as z:
+        if int(z["n_features"]) != N_FEATURES or float(z["r_max"]) != R_MAX:
+            raise RuntimeError(
+                f"{_DATA} was learned for other histogram settings; "
+                "rebuild it with `python -m fpscale.synth.lda_basis`")
+        # the basis stays float32, as stored: the kernel widens each entry
+        # exactly, and half the bytes to stream per impression is what
+        # bounds the projection's speed
+        return z["mean"].astype(np.float64), z["basis"].astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def projections(dim: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean (N_FEATURES,) float64, projection (N_FEATURES, dim) float32,
+    SimHash matrix (dim, bits) float64)."""
+    mean, basis = shipped_basis()
+    if dim > basis.shape[1]:
+        raise ValueError(f"dim must be at most {basis.shape[1]}, got {dim}")
+    rng = np.random.default_rng([_PROJECTION_SEED, dim, bits])
+    simhash = np.ascontiguousarray(rng.standard_normal((bits, dim)).T)
+    return mean, np.ascontiguousarray(basis[:, :dim]), simhash
+
+
+def check_dims(dim: int, bits: int) -> None:
+    """Raise ValueError naming the bad argument."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < 64 or bits % 64:
+        raise ValueError(f"bits must be a positive multiple of 64, got {bits!r}")
+
+
+def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
+           encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
+           dim: int = 64, bits: int = 128,
+           noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generate and encode one impression per row of the key arrays.
+
+    All inputs have shape (n,) or broadcast to it: identity, finger position
+    1..10, encounter (0 = enrolment), capture type index, quality 1..5;
+    noise scales the extraction errors (``fpscale.synth.impressions``).
+    Returns float32 unit vectors (n, dim), packed binary codes uint8
+    (n, bits // 8), and the minutiae count of each impression (n,) int32.
+    Row t depends only on (seed, row t of the keys): any split of the rows
+    gives the same bytes.
+    """
+    check_dims(dim, bits)
+    ids = np.ascontiguousarray(identities, dtype=np.int64)
+    n = ids.shape[0]
+    keys = [np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.int64)
+            for a in (fingers, encounters, captures, qualities)]
+    mean, proj, simhash = projections(int(dim), int(bits))
+    out_v = np.empty((n, dim), dtype=np.float32)
+    out_b = np.empty((n, bits // 8), dtype=np.uint8)
+    counts = np.empty(n, dtype=np.int32)
+    if n:
+        _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
+                      mean, proj, simhash, out_v, out_b, counts)
+    return out_v, out_b, counts
+
+
+@njit(cache=True)
+def encode_minutiae(m: np.ndarray, ref: np.ndarray, mean: np.ndarray, proj: np.ndarray,
+                    simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray) -> None:
+    """Encode one minutiae set (n, 4) with its reference (4,) into out_v, out_b."""
+    feat = np.empty(N_FEATURES)
+    fbuf, ibuf = pair_scratch(m.shape[0])
+    features(m, m.shape[0], ref, mean, feat, fbuf, ibuf)
+    _project(feat, mean, proj, simhash, out_v, out_b)
+
+
+def encode_set(m: np.ndarray, ref: np.ndarray | None = None, dim: int = 64,
+               bits: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Encode an explicit minutiae array (n, 4) and reference point (x, y,
+    angle, found) or None: (float32 (dim,), uint8 (bits/8,))."""
+    check_dims(dim, bits)
+    mean, proj, simhash = projections(int(dim), int(bits))
+    out_v = np.empty(dim, dtype=np.float32)
+    out_b = np.empty(bits // 8, dtype=np.uint8)
+    r = np.zeros(4) if ref is None else np.asarray(ref, dtype=np.float64)
+    encode_minutiae(np.ascontiguousarray(m, dtype=np.float64), r, mean, proj,
+                    simhash, out_v, out_b)
+    return out_v, out_b
