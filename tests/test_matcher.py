@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from fpscale.matcher import make_backend
 from fpscale.matcher.checks import MatcherInputError
-from fpscale.matcher.exact import popcount64
+from fpscale.matcher.exact import inner_products, paired_inner_products, popcount64
 from fpscale.matcher.sharded import ShardedIndex
 from fpscale.matcher.topk import merge_lists
 
@@ -178,3 +178,19 @@ def test_memory_estimates_close_to_actual():
     nb = make_backend("numba-flat", 64)
     nb.add(np.arange(20000), g)
     assert nb.memory_estimate(20000, 64) == nb.nbytes()
+
+
+@pytest.mark.parametrize("d", [16, 64, 130])
+def test_inner_products_match_numpy_and_do_not_depend_on_position(d):
+    # BLAS sgemm may round one pair differently by where it sits in a tile;
+    # numba-flat's kernel must give a pair the same bits anywhere
+    rng = np.random.default_rng(d)
+    g = rng.standard_normal((1001, d)).astype(np.float32)
+    g[500:1000] = g[:500]
+    p = rng.standard_normal((51, d)).astype(np.float32)
+    s = inner_products(p, g)
+    np.testing.assert_allclose(s, p.astype(np.float64) @ g.T.astype(np.float64), rtol=0, atol=1e-4)
+    assert np.array_equal(s[:, :500], s[:, 500:1000])           # same rows, other offsets
+    assert np.array_equal(inner_products(p[3:], g[7:]), s[3:, 7:])  # other tile edges
+    assert np.array_equal(inner_products(p[5:6], g[9:10]), s[5:6, 9:10])
+    assert np.array_equal(paired_inner_products(p, g[:51]), np.diag(s[:, :51]))

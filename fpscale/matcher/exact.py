@@ -4,9 +4,15 @@ Both keep each probe's top-L in a small heap updated while the gallery is
 scanned block by block, so no probe ever holds a full N-wide score row.
 
 Float: each numba thread takes a block of probes; the scores of a (probe
-block x gallery block) tile come from one BLAS sgemm (the fastest dot
-products on the machine, as in faiss's own IndexFlatIP), and the top-L pass
-reads the tile while it is still in cache.
+block x gallery block) tile come from a register-blocked numba kernel (four
+probes by two records at a time), and the top-L pass reads the tile while it
+is still in cache. Not BLAS: an sgemm's result for one (probe, record) pair
+can depend on where the pair falls in the tile (OpenBLAS's Haswell kernels
+move about 4% of scores by an ulp), so ties and near-ties would be broken
+differently with another chunk size, shard count or thread count. Here
+every pair is summed by the same instructions wherever it sits, and
+``inner_products`` / ``paired_inner_products`` give the same bits to the
+ladder and to mate scores.
 
 Binary: a numba kernel XORs and popcounts 64-bit words (LLVM's ctpop, one
 instruction on x86-64 and arm64), a block of probes against each gallery
@@ -22,7 +28,6 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
-from threadpoolctl import threadpool_limits
 
 from fpscale.matcher.checks import MatcherInputError, check_ids, check_vectors
 from fpscale.matcher.interface import Backend
@@ -64,41 +69,102 @@ def _select_row(row: np.ndarray, ids: np.ndarray, row_s: np.ndarray, row_i: np.n
                 worst = row_s[0]
 
 
+# Reassociation lets LLVM keep each sum in vector lanes (the order is then
+# fixed by the compiled loop and d, never by the data's position); contraction
+# allows fused multiply-adds. Nothing else is relaxed.
+_SUM_ORDER = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_SUM_ORDER, inline="always")
+def _dots_4x2(p: np.ndarray, q: tuple, g: np.ndarray, j0: int, j1: int) -> tuple:
+    # inner products of probe rows q[0..3] with gallery rows j0, j1: eight
+    # sums in one loop, each accumulated by the same instructions
+    a0, a1, a2, a3 = q
+    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = np.float32(0.0)
+    for k in range(p.shape[1]):
+        b0 = g[j0, k]
+        b1 = g[j1, k]
+        s00 += p[a0, k] * b0
+        s01 += p[a0, k] * b1
+        s10 += p[a1, k] * b0
+        s11 += p[a1, k] * b1
+        s20 += p[a2, k] * b0
+        s21 += p[a2, k] * b1
+        s30 += p[a3, k] * b0
+        s31 += p[a3, k] * b1
+    return s00, s01, s10, s11, s20, s21, s30, s31
+
+
+@njit(cache=True, fastmath=_SUM_ORDER)
+def _score_tile(p: np.ndarray, q0: int, q1: int, g: np.ndarray, g0: int, g1: int,
+                out: np.ndarray) -> None:
+    # out[q - q0, j - g0] = <p[q], g[j]>. Rows past the end repeat the last
+    # one, so a tile's edge runs the same loop as its middle
+    for qa in range(q0, q1, 4):
+        q = (qa, min(qa + 1, q1 - 1), min(qa + 2, q1 - 1), min(qa + 3, q1 - 1))
+        for ja in range(g0, g1, 2):
+            jb = min(ja + 1, g1 - 1)
+            s = _dots_4x2(p, q, g, ja, jb)
+            for i in range(4):
+                out[q[i] - q0, ja - g0] = s[2 * i]
+                out[q[i] - q0, jb - g0] = s[2 * i + 1]
+
+
+@njit(cache=True, parallel=True)
+def inner_products(probes: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Scores (Q, n) float32 of probes (Q, d) against gallery rows (n, d),
+    float32 C-contiguous: the same bits as numba-flat's search gives each
+    pair, whatever the shapes."""
+    nq, n = probes.shape[0], gallery.shape[0]
+    out = np.empty((nq, n), dtype=np.float32)
+    nblocks = (nq + 63) // 64
+    for b in prange(nblocks):
+        q0 = b * 64
+        q1 = min(nq, q0 + 64)
+        _score_tile(probes, q0, q1, gallery, 0, n, out[q0:q1])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def paired_inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise scores (n,) float32 of a[i] with b[i] (both (n, d) float32
+    C-contiguous), with the bits ``inner_products`` gives the same pair: each
+    is a one-by-one tile of the same kernel."""
+    n = a.shape[0]
+    out = np.empty((n, 1), dtype=np.float32)
+    for i in prange(n):
+        _score_tile(a, i, i + 1, b, i, i + 1, out[i:i + 1])
+    return out[:, 0]
+
+
 @njit(cache=True, parallel=True)
 def _flat_scan(probes: np.ndarray, gallery: np.ndarray, gids: np.ndarray,
                hs: np.ndarray, hi: np.ndarray, probe_block: int, gallery_block: int) -> None:
     # Each thread owns a block of probes and walks the gallery in blocks:
-    # one single-threaded sgemm per (probe block x gallery block) tile, then
-    # top-L selection while the tile is still in cache. Running BLAS inside
-    # the numba threads (instead of multi-threaded BLAS between numba passes)
-    # avoids two thread pools spinning against each other on the same cores.
+    # one tile of scores per (probe block x gallery block), then top-L
+    # selection while the tile is still in cache.
     nq = probes.shape[0]
     n = gallery.shape[0]
     nblocks = (nq + probe_block - 1) // probe_block
     for b in prange(nblocks):
         q0 = b * probe_block
         q1 = min(nq, q0 + probe_block)
-        pq = probes[q0:q1]
         buf = np.empty((q1 - q0, gallery_block), dtype=np.float32)
         for g0 in range(0, n, gallery_block):
             g1 = min(n, g0 + gallery_block)
-            if g1 - g0 == gallery_block:
-                np.dot(pq, gallery[g0:g1].T, buf)
-                tile = buf
-            else:
-                tile = np.dot(pq, gallery[g0:g1].T)
+            _score_tile(probes, q0, q1, gallery, g0, g1, buf)
             for q in range(q1 - q0):
-                _select_row(tile[q], gids[g0:g1], hs[q0 + q], hi[q0 + q])
+                _select_row(buf[q, :g1 - g0], gids[g0:g1], hs[q0 + q], hi[q0 + q])
 
 
 class NumbaFlatIP(Backend):
     """Exact inner-product search over float32 vectors."""
 
     name = "numba-flat"
-    # 256 x 4096 float32 tiles (4 MiB): the best of a sweep of 64..512 x
-    # 1024..8192 against faiss IndexFlatIP on a 2-core Skylake-X
+    # 256 probes x 1024 records: a 1 MiB score tile, and at 128 dimensions a
+    # 512 KiB gallery block that stays in L2 while every probe passes it
     PROBE_BLOCK = 256
-    GALLERY_BLOCK = 4096
+    GALLERY_BLOCK = 1024
 
     def __init__(self, d: int, threads: int | None = None) -> None:
         super().__init__(d, threads)
@@ -133,7 +199,7 @@ class NumbaFlatIP(Backend):
         n = self.threads or numba.get_num_threads()
         # fewer probes than threads x block: smaller blocks keep all threads busy
         pb = max(8, min(self.PROBE_BLOCK, -(-probes.shape[0] // n)))
-        with thread_count(self.threads), threadpool_limits(1, user_api="blas"):
+        with thread_count(self.threads):
             for vecs, ids in zip(self._vecs, self._ids):
                 _flat_scan(probes, vecs, ids, hs, hi, pb, self.GALLERY_BLOCK)
             heap_sort_rows(hs, hi)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import njit, prange
-from threadpoolctl import threadpool_limits
+
+from fpscale.matcher.exact import inner_products
 
 HIST_BINS = 40_000
 
@@ -74,11 +75,9 @@ class LadderScan:
             return
         g = gallery[: stop - start]
         seg_of = np.searchsorted(self.rungs, np.arange(start, stop), side="right").astype(np.int64)
-        # one BLAS thread: a multi-threaded sgemm may round differently with
-        # another thread count (OpenBLAS's AVX2 kernels do), and the ladder
-        # must not depend on the machine or on how a cluster splits the work
-        with threadpool_limits(1, user_api="blas"):
-            scores = self.probes @ g.T
+        # numba-flat's kernel, not BLAS: each pair's score must not depend on
+        # the chunk, the shard or the thread count (fpscale.matcher.exact)
+        scores = inner_products(self.probes, np.ascontiguousarray(g, dtype=np.float32))
         _update(scores, start, seg_of, self.mate, self.mate_score, self.seg_max,
                 self.seg_better, self.hist, self.lo, self.width)
 

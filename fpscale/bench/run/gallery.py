@@ -17,6 +17,7 @@ from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.run.progress import say, stage
 from fpscale.bench.run.submissions import Submissions
 from fpscale.bench.scenario import BackendSpec, ProjectionSpec, training_advice
+from fpscale.matcher.exact import paired_inner_products
 from fpscale.matcher.interface import Backend
 from fpscale.matcher.registry import make_backend
 from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec, gallery_chunk, gallery_records
@@ -103,7 +104,9 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
         has = mates >= 0
         if has.any():
             mv = gallery_records(pop, mates[has]).vectors[:, cols]
-            ms[has] = (subs.vectors[has][:, cols] * mv).sum(1)
+            # the bits the search and the ladder give the same pair
+            ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
+                                            np.ascontiguousarray(mv))
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
         scans[fs] = LadderScan(np.array(proj.ladder), subs.vectors[:, cols], mates, ms,
                                span * 1.001)
