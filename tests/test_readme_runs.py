@@ -52,24 +52,6 @@ def shrink_scenario(d: dict) -> dict:
                                f"search.chunk_size={min(d['search'].get('chunk_size', g), g)}"])
 
 
-def write_toml(d: dict, path: Path) -> None:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"""' + v + '"""' if "\n" in v else '"' + v.replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-    lines = [f"{k} = {value(v)}" for k, v in d.items() if not isinstance(v, dict)]
-    for table, body in d.items():
-        if isinstance(body, dict):
-            lines += ["", f"[{table}]"] + [f"{k} = {value(v)}" for k, v in body.items()]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def shrink_argv(argv: list[str], gallery: dict[str, int]) -> list[str] | None:
     """The command with small sizes, or None when it cannot run here."""
     argv = list(argv)
@@ -93,7 +75,7 @@ def shrink_argv(argv: list[str], gallery: dict[str, int]) -> list[str] | None:
     if argv[0] == "sweep" and "--values" in argv:
         g = gallery[Path(argv[1]).stem]
         argv[argv.index("--values") + 1] = f"{g},{g + g // 2}"
-    if argv[0] in ("run", "sweep", "calibrate", "evaluate", "search", "compare"):
+    if argv[0] in ("run", "sweep", "calibrate", "search"):
         argv.append("--quiet")
     return argv
 
@@ -109,14 +91,14 @@ def vendor_files(cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_readme_command_runs(tmp_path, monkeypatch):
+def test_every_readme_command_runs(tmp_path, monkeypatch, write_toml):
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
     gallery = {}
     for f in sorted((ROOT / "scenarios").glob("*.toml")):
         d = shrink_scenario(tomllib.loads(f.read_text()))
         gallery[f.stem] = d["population"]["gallery_size"]
-        write_toml(d, scenarios / f.name)
+        write_toml(scenarios / f.name, d)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.setattr(scenario_module, "SCENARIOS_DIR", scenarios)
     monkeypatch.chdir(tmp_path)
@@ -124,11 +106,6 @@ def test_every_readme_command_runs(tmp_path, monkeypatch):
     for kind, step in readme_steps():
         if kind == "python":
             subprocess.run([sys.executable, "-c", step], check=True, timeout=300)
-            continue
-        if step == ["--help"]:
-            with pytest.raises(SystemExit) as e:
-                main(step)
-            assert e.value.code == 0
             continue
         argv = shrink_argv(step, gallery)
         if argv is None:
