@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from fpscale.bench.cli import main
-from fpscale.bench.run.planner import PlanError, check, plan
-from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.run.planner import PlanError, check, plan, plan_shards
+from fpscale.bench.scenario import BackendSpec, scenario_from_dict
 
 import pytest
 
@@ -34,6 +34,39 @@ def test_refuses_with_a_plan_that_fits():
     assert fits.total < 2 << 30
 
 
+def test_every_way_to_fit_that_the_refusal_names_fits():
+    import re
+    from dataclasses import replace
+    budget = 2 << 30
+    sc = _scenario(8_000_000, ("numba-flat",))
+    with pytest.raises(PlanError) as e:
+        check(sc, limit=budget)
+    msg = str(e.value)
+    n = int(re.search(r"gallery_size to at most ([\d,]+)", msg).group(1).replace(",", ""))
+    assert plan(replace(sc, population=replace(sc.population, gallery_size=n))).total <= budget
+    assert plan(replace(sc, population=replace(sc.population, gallery_size=int(n * 1.1)))).total > budget
+    assert "replace numba-flat with numba-hamming (binary codes" in msg
+    codes = replace(sc, search=replace(sc.search, backends=(BackendSpec("numba-hamming"),)))
+    assert check(codes, limit=budget).total <= budget
+    k = int(re.search(r"Dask cluster of at least (\d+) one-thread workers", msg).group(1))
+    shards = [-(-sc.population.gallery_size // k)] * k
+    one = {f"w{i}": {"memory_limit": budget, "nthreads": 1} for i in range(k)}
+    assert len(plan_shards(sc, shards, one)) == k  # the shard planner places them
+    with pytest.raises(PlanError):
+        plan_shards(sc, [-(-sc.population.gallery_size // (k - 1))] * (k - 1),
+                    dict(list(one.items())[:k - 1]))
+
+
+def test_a_refusal_never_says_gallery_size_at_most_zero():
+    # the searches alone outgrow the budget: fewer searches, not a gallery of 0
+    sc = scenario_from_dict({"name": "mem", "population": {"seed": 1, "gallery_size": 10_000,
+                                                           "n_submissions": 2_000_000},
+                             "search": {"candidates": 100, "backends": [{"name": "numba-flat"}]}})
+    with pytest.raises(PlanError) as e:
+        check(sc, limit=1 << 30)
+    assert "at most 0" not in str(e.value) and "population.n_submissions" in str(e.value)
+
+
 def test_cli_max_memory(tmp_path, capsys):
     scen = tmp_path / "s.toml"
     scen.write_text('[population]\ngallery_size = 1000000\nn_submissions = 100\n')
@@ -47,7 +80,7 @@ def test_cli_max_memory(tmp_path, capsys):
 def test_estimate_within_25_percent_of_measured_peak(tmp_path):
     code = (
         "import json, sys\n"
-        "from fpscale.bench.scenario import scenario_from_dict\n"
+        "from fpscale.bench.scenario import BackendSpec, scenario_from_dict\n"
         "from fpscale.bench.run.steps import run_scenario\n"
         "from fpscale.bench.store.summary import to_json_dict\n"
         "d = {'name': 'mem', 'population': {'seed': 1, 'gallery_size': 300000, 'n_submissions': 500,"

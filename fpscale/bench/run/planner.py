@@ -22,13 +22,13 @@ kernel half-way. The parts, in bytes:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numba
 
 from fpscale.bench.run.rescore_segment import BATCH as RESCORE_BATCH
-from fpscale.bench.scenario import Scenario
+from fpscale.bench.scenario import BackendSpec, Scenario
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import final_index_bytes, peak_index_bytes
 
@@ -153,17 +153,80 @@ def check(sc: Scenario, limit: int | None = None, indexes: bool = True) -> Plan:
         raise PlanError(f"the client of this cluster run needs about {_fmt(p.total)} (searches, "
                         f"candidate lists, working set) but {_fmt(budget)} may be used; run "
                         f"fewer submissions (population.n_submissions)")
-    largest = max(p.indexes, key=p.indexes.get)
-    fixed = p.total - sum(p.indexes.values())
-    per_record = sum(p.indexes.values()) / sc.population.gallery_size
-    fits_n = int(max(0, budget - fixed) / per_record) if per_record else 0
     parts = ", ".join(f"{k}: {_fmt(v)}" for k, v in p.indexes.items())
     raise PlanError(
         f"the scenario needs about {_fmt(p.total)} but {_fmt(budget)} may be used "
         f"({parts}; searches and lists {_fmt(p.submissions)}; working set {_fmt(p.transient)}). "
-        f"To fit: set population.gallery_size to at most {fits_n:,}, or drop or replace the "
-        f"largest backend ({largest}) with numba-hamming or a compressed faiss index such as "
-        f"\"IVF4096,PQ32\", or split the gallery into shards")
+        f"To fit: {'; or '.join(_ways_to_fit(sc, p, budget))}")
+
+
+def _with(sc: Scenario, n: int | None = None, backends: tuple | None = None) -> Scenario:
+    pop = sc.population if n is None else replace(sc.population, gallery_size=n)
+    srch = sc.search if backends is None else replace(sc.search, backends=backends)
+    return replace(sc, population=pop, search=srch)
+
+
+def _largest_gallery(sc: Scenario, budget: int) -> int:
+    """The largest gallery size (at most the scenario's) whose plan fits:
+    bisection, as every part of the plan grows with the gallery."""
+    lo, hi = 0, sc.population.gallery_size
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if plan(_with(sc, n=mid)).total <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _cluster_workers(sc: Scenario, budget: int, usable: float = 0.7) -> int | None:
+    """The fewest one-thread workers of ``budget`` bytes each that hold the
+    gallery in equal shards (as ``plan_shards`` places them), or None."""
+    fixed = worker_fixed_bytes(sc, 1)
+    n = sc.population.gallery_size
+    if fixed + shard_bytes(sc, 1) > usable * budget:
+        return None
+    lo, hi = 1, 1
+    while fixed + shard_bytes(sc, -(-n // hi)) > usable * budget:
+        lo, hi = hi, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fixed + shard_bytes(sc, -(-n // mid)) <= usable * budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _ways_to_fit(sc: Scenario, p: Plan, budget: int) -> list[str]:
+    """Scenario changes that fit the budget, each checked against the plan:
+    a smaller gallery, binary codes instead of the largest float index, a
+    cluster, or fewer searches when nothing else fits."""
+    ways = []
+    fits_n = _largest_gallery(sc, budget)
+    if fits_n >= 1000:
+        ways.append(f"set population.gallery_size to at most {fits_n:,}")
+    largest = max(p.indexes, key=p.indexes.get)
+    if largest != "numba-hamming":
+        codes = _with(sc, backends=tuple(
+            BackendSpec("numba-hamming") if f"{b.name} {b.params}".strip() == largest else b
+            for b in sc.search.backends))
+        pc = plan(codes)
+        if pc.total <= budget:
+            ways.append(f"replace {largest} with numba-hamming (binary codes of "
+                        f"{sc.population.record_bits} bits a record; the plan is then "
+                        f"{_fmt(pc.total)})")
+        elif (m := _largest_gallery(codes, budget)) >= 1000:
+            ways.append(f"replace {largest} with numba-hamming and set "
+                        f"population.gallery_size to at most {m:,}")
+    workers = _cluster_workers(sc, budget)
+    if workers is not None and workers > 1:
+        ways.append(f"run on a Dask cluster of at least {workers} one-thread workers with "
+                    f"{_fmt(budget)} each ([cluster] shards = {workers} or more; docs/cluster.md)")
+    if not ways:
+        ways.append("set population.n_submissions, search.candidates or search.chunk_size "
+                    "smaller: the searches, candidate lists and working set alone do not fit")
+    return ways
 
 
 # a Dask worker process: the interpreter and libraries above plus dask,
