@@ -117,7 +117,10 @@ def partial(tmp_path_factory, tiny):
     finally:
         mp.undo()
     names = sorted(p.name for p in (out / "state").iterdir())
-    assert "index_numba-flat@3.npz" in names and "search_numba-flat@100.npz" in names, names
+    # numba-flat's checkpoints appended a part per chunk; faiss's were rewritten
+    assert {"index_numba-flat@0-1.npz", "index_numba-flat@1-2.npz", "index_numba-flat@2-3.npz",
+            "index_faiss-Flat@3.npz", "search_numba-flat@100.npz"} <= set(names), names
+    assert not any(n.startswith("index_faiss-Flat@") and n != "index_faiss-Flat@3.npz" for n in names)
     return out
 
 
@@ -292,7 +295,7 @@ def _resume(out: Path, tiny, capsys, needle: str) -> None:
 
 def test_truncated_state_file_is_rebuilt(partial, ref_plain, tmp_path, tiny, capsys):
     out = _damaged(partial, tmp_path)
-    p = out / "state" / "index_numba-flat@3.npz"
+    p = out / "state" / "index_numba-flat@1-2.npz"  # an appended part, written once
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
     _resume(out, tiny, capsys, "building the gallery again")
     _same_results(ref_plain, out)
@@ -320,13 +323,14 @@ def test_checkpoint_with_ids_shorter_than_its_vectors_is_not_used(partial, ref_p
     # a well-formed file whose checksum the manifest agrees with: only its
     # shapes give it away (the kernel would read past the ids)
     out = _damaged(partial, tmp_path)
-    rel = "state/index_numba-flat@3.npz"
+    rel = "state/index_numba-flat@2-3.npz"
     st = read_npz(out / rel)
+    m = len(st["ids"])
     write_npz(out / rel, vecs=st["vecs"], ids=st["ids"][:-100])
     man = json.loads((out / "manifest.json").read_text())
     man["files"][rel] = file_digest(out / rel)
     (out / "manifest.json").write_text(json.dumps(man))
-    _resume(out, tiny, capsys, "ids is int64 (500,), expected int64 (600,)")
+    _resume(out, tiny, capsys, f"ids is int64 ({m - 100},), expected int64 ({m},)")
     _same_results(ref_plain, out)
     cand = read_npz(out / "searches_numba-flat.npz")["cand_ids"]
     assert cand.min() >= 0 and cand.max() < 600
@@ -336,6 +340,8 @@ def test_checkpoint_with_ids_shorter_than_its_vectors_is_not_used(partial, ref_p
     (lambda s: s.update({"search_next:numba-flat": [70, 0.1]}), "checkpoint boundary"),
     (lambda s: s.update({"search_next:numba-flat": [100, -1.0]}), "time in seconds"),
     (lambda s: s.update({"build_next": 99}), "build_next = 99"),
+    (lambda s: s.update({"build_parts": [2, 1, 3]}), "build_parts is not the increasing"),
+    (lambda s: s.update({"build_parts": [1, 3]}), "index_numba-flat@1-3.npz is not listed"),
     (lambda s: s.update({"search_next:numba-flat": "lots"}), "not [count, seconds]"),
 ])
 def test_hand_edited_checkpoint_values_are_not_trusted(partial, ref_plain, tmp_path, tiny, capsys,

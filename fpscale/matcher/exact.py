@@ -157,6 +157,22 @@ def _flat_scan(probes: np.ndarray, gallery: np.ndarray, gids: np.ndarray,
                 _select_row(buf[q, :g1 - g0], gids[g0:g1], hs[q0 + q], hi[q0 + q])
 
 
+def _rows_since(blocks: list, ids: list, start: int, axis: int, empty: dict) -> dict:
+    # the records after the first `start` of blocks added in order (records
+    # along `axis` of each block), and their ids; `empty` names the block key
+    (key, none), = empty.items()
+    out, out_ids, at = [], [], 0
+    for block, i in zip(blocks, ids):
+        lo = max(start - at, 0)
+        if lo < len(i):
+            out.append(block[lo:] if axis == 0 else block[:, lo:])
+            out_ids.append(i[lo:])
+        at += len(i)
+    if not out:
+        return {key: none, "ids": np.zeros(0, np.int64)}
+    return {key: np.concatenate(out, axis=axis), "ids": np.concatenate(out_ids)}
+
+
 class NumbaFlatIP(Backend):
     """Exact inner-product search over float32 vectors."""
 
@@ -186,6 +202,16 @@ class NumbaFlatIP(Backend):
         if not self._vecs:
             return {"vecs": np.zeros((0, self.d), np.float32), "ids": np.zeros(0, np.int64)}
         return {"vecs": np.concatenate(self._vecs), "ids": np.concatenate(self._ids)}
+
+    appendable = True
+
+    def export_rows(self, start: int) -> dict[str, np.ndarray]:
+        return _rows_since(self._vecs, self._ids, start, 0, {"vecs": np.zeros((0, self.d), np.float32)})
+
+    @staticmethod
+    def join_states(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {"vecs": np.concatenate([p["vecs"] for p in parts]),
+                "ids": np.concatenate([p["ids"] for p in parts])}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
         vecs = check_vectors("state vecs", state["vecs"], self.d)
@@ -312,6 +338,17 @@ class NumbaHamming(Backend):
         if not self._codes:
             return {"planes": np.zeros((self.d // 64, 0), np.uint64), "ids": np.zeros(0, np.int64)}
         return {"planes": np.concatenate(self._codes, axis=1), "ids": np.concatenate(self._ids)}
+
+    appendable = True
+
+    def export_rows(self, start: int) -> dict[str, np.ndarray]:
+        return _rows_since(self._codes, self._ids, start, 1,
+                           {"planes": np.zeros((self.d // 64, 0), np.uint64)})
+
+    @staticmethod
+    def join_states(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {"planes": np.concatenate([p["planes"] for p in parts], axis=1),
+                "ids": np.concatenate([p["ids"] for p in parts])}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
         planes = np.asarray(state["planes"])

@@ -80,6 +80,20 @@ class Backend:
         """Restore what export_state returned."""
         raise MatcherInputError(f"{self.name} cannot import a state")
 
+    # Whether export_rows and join_states exist, so that a checkpoint can
+    # append what was added since the last one instead of rewriting the index
+    appendable = False
+
+    def export_rows(self, start: int) -> dict[str, np.ndarray]:  # pragma: no cover
+        """The state of the records added after the first ``start``, in the
+        order they were added: a part of what export_state returns."""
+        raise MatcherInputError(f"{self.name} cannot export a part of its state")
+
+    @staticmethod
+    def join_states(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:  # pragma: no cover
+        """export_state's arrays from export_rows parts taken in order."""
+        raise MatcherInputError("this backend cannot join parts of a state")
+
     @staticmethod
     def memory_estimate(n: int, d: int) -> int:  # pragma: no cover - overridden
         """Bytes the built index will hold for n records of dimension d."""

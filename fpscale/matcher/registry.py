@@ -50,6 +50,13 @@ def is_exact_float(name: str) -> bool:
     return name in EXACT_FLOAT
 
 
+def appends_checkpoints(name: str) -> bool:
+    """True for backends whose checkpoints append the records added since the
+    last one (``Backend.export_rows``) instead of rewriting the whole index."""
+    cls = {"numba-flat": NumbaFlatIP, "numba-hamming": NumbaHamming}.get(name)
+    return cls is not None and cls.appendable
+
+
 def backend_key(name: str, params: str = "") -> str:
     """The file-name-safe label of a backend and its search parameters."""
     s = name + (f"_{params}" if params else "")

@@ -3,7 +3,10 @@
 State files carry the progress count in their name and the manifest names
 the count to resume from, so a kill between two writes leaves the previous
 consistent set in place; older sets are removed once the manifest has moved
-on. Every state file is listed in the manifest with its checksum
+on. Indexes that can (numba-flat, numba-hamming) are appended instead: each
+checkpoint writes the records added since the last one as a part named by
+its chunk interval ("@a-b"), never rewritten, and the manifest lists the
+boundaries ("build_parts"). Every state file is listed in the manifest with its checksum
 (``fpscale.bench.store.manifest``); ``fpscale.bench.run.resume`` checks them before a
 resumed run trusts them.
 
@@ -56,11 +59,17 @@ class Checkpoints:
         """Whether the gallery pass should checkpoint now."""
         return final or time.monotonic() - self.last >= CHECKPOINT_S
 
-    def save(self, name: str, count: int, arrays: dict) -> None:
-        """Write one state file of the set for progress count."""
+    def save(self, name: str, count: int | str, arrays: dict) -> None:
+        """Write one state file of the set for progress count (or a part,
+        "a-b", of an appended state)."""
         self.folder.write_npz(state_file(name, count), **arrays)
 
-    def load(self, name: str, count: int) -> dict:
+    def note(self, step: str, info: Any) -> None:
+        """Record a step's info with the manifest's next save (commit), so
+        that it moves on together with the step it belongs to."""
+        self.manifest["steps"][step] = info
+
+    def load(self, name: str, count: int | str) -> dict:
         """Read one state file of the set for progress count (as checked
         when the run resumed)."""
         rel = state_file(name, count)
@@ -76,15 +85,17 @@ class Checkpoints:
         """Forget arrays kept by keep_verified."""
         self._verified.pop(rel, None)
 
-    def commit(self, step: str, info: Any, names: list[str], count: int) -> None:
-        """Move the manifest on to the set for count, then drop older sets."""
+    def commit(self, step: str, info: Any, names: list[str], count: int,
+               parts: dict[str, list[str]] | None = None) -> None:
+        """Move the manifest on to the set for count, then drop older sets;
+        parts names the files an appended state keeps instead."""
         self._maybe_crash(step, before=True)
         self.mark(step, info)
         self.last = time.monotonic()
         for name in names:  # the sets before this one are no longer needed
-            keep = state_file(name, count)
+            keep = set((parts or {}).get(name, [state_file(name, count)]))
             for rel in [r for r in self.folder.files if r.startswith(f"state/{name}@")]:
-                if rel != keep:
+                if rel not in keep:
                     self.folder.remove(rel)
         self._maybe_crash(step, before=False)
 
@@ -103,9 +114,16 @@ class Checkpoints:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def state_file(name: str, count: int) -> str:
+def state_file(name: str, count: int | str) -> str:
     """The name of a state file in the results folder."""
     return f"state/{name}@{count}.npz"
+
+
+def part_files(name: str, bounds: list[int]) -> list[str]:
+    """The parts of an appended state: one file per interval of chunks
+    [0, b1), [b1, b2), ... between checkpoint boundaries."""
+    edges = [0, *bounds]
+    return [state_file(name, f"{a}-{b}") for a, b in zip(edges, edges[1:])]
 
 
 def _crash_point(text: str) -> tuple[str, int, bool] | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fpscale.bench.run.checkpoints import Checkpoints
+from fpscale.bench.run.checkpoints import Checkpoints, part_files
 from fpscale.bench.run.executor import RescoredSegment
 from fpscale.bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, GalleryBuilder, ladder_scans,
                                new_backend, train_backend)
@@ -44,7 +44,7 @@ class LocalExecutor:
             run = BackendRun(b, slot, idx)
             if done:
                 idx.set_search_params(b.params)
-                idx.import_state(ck.load(f"index_{b.key}", done))
+                idx.import_state(_load_index(ck, idx, f"index_{b.key}", done))
                 if idx.ntotal != min(done * sc.search.chunk_size, pop.gallery_size):
                     raise DamagedError(f"the checkpoint of {b.key} holds {idx.ntotal} records "
                                        f"where the manifest says {done} chunks")
@@ -67,7 +67,7 @@ class LocalExecutor:
                 builder.add_chunk(a, b)
                 st.update(b - a)
                 if ck.due(final=ci + 1 == len(all_chunks)):
-                    _checkpoint(ck, builder, ci + 1)
+                    _checkpoint(ck, builder, ci + 1, sc.search.chunk_size)
         return builder.gallery()
 
     def search(self, run: BackendRun, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,15 +92,34 @@ class LocalExecutor:
         pass
 
 
-def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int) -> None:
-    # every index and ladder accumulator, then the manifest moves on
-    names = []
+def _load_index(ck: Checkpoints, idx, name: str, done: int) -> dict:
+    # an appended index from its parts, any other from its one file
+    if not idx.appendable:
+        return ck.load(name, done)
+    parts = [ck.load(name, rel.split("@")[1].removesuffix(".npz"))
+             for rel in part_files(name, ck.get("build_parts", [done]))]
+    return idx.join_states(parts)
+
+
+def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk_size: int) -> None:
+    # every index (appended: only the records added since the last
+    # checkpoint) and ladder accumulator, then the manifest moves on
+    bounds = ck.get("build_parts", [])
+    bounds = bounds + [next_chunk]
+    prev = bounds[-2] if len(bounds) > 1 else 0
+    names, parts = [], {}
     for run in builder.runs:
-        ck.save(f"index_{run.spec.key}", next_chunk, run.index.export_state())
-        names.append(f"index_{run.spec.key}")
+        name = f"index_{run.spec.key}"
+        if run.index.appendable:
+            ck.save(name, f"{prev}-{next_chunk}", run.index.export_rows(prev * chunk_size))
+            parts[name] = part_files(name, bounds)
+        else:
+            ck.save(name, next_chunk, run.index.export_state())
+        names.append(name)
     for fs, scan in builder.scans.items():
         ck.save(f"ladder_{fs}", next_chunk, scan.export_state())
         names.append(f"ladder_{fs}")
     ck.mark("build_timing", {"generation_s": builder.generation_s,
                              **{r.spec.key: (r.train_s, r.build_s) for r in builder.runs}})
-    ck.commit("build_next", next_chunk, names, next_chunk)
+    ck.note("build_parts", bounds)
+    ck.commit("build_next", next_chunk, names, next_chunk, parts)

@@ -20,11 +20,12 @@ import sys
 import numpy as np
 
 from fpscale.bench.measure.ladder import HIST_BINS
-from fpscale.bench.run.checkpoints import Checkpoints, state_file
+from fpscale.bench.run.checkpoints import Checkpoints, part_files, state_file
 from fpscale.bench.run.gallery import finger_set_columns
 from fpscale.bench.run.rescore import SEGMENT
 from fpscale.bench.scenario import Scenario
 from fpscale.bench.store.files import ResultsError, read_npz
+from fpscale.matcher.registry import appends_checkpoints
 from fpscale.synth.population import chunks
 
 
@@ -91,7 +92,8 @@ class _Expect:
     def records(self, done: int) -> int:
         return min(done * self.sc.search.chunk_size, self.N)
 
-    def index(self, b, arrays: dict, n: int) -> None:
+    def index(self, b, arrays: dict, n: int, first: int = 0) -> None:
+        """A state of n records, the gallery's from record `first` on."""
         pop = self.sc.population
         if b.name == "numba-flat":
             _array(arrays, "vecs", np.float32, (n, pop.record_dim))
@@ -109,8 +111,8 @@ class _Expect:
                            f"{pop.record_width(b.binary)}")
             return
         ids = _array(arrays, "ids", np.int64, (n,))
-        if not np.array_equal(ids, np.arange(n)):
-            raise _Bad("ids are not the gallery's first records in order")
+        if not np.array_equal(ids, np.arange(first, first + n)):
+            raise _Bad(f"ids are not the gallery's records {first} to {first + n - 1} in order")
 
     def ladder(self, arrays: dict) -> None:
         R = len(self.sc.projection.ladder)
@@ -136,8 +138,18 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
         try:
             if step == "build_next":
                 n = _int(v, 1, ex.n_chunks, step)
-                needs["build"] = [state_file(f"index_{k}", n) for k in keys] + \
+                bounds = steps.get("build_parts")
+                if not isinstance(bounds, list) or not bounds or bounds[-1] != n or any(
+                        _int(b, 1, n, "build_parts") <= a for a, b in zip([0, *bounds], bounds)):
+                    raise _Bad("build_parts is not the increasing chunk counts up to build_next")
+                needs["build"] = [rel for k, b in keys.items()
+                                  for rel in (part_files(f"index_{k}", bounds)
+                                              if appends_checkpoints(b.name)
+                                              else [state_file(f"index_{k}", n)])] + \
                     [state_file(f"ladder_{fs}", n) for fs in ex.scanned]
+            elif step == "build_parts":
+                if "build_next" not in steps:
+                    raise _Bad("build_parts without build_next")
             elif step == "build_timing":
                 if not isinstance(v, dict):
                     raise _Bad(f"{step} is not a table")
@@ -196,12 +208,13 @@ def _check_file(ck: Checkpoints, ex: _Expect, group: str, rel: str) -> None:
     except ResultsError:
         raise _Bad(f"{rel} is not a readable npz file") from None
     name, count = rel.removeprefix("state/").removesuffix(".npz").split("@")
-    count = int(count)
+    first, _, count = count.rpartition("-")  # "a-b": a part of chunks a to b
+    first, count = ex.records(int(first or 0)), int(count)
     try:
         if group == "build":
             n = ex.records(count)
             if name.startswith("index_"):
-                ex.index(ex.backends[name[6:]], arrays, n)
+                ex.index(ex.backends[name[6:]], arrays, n - first, first)
             else:
                 ex.ladder(arrays)
         elif group.startswith("search_next:"):
@@ -220,7 +233,7 @@ _REDO = {"build": "building the gallery again from the start",
 
 def _forget(ck: Checkpoints, group: str) -> None:
     if group == "build":
-        for s in ("build_next", "build_timing", "build"):
+        for s in ("build_next", "build_parts", "build_timing", "build"):
             ck.forget(s)
     elif group.startswith(("search_next:", "rescore_next:")):
         kind, key = group.split(":", 1)
