@@ -5,11 +5,10 @@ after changing the histogram features. The reference population is fixed
 (its own seed, never a scenario's): pairs of impressions of the same finger
 with mixed capture types, qualities and extraction noise. Fisher LDA solves
 St v = lambda Sw v (total against within-finger scatter) with
-scipy.linalg.eigh; the leading ``KEEP`` directions, each scaled by the
-weight ``direction_weights`` gives its eigenvalue, are stored in float32 so
+scipy.linalg.eigh; the leading ``KEEP`` directions are stored in float32 so
 that every machine reads the same numbers instead of re-deriving them with
-its own BLAS. docs/encoding.md says why the population is this large and
-why the directions are weighted.
+its own BLAS, with their eigenvalues. docs/encoding.md says why the
+population is this large.
 """
 
 from __future__ import annotations
@@ -98,17 +97,9 @@ def scatter(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, sxx / (2 * n) - np.outer(mean, mean), sww / (2 * n)
 
 
-def direction_weights(lam: np.ndarray) -> np.ndarray:
-    """Scale of each discriminant direction from its eigenvalue lambda (total
-    over within-finger variance): sqrt(lambda - 1) / lambda, the weight that
-    maximises genuine inner product over impostor spread when the finger
-    signal of a direction has variance lambda - 1 and its noise variance 1."""
-    return np.sqrt(np.maximum(lam - 1.0, 0.0)) / lam
-
-
 def learn(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean (N_FEATURES,), weighted basis (N_FEATURES, KEEP), eigenvalues
-    (KEEP,)) learned from n fingers of the reference population."""
+    """(mean (N_FEATURES,), basis (N_FEATURES, KEEP), eigenvalues (KEEP,))
+    learned from n fingers of the reference population."""
     mean, st, sw = scatter(n)
     with threadpool_limits(1):
         sw = sw + RIDGE * np.trace(sw) / N_FEATURES * np.eye(N_FEATURES)
@@ -117,7 +108,7 @@ def learn(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     basis = vecs[:, ::-1]
     # fix each direction's sign so the file does not depend on LAPACK's choice
     signs = np.sign(basis[np.argmax(np.abs(basis), axis=0), np.arange(KEEP)])
-    return mean, basis * signs * direction_weights(lam), lam
+    return mean, basis * signs, lam
 
 
 def main() -> int:
