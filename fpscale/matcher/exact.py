@@ -159,8 +159,9 @@ def _flat_scan(probes: np.ndarray, gallery: np.ndarray, gids: np.ndarray,
 
 def _rows_since(blocks: list, ids: list, start: int, axis: int, empty: dict) -> dict:
     # the records after the first `start` of blocks added in order (records
-    # along `axis` of each block), and their ids; `empty` names the block key
-    (key, none), = empty.items()
+    # along `axis` of each block), and their ids; `empty` is {key: the state
+    # with no records}
+    key, none = next(iter(empty.items()))
     out, out_ids, at = [], [], 0
     for block, i in zip(blocks, ids):
         lo = max(start - at, 0)

@@ -1,0 +1,36 @@
+"""Appended checkpoints: parts exported since any record count join back to
+the whole state, and the joined state searches as the original index."""
+
+import numpy as np
+import pytest
+
+from fpscale.matcher import make_backend
+
+
+@pytest.mark.parametrize("name,d", [("numba-flat", 16), ("numba-hamming", 128)])
+def test_parts_join_to_the_whole_state(name, d):
+    rng = np.random.default_rng(3)
+    b = make_backend(name, d)
+    assert b.appendable
+    rows = lambda n: (rng.integers(0, 256, (n, d // 8), dtype=np.uint8) if name == "numba-hamming"
+                      else rng.standard_normal((n, d)).astype(np.float32))
+    sizes, parts, start = [70, 5, 130, 1, 44], [], 0
+    for cut, n in enumerate(sizes):
+        b.add(np.arange(start, start + n), rows(n))
+        start += n
+        if cut % 2 == 1 or cut == len(sizes) - 1:  # checkpoints between some adds
+            first = sum(len(p["ids"]) for p in parts)
+            part = b.export_rows(first)
+            assert np.array_equal(part["ids"], np.arange(first, start))
+            parts.append(part)
+    whole = b.export_state()
+    joined = b.join_states(parts)
+    assert joined.keys() == whole.keys()
+    for k in whole:
+        assert np.array_equal(joined[k], whole[k]), k
+    assert len(b.export_rows(start)["ids"]) == 0  # nothing added since
+    again = make_backend(name, d)
+    again.import_state(joined)
+    probes = rows(9)
+    for x, y in zip(b.search(probes, 7), again.search(probes, 7)):
+        assert np.array_equal(x, y)
