@@ -58,7 +58,7 @@ class LadderScan:
         the probe's score against its mate (-inf when none); scores lie in
         [-score_range, score_range]."""
         self.rungs = np.asarray(rungs, dtype=np.int64)
-        self.probes = np.ascontiguousarray(probes)
+        self.probes = np.ascontiguousarray(probes, dtype=np.float32)
         self.mate = np.asarray(mate, dtype=np.int64)
         self.mate_score = np.asarray(mate_score, dtype=np.float32)
         Q, R = len(self.mate), len(self.rungs)
