@@ -119,11 +119,16 @@ def state_file(name: str, count: int | str) -> str:
     return f"state/{name}@{count}.npz"
 
 
-def part_files(name: str, bounds: list[int]) -> list[str]:
-    """The parts of an appended state: one file per interval of chunks
-    [0, b1), [b1, b2), ... between checkpoint boundaries."""
+def part_counts(bounds: list[int]) -> list[str]:
+    """The parts of an appended state, as the counts state_file takes: one
+    per interval of chunks [0, b1), [b1, b2), ... between checkpoints."""
     edges = [0, *bounds]
-    return [state_file(name, f"{a}-{b}") for a, b in zip(edges, edges[1:])]
+    return [f"{a}-{b}" for a, b in zip(edges, edges[1:])]
+
+
+def part_files(name: str, bounds: list[int]) -> list[str]:
+    """The files of an appended state's parts."""
+    return [state_file(name, c) for c in part_counts(bounds)]
 
 
 def _crash_point(text: str) -> tuple[str, int, bool] | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fpscale.bench.run.checkpoints import Checkpoints, part_files
+from fpscale.bench.run.checkpoints import Checkpoints, part_counts, part_files
 from fpscale.bench.run.executor import RescoredSegment
 from fpscale.bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, GalleryBuilder, ladder_scans,
                                new_backend, train_backend)
@@ -96,17 +96,15 @@ def _load_index(ck: Checkpoints, idx, name: str, done: int) -> dict:
     # an appended index from its parts, any other from its one file
     if not idx.appendable:
         return ck.load(name, done)
-    parts = [ck.load(name, rel.split("@")[1].removesuffix(".npz"))
-             for rel in part_files(name, ck.get("build_parts", [done]))]
-    return idx.join_states(parts)
+    return idx.join_states([ck.load(name, c) for c in part_counts(ck.get("build_parts", [done]))])
 
 
 def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk_size: int) -> None:
     # every index (appended: only the records added since the last
     # checkpoint) and ladder accumulator, then the manifest moves on
-    bounds = ck.get("build_parts", [])
-    bounds = bounds + [next_chunk]
-    prev = bounds[-2] if len(bounds) > 1 else 0
+    before = ck.get("build_parts", [])
+    prev = before[-1] if before else 0
+    bounds = [*before, next_chunk]
     names, parts = [], {}
     for run in builder.runs:
         name = f"index_{run.spec.key}"
