@@ -122,6 +122,7 @@ def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run, tin
     ({"search__rescore_matcher": "bozorth"}, r"\[search\] rescore_matcher = 'bozorth'"),
     ({"target__bookings_per_person": 0.5}, r"\[target\] bookings_per_person"),
     ({"projection__max_decades": float("nan")}, r"\[projection\] max_decades"),
+    ({"projection__scores": "cosines"}, r"\[projection\] scores.*allowed: vectors, codes"),
 ])
 def test_scenario_errors_name_the_key(over, needle, tiny):
     with pytest.raises(ScenarioError, match=needle):

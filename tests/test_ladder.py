@@ -2,9 +2,11 @@
 whatever the chunking."""
 
 import numpy as np
+import pytest
 
-from fpscale.bench.measure.ladder import LadderScan
-from fpscale.matcher.exact import inner_products
+from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
+from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
+from fpscale.matcher.exact import NumbaHamming, inner_products, thread_count
 
 
 def _reference(rungs, probes, gallery, mate, mate_score, scan):
@@ -46,3 +48,98 @@ def test_ladder_scan_matches_numpy_and_ignores_chunking():
     assert np.array_equal(scan.seg_max, seg_max)
     assert np.array_equal(scan.seg_better, better)
     assert np.array_equal(scan.hist.sum(axis=0), hist)
+
+
+def _code_reference(rungs, probes, gallery, mate, mate_score, nbins):
+    # bits minus the Hamming distance of every (search, record) pair, by numpy
+    bits = probes.shape[1] * 8
+    x = probes[:, None, :] ^ gallery[None, :, :]
+    s = (bits - np.bitwise_count(x).sum(axis=2)).astype(np.float64)
+    Q, n = s.shape
+    own = mate[:, None] == np.arange(n)[None, :]
+    seg = np.searchsorted(rungs, np.arange(n), side="right")
+    seg_max = np.full((Q, len(rungs)), -np.inf)
+    better = np.zeros((Q, len(rungs)), dtype=np.int64)
+    for r in range(len(rungs)):
+        cols = (seg == r)[None, :] & ~own
+        seg_max[:, r] = np.where(cols, s, -np.inf).max(axis=1)
+        better[:, r] = (cols & (s > mate_score[:, None])).sum(axis=1)
+    return seg_max.astype(np.float32), better, np.bincount(s[~own].astype(np.int64), minlength=nbins)
+
+
+@pytest.mark.parametrize("nbytes", [8, 32, 40])
+def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes):
+    rng = np.random.default_rng(nbytes)
+    Q, n = 37, 5000
+    # correlated codes, so that scores spread and ties occur
+    base = rng.integers(0, 256, (1, nbytes), dtype=np.uint8)
+    flip = lambda k, p: (rng.random((k, nbytes * 8)) < p)
+    gallery = np.packbits(np.unpackbits(base, axis=1) ^ flip(n, 0.3), axis=1)
+    mate = np.where(np.arange(Q) % 3 == 0, rng.integers(0, n, Q), -1)
+    probes = np.packbits(np.unpackbits(gallery[np.maximum(mate, 0)], axis=1) ^ flip(Q, 0.1), axis=1)
+    ms = np.where(mate >= 0, hamming_scores(probes, gallery[np.maximum(mate, 0)]), -np.inf)
+    ms = ms.astype(np.float32)
+    rungs = np.array([1, 100, 2100, 4096, n])
+    mate[1] = 0  # a mate alone in the first rung: that rung has no non-mate
+    ms[1] = hamming_scores(probes[1:2], gallery[:1])[0]
+    states = []
+    for cuts, threads in (([0, n], None), ([0, 1, 333, 2049, 2050, 4100, n], 1)):
+        scan = CodeLadderScan(rungs, probes, mate, ms)
+        with thread_count(threads):
+            for a, b in zip(cuts, cuts[1:]):
+                scan.add(a, gallery[a:b])
+        states.append(scan.state())
+    for k in ("top_nonmate", "better_than_mate", "impostor_hist"):
+        assert np.array_equal(states[0][k], states[1][k]), k
+    seg_max, better, hist = _code_reference(rungs, probes, gallery, mate, ms, HIST_BINS)
+    assert seg_max[1, 0] == -np.inf
+    assert np.array_equal(scan.seg_max, seg_max)
+    assert np.array_equal(scan.seg_better, better)
+    assert np.array_equal(scan.hist.sum(axis=0), hist)
+    # one bin per whole score
+    edges = states[0]["hist_edges"]
+    assert edges[0] == -0.5 and edges[1] == 0.5 and len(edges) == HIST_BINS + 1
+
+
+def test_hamming_scores_are_numba_hammings():
+    rng = np.random.default_rng(2)
+    g = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    p = rng.integers(0, 256, (7, 32), dtype=np.uint8)
+    idx = NumbaHamming(256)
+    idx.add(np.arange(300), g)
+    ids, scores = idx.search(p, 300)
+    for q in range(7):
+        assert np.array_equal(hamming_scores(np.repeat(p[q:q + 1], 300, 0), g[ids[q]]), scores[q])
+
+
+def _run(scen, out):
+    from fpscale.bench.cli import main
+    assert main(["run", str(scen), "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_code_ladder_run_agrees_with_the_hamming_search_and_ignores_chunk_size(
+        tiny, write_toml, tmp_path):
+    # two index fingers are the whole record here, so the ladder's best
+    # non-mate at the largest rung is numba-hamming's best listed non-mate,
+    # and its mate score is the one the search lists
+    from fpscale.bench.store.files import read_npz
+    from fpscale.bench.store.summary import read_summary
+    outs = []
+    for chunk in (300, 800):
+        d = tiny(search__chunk_size=chunk, search__backends=[{"name": "numba-hamming"}],
+                 projection__scores="codes")
+        outs.append(tmp_path / f"c{chunk}")
+        _run(write_toml(tmp_path / f"c{chunk}.toml", d), outs[-1])
+    lad = [read_npz(o / "ladder_two_index.npz") for o in outs]
+    for k in ("top_nonmate", "better_than_mate", "impostor_hist", "mate_score"):
+        assert np.array_equal(lad[0][k], lad[1][k]), k
+    s = read_npz(outs[0] / "searches_numba-hamming.npz")
+    best = np.where(s["cand_ids"] != s["mate"][:, None], s["cand_scores"], -np.inf).max(axis=1)
+    assert np.array_equal(lad[0]["top_nonmate"][:, -1], best.astype(np.float32))
+    listed = s["mate_rank"] >= 1
+    assert listed.sum() > 50
+    assert np.array_equal(lad[0]["mate_score"][listed], s["mate_score"][listed].astype(np.float32))
+    # the mate's rank - 1 is the count of non-mates above it (ties aside)
+    assert (lad[0]["better_than_mate"][listed, -1] <= s["mate_rank"][listed] - 1).all()
+    assert read_summary(outs[0]).scenario.projection.scores == "codes"
+    assert "bits minus Hamming distance" in (outs[0] / "report.md").read_text()

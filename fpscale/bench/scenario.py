@@ -30,6 +30,7 @@ class ScenarioError(ValueError):
 
 
 FINGER_SETS = ("one", "two_index", "all")
+LADDER_SCORES = ("vectors", "codes")
 
 # Bounds on what a scenario may ask for. Sizes that cost memory are planned
 # too (fpscale.bench.run.planner); these keep every value meaningful and finite.
@@ -121,6 +122,10 @@ class ProjectionSpec:
     # how far past the data (decades in N or in FPIR) a figure may go; the
     # held-out check fits on rungs <= largest / 10, so 1 is what is validated
     max_decades: float = 1.0
+    # what the ladder scores: the float vectors (inner product, as numba-flat)
+    # or the binary codes (bits minus Hamming distance, as numba-hamming),
+    # which at national scale cost a fifth of the time and need no vectors
+    scores: str = "vectors"
 
 
 @dataclass(frozen=True)
@@ -368,7 +373,11 @@ def _projection(t: dict, gallery_size: int) -> ProjectionSpec:
     dec = t.get("max_decades", d.max_decades)
     if not _is_num(dec) or not math.isfinite(dec) or not 0 < dec <= 12:
         raise _err("projection", "max_decades", dec, "must be a number in (0, 12]")
-    return ProjectionSpec(tuple(ladder), tuple(fs), tuple(float(x) for x in study), float(dec))
+    scores = t.get("scores", d.scores)
+    if scores not in LADDER_SCORES:
+        raise _err("projection", "scores", scores, "allowed: " + ", ".join(LADDER_SCORES))
+    return ProjectionSpec(tuple(ladder), tuple(fs), tuple(float(x) for x in study), float(dec),
+                          scores)
 
 
 def _target(t: dict) -> TargetSpec:

@@ -51,6 +51,8 @@ def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray
 class LadderScan:
     """Accumulates ladder statistics for one finger set (a column slice)."""
 
+    on_codes = False  # scores float vectors; CodeLadderScan scores codes
+
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
                  mate_score: np.ndarray, score_range: float) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, d) float32 (the

@@ -71,6 +71,13 @@ def _backends(summary: Summary) -> list[str]:
     return lines
 
 
+def _ladder_scores(summary) -> str:
+    # what the ladder's scores, and so the thresholds T, are
+    if summary.scenario.projection.scores == "codes":
+        return "scores: binary codes, bits minus Hamming distance, as numba-hamming"
+    return "scores: float vectors, inner product, as numba-flat"
+
+
 def _fig(f, digits: int = 4) -> str:
     """A projected figure: value [interval], or why it is not given."""
     if f is None:
@@ -139,7 +146,8 @@ def _projection(summary: Summary) -> list[str]:
     tgt = summary.scenario.target
     for fs, p in (summary.projection or {}).items():
         lines += [f"## Projection: {fs}", "",
-                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)}; {p.searches:,} non-mated searches "
+                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)} ({_ladder_scores(summary)}); "
+                  f"{p.searches:,} non-mated searches "
                   f"at the largest rung. Headline: {p.model_note}."
                   + (f" Shift b = {_fig(p.shift_b)}: {p.shift_b.note}." if p.shift_b else ""), ""]
         lines += held_out_lines(p)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
 from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.run.progress import say, stage
 from fpscale.bench.run.submissions import Submissions
@@ -73,10 +74,11 @@ def train_backend(pop: PopulationSpec, b: BackendSpec, idx: Backend, show: bool 
     return seconds
 
 
-def finger_set_columns(pop: PopulationSpec, fset: str) -> np.ndarray | None:
-    """Record-vector columns of a finger set, or None if the population lacks it."""
+def finger_set_columns(pop: PopulationSpec, fset: str, codes: bool = False) -> np.ndarray | None:
+    """Record-vector columns (codes: record-code bytes) of a finger set, or
+    None if the population lacks it."""
     f = list(pop.search_fingers)
-    d = pop.dim
+    d = pop.bits // 8 if codes else pop.dim
     if fset == "one":
         slots = [0]
     elif fset == "two_index":
@@ -90,16 +92,21 @@ def finger_set_columns(pop: PopulationSpec, fset: str) -> np.ndarray | None:
 
 def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
                  subs: Submissions) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
-    """Empty ladder scans per finger set, and each set's record-vector columns."""
+    """Empty ladder scans per finger set, and each set's record columns
+    (vector columns, or code bytes when the ladder scores codes)."""
     scans, scan_cols = {}, {}
     if not proj.ladder:
         return scans, scan_cols
+    on_codes = proj.scores == "codes"
     for fs in proj.finger_sets:
-        cols = finger_set_columns(pop, fs)
+        cols = finger_set_columns(pop, fs, on_codes)
         if cols is None:
             continue
         scan_cols[fs] = cols
         mates = subs.mate
+        if on_codes:
+            scans[fs] = _code_scan(pop, np.array(proj.ladder), subs.codes[:, cols], mates, cols)
+            continue
         ms = np.full(len(mates), -np.inf, dtype=np.float32)
         has = mates >= 0
         if has.any():
@@ -111,6 +118,15 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
         scans[fs] = LadderScan(np.array(proj.ladder), subs.vectors[:, cols], mates, ms,
                                span * 1.001)
     return scans, scan_cols
+
+
+def _code_scan(pop: PopulationSpec, rungs: np.ndarray, probes: np.ndarray, mates: np.ndarray,
+               cols: np.ndarray) -> CodeLadderScan:
+    ms = np.full(len(mates), -np.inf, dtype=np.float32)
+    has = mates >= 0
+    if has.any():
+        ms[has] = hamming_scores(probes[has], gallery_records(pop, mates[has]).codes[:, cols])
+    return CodeLadderScan(rungs, probes, mates, ms)
 
 
 class GalleryBuilder:
@@ -135,7 +151,7 @@ class GalleryBuilder:
             run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
             run.build_s += time.perf_counter() - t0
         for fs, scan in self.scans.items():
-            scan.add(a, ch.vectors[:, self.scan_cols[fs]])
+            scan.add(a, (ch.codes if scan.on_codes else ch.vectors)[:, self.scan_cols[fs]])
 
     def gallery(self) -> Gallery:
         """What has been built so far."""

@@ -10,7 +10,7 @@ kernel half-way. The parts, in bytes:
 - submissions: float vectors and binary codes of every search, and every
   backend's candidate lists (ids and scores);
 - the largest transient: one gallery chunk (vectors, codes, impression
-  keys) with the ladder's score tile (searches x chunk), a probe batch's
+  keys) with the float ladder's score tile (searches x chunk), a probe batch's
   search (probes, lists, each thread's score tile), the training sample of
   an index that trains, a re-scoring batch of minutiae templates, or the
   metrics' DET sweep, whichever is largest;
@@ -100,8 +100,11 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
     ladder = 0
     if sc.projection.ladder:
-        ladder = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
-            + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
+        # a float ladder writes a (searches x chunk) score tile and reads it
+        # back; a code ladder scores and updates a tile of codes at a time
+        tile = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
+            if sc.projection.scores == "vectors" else 0
+        ladder = tile + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     batch = min(srch.probe_batch, Q)
     threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
     search = batch * (vec + code) + 3 * batch * L * 12 \

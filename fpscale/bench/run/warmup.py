@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fpscale.bench.measure.code_ladder import CodeLadderScan
 from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.run.gallery import new_backend
 from fpscale.bench.run.progress import stage
@@ -30,9 +31,14 @@ def _search_once(sc: Scenario, name: str) -> Callable[[], None]:
 
 
 def _ladder_once(sc: Scenario) -> None:
-    v = gallery_chunk(sc.population, 0, 1).vectors
-    scan = LadderScan(np.array([1]), v, np.array([-1]), np.array([-np.inf], np.float32), 1.0)
-    scan.add(0, v)
+    rec = gallery_chunk(sc.population, 0, 1)
+    none, no_score = np.array([-1]), np.array([-np.inf], np.float32)
+    if sc.projection.scores == "codes":
+        scan = CodeLadderScan(np.array([1]), rec.codes, none, no_score)
+        scan.add(0, rec.codes)
+    else:
+        scan = LadderScan(np.array([1]), rec.vectors, none, no_score, 1.0)
+        scan.add(0, rec.vectors)
 
 
 def kernel_groups(sc: Scenario) -> list[Callable[[], None]]:

@@ -1,0 +1,134 @@
+"""The ladder scan on binary codes: every rung measured in one pass, no float vectors.
+
+The same statistics as ``fpscale.bench.measure.ladder`` (best non-mate
+score and non-mates above the mate, per search and rung, and the impostor
+histogram), with the scores numba-hamming gives: bits minus the Hamming
+distance, whole numbers in [0, bits]. Scoring and the update run in one
+kernel, a tile of codes at a time, so no (searches x records) matrix is
+ever written: at 130 million records and a few thousand searches the pass
+is bound by popcounts, not by memory. Integer scores need no care for
+summation order: any chunking, shard or thread count gives the same state.
+
+The histogram has one bin per score (edges at half-integers) inside the
+float scan's HIST_BINS, so checkpoints, resumes and ``fpscale project``
+read both scans' states alike.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
+from fpscale.matcher.exact import popcount64
+
+TILE = 2048  # codes per tile: W x 16 KiB of word planes, in L1/L2 while a thread's probes pass
+
+
+@njit(cache=True, parallel=True)
+def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarray,
+               seg_hi: np.ndarray, seg_id: np.ndarray, mate: np.ndarray, mate_score: np.ndarray,
+               seg_max: np.ndarray, seg_better: np.ndarray, hist: np.ndarray, nthreads: int) -> None:
+    # qc (Q, W) probe words; planes (W, n) the chunk's codes as word planes
+    # (unit stride per word: LLVM vectorises the popcounts); segments k:
+    # local records [seg_lo[k], seg_hi[k]) of rung segment seg_id[k];
+    # hist (threads, >= bits + 1) per-thread impostor counts by score
+    Q, W = qc.shape
+    n = planes.shape[1]
+    bits = 64 * W
+    per = (Q + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        tid = numba.get_thread_id()
+        q0 = t * per
+        q1 = min(Q, q0 + per)
+        dist = np.empty(TILE, dtype=np.int64)
+        # counts by distance; slot bits + 1 takes the mate, left out
+        h = np.zeros(bits + 2, dtype=np.int64)
+        for g0 in range(0, n, TILE):
+            g1 = min(n, g0 + TILE)
+            m = g1 - g0
+            for q in range(q0, q1):
+                for j in range(m):
+                    dist[j] = 0
+                for w in range(W):
+                    a = qc[q, w]
+                    p = planes[w, g0:g1]
+                    for j in range(m):
+                        dist[j] += popcount64(a ^ p[j])
+                mj = mate[q] - start - g0
+                if 0 <= mj < m:
+                    dist[mj] = bits + 1
+                ms = mate_score[q]
+                # s > ms is d < bits - ms; a non-mated search counts every non-mate
+                dthr = bits + 1 if ms == -np.inf else bits - np.int64(ms)
+                for k in range(len(seg_id)):
+                    lo = max(seg_lo[k], g0)
+                    hi = min(seg_hi[k], g1)
+                    if lo >= hi:
+                        continue
+                    best = bits + 1
+                    above = 0
+                    for j in range(lo - g0, hi - g0):
+                        d = dist[j]
+                        h[d] += 1
+                        best = min(best, d)
+                        above += d < dthr
+                    g = seg_id[k]
+                    if best <= bits and np.float32(bits - best) > seg_max[q, g]:
+                        seg_max[q, g] = np.float32(bits - best)
+                    seg_better[q, g] += above
+        for d in range(bits + 1):
+            hist[tid, bits - d] += h[d]
+
+
+class CodeLadderScan(LadderScan):
+    """Accumulates ladder statistics on binary codes for one finger set."""
+
+    on_codes = True
+
+    def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
+                 mate_score: np.ndarray) -> None:
+        """rungs: increasing gallery sizes (R,); probes (Q, bytes) uint8 packed
+        codes of this finger set (bytes a multiple of 8); mate (Q,) gallery
+        id or -1; mate_score (Q,) bits minus the mate's Hamming distance
+        (-inf when none)."""
+        probes = np.ascontiguousarray(probes, dtype=np.uint8)
+        if probes.ndim != 2 or probes.shape[1] % 8 or probes.shape[1] * 8 + 1 > HIST_BINS:
+            raise ValueError(f"probe codes must be (Q, 8k) bytes with 8k * 8 < {HIST_BINS}, "
+                             f"got {probes.shape}")
+        bits = probes.shape[1] * 8
+        # one bin per whole score: edges at -0.5, 0.5, ..., and the same
+        # histogram length as the float scan's
+        super().__init__(rungs, np.zeros((len(probes), 1), np.float32), mate, mate_score,
+                         HIST_BINS / 2)
+        self.probes = probes.view(np.uint64)
+        self.bits = bits
+        self.lo, self.width = -0.5, 1.0
+
+    def add(self, start: int, gallery: np.ndarray) -> None:
+        """Score one gallery chunk of codes (n, bytes) uint8, ids start..start+n-1."""
+        stop = min(start + len(gallery), int(self.rungs[-1]))
+        if stop <= start:
+            return
+        planes = np.ascontiguousarray(
+            np.ascontiguousarray(gallery[: stop - start], dtype=np.uint8).view(np.uint64).T)
+        # the rung segments this chunk meets, as local record ranges
+        first = int(np.searchsorted(self.rungs, start, side="right"))
+        last = int(np.searchsorted(self.rungs, stop - 1, side="right"))
+        seg_id = np.arange(first, last + 1, dtype=np.int64)
+        bounds = np.concatenate([[0], self.rungs])
+        seg_lo = np.maximum(bounds[seg_id], start) - start
+        seg_hi = np.minimum(bounds[seg_id + 1], stop) - start
+        _code_scan(self.probes, planes, start, seg_lo, seg_hi, seg_id, self.mate,
+                   self.mate_score, self.seg_max, self.seg_better, self.hist,
+                   numba.get_num_threads())
+
+
+def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise scores (n,) float32 of packed codes a[i] and b[i] (n, bytes)
+    uint8: bits minus the Hamming distance, as numba-hamming scores a pair."""
+    a = np.ascontiguousarray(a, dtype=np.uint8)
+    b = np.ascontiguousarray(b, dtype=np.uint8)
+    dist = np.bitwise_count(a ^ b).sum(axis=1, dtype=np.int64)
+    return (a.shape[1] * 8 - dist).astype(np.float32)
