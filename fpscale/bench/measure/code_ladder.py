@@ -44,7 +44,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
         q1 = min(Q, q0 + per)
         dist = np.empty(TILE, dtype=np.int64)
         # counts by distance; slot bits + 1 takes the mate, left out
-        h = np.zeros(bits + 2, dtype=np.int64)
+        h = np.zeros((4, bits + 2), dtype=np.int64)
         for g0 in range(0, n, TILE):
             g1 = min(n, g0 + TILE)
             m = g1 - g0
@@ -67,19 +67,31 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
                     hi = min(seg_hi[k], g1)
                     if lo >= hi:
                         continue
+                    # min and count vectorise; the histogram's scatter goes
+                    # to four copies in turn, so that repeated scores do
+                    # not wait on each other's stores
                     best = bits + 1
                     above = 0
                     for j in range(lo - g0, hi - g0):
                         d = dist[j]
-                        h[d] += 1
                         best = min(best, d)
                         above += d < dthr
+                    j = lo - g0
+                    while j + 4 <= hi - g0:
+                        h[0, dist[j]] += 1
+                        h[1, dist[j + 1]] += 1
+                        h[2, dist[j + 2]] += 1
+                        h[3, dist[j + 3]] += 1
+                        j += 4
+                    while j < hi - g0:
+                        h[0, dist[j]] += 1
+                        j += 1
                     g = seg_id[k]
                     if best <= bits and np.float32(bits - best) > seg_max[q, g]:
                         seg_max[q, g] = np.float32(bits - best)
                     seg_better[q, g] += above
         for d in range(bits + 1):
-            hist[tid, bits - d] += h[d]
+            hist[tid, bits - d] += h[0, d] + h[1, d] + h[2, d] + h[3, d]
 
 
 class CodeLadderScan(LadderScan):
