@@ -278,4 +278,13 @@ def _host(summary: Summary) -> list[str]:
             f"Thread pools: {pools or 'not recorded'}.",
             f"Source: git commit {h.git_commit or 'unknown'}; summary written {h.timestamp or 'n/a'} "
             f"(schema version {summary.schema_version}).",
-            f"Wall time {summary.wall_s:.1f} s (generation {summary.generation_s:.1f} s).", ""]
+            f"Wall time {summary.wall_s:.1f} s ({_gallery_pass(summary)}).", ""]
+
+
+def _gallery_pass(summary: Summary) -> str:
+    # where the gallery pass went: generation (with its rate) and the ladder
+    n, g = summary.scenario.population.gallery_size, summary.generation_s
+    rate = f", {n / g:,.0f} gallery records/s" if g > 0 and summary.evaluation is None \
+        and summary.vector_search is None else ""
+    lad = f"; ladder scan {summary.ladder_s:.1f} s" if summary.ladder_s else ""
+    return f"generation {g:.1f} s{rate}{lad}"

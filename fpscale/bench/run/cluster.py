@@ -122,7 +122,9 @@ class DaskExecutor:
         self._info = ClusterInfo(
             sc.cluster.scheduler, len(workers), threads, len(ranges), records,
             {str(s): placement[s] for s in range(len(ranges))}, bool(stealing), build_wall_s, run)
-        return Gallery(runs, scans, sum(st["generation_s"] for st in stats))
+        # seconds summed over the workers, as a one-process run would spend them
+        return Gallery(runs, scans, sum(st["generation_s"] for st in stats),
+                       sum(st["ladder_s"] for st in stats))
 
     def search(self, run: BackendRun, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every shard's top k for the batch, merged exactly."""

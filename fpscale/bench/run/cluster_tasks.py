@@ -65,7 +65,8 @@ def _build(job: dict, ladder: bool) -> tuple[list[Backend], dict]:
             builder.add_chunk(a, b)
     indexes = [r.index for r in runs]
     stats = {"shard": job["shard"], "records": sum(b - a for a, b in job["chunks"]),
-             "generation_s": builder.generation_s, "build_s": [r.build_s for r in runs],
+             "generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
+             "build_s": [r.build_s for r in runs],
              "nbytes": [idx.nbytes() for idx in indexes],
              "ladder": {fs: scan.export_state() for fs, scan in scans.items()},
              "pid": os.getpid()}

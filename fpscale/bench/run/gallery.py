@@ -43,11 +43,12 @@ class BackendRun:
 @dataclass
 class Gallery:
     """A built gallery: one run per backend, the ladder scans by finger set,
-    and the seconds spent generating records."""
+    and the seconds spent generating records and scanning the ladder."""
 
     runs: list[BackendRun]
     scans: dict[str, LadderScan]
     generation_s: float
+    ladder_s: float = 0.0
 
 
 def new_backend(pop: PopulationSpec, b: BackendSpec, threads: int) -> Backend:
@@ -139,10 +140,11 @@ class GalleryBuilder:
         self.scans = scans
         self.scan_cols = scan_cols
         self.generation_s = 0.0
+        self.ladder_s = 0.0
 
     def add_chunk(self, a: int, b: int) -> None:
         """Generate gallery records [a, b) and add them everywhere; the
-        seconds spent go to generation_s and to each run's build_s."""
+        seconds spent go to generation_s, each run's build_s and ladder_s."""
         t0 = time.perf_counter()
         ch = gallery_chunk(self.pop, a, b)
         self.generation_s += time.perf_counter() - t0
@@ -150,9 +152,11 @@ class GalleryBuilder:
             t0 = time.perf_counter()
             run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
             run.build_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
         for fs, scan in self.scans.items():
             scan.add(a, (ch.codes if scan.on_codes else ch.vectors)[:, self.scan_cols[fs]])
+        self.ladder_s += time.perf_counter() - t0
 
     def gallery(self) -> Gallery:
         """What has been built so far."""
-        return Gallery(self.runs, self.scans, self.generation_s)
+        return Gallery(self.runs, self.scans, self.generation_s, self.ladder_s)

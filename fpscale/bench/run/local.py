@@ -59,6 +59,7 @@ class LocalExecutor:
                 scan.import_state(ck.load(f"ladder_{fs}", done))
         builder = GalleryBuilder(pop, runs, scans, cols)
         builder.generation_s = timing.get("generation_s", 0.0)
+        builder.ladder_s = timing.get("ladder_s", 0.0)
         all_chunks = list(chunks(pop.gallery_size, sc.search.chunk_size))
         before = sum(b - a for a, b in all_chunks[:done])
         with thread_count(self.threads), \
@@ -117,7 +118,7 @@ def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk
     for fs, scan in builder.scans.items():
         ck.save(f"ladder_{fs}", next_chunk, scan.export_state())
         names.append(f"ladder_{fs}")
-    ck.mark("build_timing", {"generation_s": builder.generation_s,
+    ck.mark("build_timing", {"generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
                              **{r.spec.key: (r.train_s, r.build_s) for r in builder.runs}})
     ck.note("build_parts", bounds)
     ck.commit("build_next", next_chunk, names, next_chunk, parts)

@@ -154,7 +154,7 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 if not isinstance(v, dict):
                     raise _Bad(f"{step} is not a table")
                 for k, t in v.items():
-                    if k == "generation_s":
+                    if k in ("generation_s", "ladder_s"):
                         _seconds(t, k)
                     elif k in keys and isinstance(t, list) and len(t) == 2:
                         _seconds(t[0], k), _seconds(t[1], k)

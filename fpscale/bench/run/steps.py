@@ -153,7 +153,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         ctx.executor.release()
     summary = Summary(
         scenario=sc, fingerprint=sc.fingerprint(), seed=sc.population.seed, host=host_info(),
-        generation_s=gallery.generation_s, backends=rows,
+        generation_s=gallery.generation_s, ladder_s=gallery.ladder_s, backends=rows,
         memory_plan=MemoryPlan(plan.indexes, plan.submissions, plan.transient, plan.baseline,
                                plan.total, peak_rss()),
         cluster=ctx.executor.cluster_info())

@@ -228,6 +228,8 @@ class Summary:
     host: HostInfo
     generation_s: float
     backends: list[BackendResult]
+    # seconds the gallery pass spent scanning the ladder (all finger sets)
+    ladder_s: float = 0.0
     memory_plan: MemoryPlan
     cluster: ClusterInfo | None = field(default=None, metadata=OMIT_IF_NONE)
     projection: dict[str, FingerSetProjection] | None = field(default=None, metadata=OMIT_IF_NONE)
