@@ -266,6 +266,38 @@ def _max_dist(bits: int, worst: float) -> np.uint64:
     return np.uint64(bits - np.int64(worst))
 
 
+@njit(cache=True, inline="always")
+def hamming_distances(a: np.ndarray, planes: np.ndarray, g0: int, g1: int,
+                      dist: np.ndarray) -> None:
+    """dist[j - g0] (uint64) = Hamming distance of the code a (W uint64
+    words) to code j of the (W, n) word planes, for j in [g0, g1)."""
+    # four planes per pass when W allows: dist is read once per four words
+    W = a.shape[0]
+    m = g1 - g0
+    if W % 4 == 0:
+        for w in range(0, W, 4):
+            a0, a1, a2, a3 = a[w], a[w + 1], a[w + 2], a[w + 3]
+            p0 = planes[w, g0:g1]
+            p1 = planes[w + 1, g0:g1]
+            p2 = planes[w + 2, g0:g1]
+            p3 = planes[w + 3, g0:g1]
+            if w == 0:
+                for j in range(m):
+                    dist[j] = (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
+                               + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+            else:
+                for j in range(m):
+                    dist[j] += (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
+                                + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+    else:
+        dist[:m] = 0
+        for w in range(W):
+            aw = a[w]
+            p = planes[w, g0:g1]
+            for j in range(m):
+                dist[j] += _popcount64(aw ^ p[j])
+
+
 @njit(cache=True, parallel=True)
 def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, bits: int,
                   hs: np.ndarray, hi: np.ndarray, tile: int, nthreads: int) -> None:
@@ -286,25 +318,7 @@ def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, bits: in
             g1 = min(n, g0 + tile)
             m = g1 - g0
             for q in range(q0, q1):
-                if W == 4:
-                    a0 = qc[q, 0]
-                    a1 = qc[q, 1]
-                    a2 = qc[q, 2]
-                    a3 = qc[q, 3]
-                    p0 = planes[0, g0:g1]
-                    p1 = planes[1, g0:g1]
-                    p2 = planes[2, g0:g1]
-                    p3 = planes[3, g0:g1]
-                    for j in range(m):
-                        dist[j] = (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
-                                   + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
-                else:
-                    dist[:m] = 0
-                    for w in range(W):
-                        a = qc[q, w]
-                        p = planes[w, g0:g1]
-                        for j in range(m):
-                            dist[j] += _popcount64(a ^ p[j])
+                hamming_distances(qc[q], planes, g0, g1, dist)
                 maxd = _max_dist(bits, hs[q, 0])
                 for j in range(m):
                     if dist[j] <= maxd:

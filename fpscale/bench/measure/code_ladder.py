@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import popcount64
+from fpscale.matcher.exact import hamming_distances
 
 TILE = 2048  # codes per tile: W x 16 KiB of word planes, in L1/L2 while a thread's probes pass
 
@@ -42,23 +42,17 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
         tid = numba.get_thread_id()
         q0 = t * per
         q1 = min(Q, q0 + per)
-        dist = np.empty(TILE, dtype=np.int64)
+        dist = np.empty(TILE, dtype=np.uint64)
         # counts by distance; slot bits + 1 takes the mate, left out
         h = np.zeros((4, bits + 2), dtype=np.int64)
         for g0 in range(0, n, TILE):
             g1 = min(n, g0 + TILE)
             m = g1 - g0
             for q in range(q0, q1):
-                for j in range(m):
-                    dist[j] = 0
-                for w in range(W):
-                    a = qc[q, w]
-                    p = planes[w, g0:g1]
-                    for j in range(m):
-                        dist[j] += popcount64(a ^ p[j])
+                hamming_distances(qc[q], planes, g0, g1, dist)
                 mj = mate[q] - start - g0
                 if 0 <= mj < m:
-                    dist[mj] = bits + 1
+                    dist[mj] = np.uint64(bits + 1)
                 ms = mate_score[q]
                 # s > ms is d < bits - ms; a non-mated search counts every non-mate
                 dthr = bits + 1 if ms == -np.inf else bits - np.int64(ms)
@@ -73,7 +67,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
                     best = bits + 1
                     above = 0
                     for j in range(lo - g0, hi - g0):
-                        d = dist[j]
+                        d = np.int64(dist[j])
                         best = min(best, d)
                         above += d < dthr
                     j = lo - g0
