@@ -34,3 +34,26 @@ def test_parts_join_to_the_whole_state(name, d):
     probes = rows(9)
     for x, y in zip(b.search(probes, 7), again.search(probes, 7)):
         assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("name,d", [("numba-flat", 16), ("numba-hamming", 128)])
+def test_parts_imported_as_blocks_search_as_the_whole(name, d):
+    # a resume keeps each part as a block: no joined copy of the index
+    rng = np.random.default_rng(4)
+    rows = lambda n: (rng.integers(0, 256, (n, d // 8), dtype=np.uint8) if name == "numba-hamming"
+                      else rng.standard_normal((n, d)).astype(np.float32))
+    b = make_backend(name, d)
+    b.add(np.arange(300), rows(300))
+    parts = [b.export_rows(0)]
+    b.add(np.arange(300, 310), rows(10))
+    parts.append(b.export_rows(300))
+    again = make_backend(name, d)
+    again.import_parts(parts)
+    assert again.ntotal == 310
+    assert again.nbytes() == sum(p[k].nbytes for p in parts for k in p)
+    probes = rows(9)
+    for x, y in zip(b.search(probes, 12), again.search(probes, 12)):
+        assert np.array_equal(x, y)
+    bad = dict(parts[1], ids=parts[1]["ids"][:5])
+    with pytest.raises(Exception, match="ids"):
+        make_backend(name, d).import_parts([parts[0], bad])

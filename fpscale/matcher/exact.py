@@ -215,11 +215,16 @@ class NumbaFlatIP(Backend):
                 "ids": np.concatenate([p["ids"] for p in parts])}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
-        vecs = check_vectors("state vecs", state["vecs"], self.d)
-        ids = check_ids(state["ids"], vecs.shape[0])  # the kernel reads ids[j] for every row j
-        self._vecs = [vecs]
-        self._ids = [ids]
-        self.ntotal = len(ids)
+        self.import_parts([state])
+
+    def import_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
+        # each part stays a block of its own, as the blocks added while building
+        self._vecs, self._ids = [], []
+        for p in parts:
+            vecs = check_vectors("state vecs", p["vecs"], self.d)
+            self._vecs.append(vecs)
+            self._ids.append(check_ids(p["ids"], vecs.shape[0]))  # the kernel reads ids[j] for every row j
+        self.ntotal = sum(len(i) for i in self._ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)
@@ -366,14 +371,19 @@ class NumbaHamming(Backend):
                 "ids": np.concatenate([p["ids"] for p in parts])}
 
     def import_state(self, state: dict[str, np.ndarray]) -> None:
-        planes = np.asarray(state["planes"])
-        if planes.dtype != np.uint64 or planes.ndim != 2 or planes.shape[0] != self.d // 64:
-            raise MatcherInputError(f"state planes must be uint64 ({self.d // 64}, n), got "
-                                    f"{planes.dtype} {planes.shape}")
-        ids = check_ids(state["ids"], planes.shape[1])  # the kernel reads ids[j] for every code j
-        self._codes = [np.ascontiguousarray(planes)]
-        self._ids = [ids]
-        self.ntotal = len(ids)
+        self.import_parts([state])
+
+    def import_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
+        # each part stays a block of its own, as the blocks added while building
+        self._codes, self._ids = [], []
+        for p in parts:
+            planes = np.asarray(p["planes"])
+            if planes.dtype != np.uint64 or planes.ndim != 2 or planes.shape[0] != self.d // 64:
+                raise MatcherInputError(f"state planes must be uint64 ({self.d // 64}, n), got "
+                                        f"{planes.dtype} {planes.shape}")
+            self._codes.append(np.ascontiguousarray(planes))
+            self._ids.append(check_ids(p["ids"], planes.shape[1]))  # the kernel reads ids[j] for every code j
+        self.ntotal = sum(len(i) for i in self._ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)

@@ -94,6 +94,10 @@ class Backend:
         """export_state's arrays from export_rows parts taken in order."""
         raise MatcherInputError("this backend cannot join parts of a state")
 
+    def import_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
+        """Restore the state export_rows parts make, taken in order."""
+        self.import_state(self.join_states(parts))
+
     @staticmethod
     def memory_estimate(n: int, d: int) -> int:  # pragma: no cover - overridden
         """Bytes the built index will hold for n records of dimension d."""

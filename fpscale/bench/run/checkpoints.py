@@ -29,6 +29,10 @@ from fpscale.bench.store.manifest import ResultsFolder
 
 # seconds between checkpoints of the gallery pass (0: after every chunk)
 CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
+# and after at most this many gallery chunks: an appended checkpoint then
+# copies at most these chunks' records, whatever the generation rate, which
+# is what the memory plan counts for it
+PART_CHUNKS = 8
 
 
 class Checkpoints:
@@ -55,9 +59,10 @@ class Checkpoints:
         """Drop a step's record (its work is done again)."""
         self.manifest["steps"].pop(step, None)
 
-    def due(self, final: bool = False) -> bool:
-        """Whether the gallery pass should checkpoint now."""
-        return final or time.monotonic() - self.last >= CHECKPOINT_S
+    def due(self, final: bool = False, chunks_since: int = 0) -> bool:
+        """Whether the gallery pass should checkpoint now, chunks_since
+        chunks after the last checkpoint."""
+        return final or chunks_since >= PART_CHUNKS or time.monotonic() - self.last >= CHECKPOINT_S
 
     def save(self, name: str, count: int | str, arrays: dict) -> None:
         """Write one state file of the set for progress count (or a part,

@@ -44,7 +44,7 @@ class LocalExecutor:
             run = BackendRun(b, slot, idx)
             if done:
                 idx.set_search_params(b.params)
-                idx.import_state(_load_index(ck, idx, f"index_{b.key}", done))
+                _load_index(ck, idx, f"index_{b.key}", done)
                 if idx.ntotal != min(done * sc.search.chunk_size, pop.gallery_size):
                     raise DamagedError(f"the checkpoint of {b.key} holds {idx.ntotal} records "
                                        f"where the manifest says {done} chunks")
@@ -67,7 +67,8 @@ class LocalExecutor:
             for ci, (a, b) in enumerate(all_chunks[done:], start=done):
                 builder.add_chunk(a, b)
                 st.update(b - a)
-                if ck.due(final=ci + 1 == len(all_chunks)):
+                last = (ck.get("build_parts") or [done])[-1]
+                if ck.due(final=ci + 1 == len(all_chunks), chunks_since=ci + 1 - last):
                     _checkpoint(ck, builder, ci + 1, sc.search.chunk_size)
         return builder.gallery()
 
@@ -93,11 +94,13 @@ class LocalExecutor:
         pass
 
 
-def _load_index(ck: Checkpoints, idx, name: str, done: int) -> dict:
-    # an appended index from its parts, any other from its one file
+def _load_index(ck: Checkpoints, idx, name: str, done: int) -> None:
+    # an appended index from its parts (kept as blocks: no second copy of
+    # the index while resuming), any other from its one file
     if not idx.appendable:
-        return ck.load(name, done)
-    return idx.join_states([ck.load(name, c) for c in part_counts(ck.get("build_parts", [done]))])
+        idx.import_state(ck.load(name, done))
+    else:
+        idx.import_parts([ck.load(name, c) for c in part_counts(ck.get("build_parts", [done]))])
 
 
 def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk_size: int) -> None:

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numba
 
+from fpscale.bench.run.checkpoints import PART_CHUNKS
 from fpscale.bench.run.rescore_segment import BATCH as RESCORE_BATCH
 from fpscale.bench.scenario import BackendSpec, Scenario
 from fpscale.matcher.exact import NumbaFlatIP
-from fpscale.matcher.registry import final_index_bytes, peak_index_bytes
+from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
 
 # bytes: python + numpy + numba + faiss + scipy + matplotlib imported (268 MiB
 # peak RSS after `import fpscale.bench.run.steps` and the libraries, Linux x86-64),
@@ -121,8 +122,11 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy
-    # of the largest beside the indexes
-    checkpoint = max((final_index_bytes(b.name, pop.gallery_size, pop.record_width(b.binary))
+    # of the largest beside the indexes, or for an appended one the records
+    # since the last checkpoint (at most PART_CHUNKS chunks)
+    part = min(pop.gallery_size, PART_CHUNKS * chunk)
+    checkpoint = max((final_index_bytes(b.name, part if appends_checkpoints(b.name) else pop.gallery_size,
+                                        pop.record_width(b.binary))
                       for b in srch.backends), default=0) if indexes else 0
     transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
     baseline = BASELINE + (0 if numba_cache_is_warm() else COMPILE)
