@@ -222,3 +222,23 @@ def test_cli_names_bad_cluster_options(tmp_path, capsys, monkeypatch):
     assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in err
     assert "Traceback" not in err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_code_ladder_on_a_cluster_equals_one_process(tmp_path):
+    # the national-scale scenarios' ladder: scored on codes in each shard,
+    # merged exactly (maxima and sums of whole numbers)
+    d = json.loads(json.dumps(SMALL))
+    d["search"]["backends"] = [{"name": "numba-hamming"}]
+    d["search"]["rescore"] = False
+    d["projection"]["scores"] = "codes"
+    sc = scenario_from_dict(d)
+    run_scenario(sc, tmp_path / "one", progress=False)
+    run_scenario(_on_cluster(sc, 2, 3), tmp_path / "two", progress=False)
+    sa = json.loads((tmp_path / "one" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert json.dumps(sa["projection"], sort_keys=True) == json.dumps(sb["projection"], sort_keys=True)
+    for fs in ("one", "two_index"):
+        za, zb = np.load(tmp_path / "one" / f"ladder_{fs}.npz"), np.load(tmp_path / "two" / f"ladder_{fs}.npz")
+        for k in za.files:
+            assert np.array_equal(za[k], zb[k]), (fs, k)
+    assert sb["ladder_s"] > 0

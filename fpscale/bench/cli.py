@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run a scenario end to end and write its results folder")
-    r.add_argument("scenario", help="a scenario TOML file, or the name of a shipped one (default, scomm-fy2011, ident-2024)")
+    shipped = ", ".join(sorted(f.stem for f in (Path(__file__).parent / "scenarios").glob("*.toml")))
+    r.add_argument("scenario", help=f"a scenario TOML file, or the name of a shipped one ({shipped})")
     r.add_argument("--out", help="results folder (default: results/<scenario name>)")
     r.add_argument("--overwrite", action="store_true", help="replace results of another scenario or version in --out")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
