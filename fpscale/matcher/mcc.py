@@ -432,6 +432,36 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
 
 
 @njit(cache=True)
+def _pack(v: np.ndarray, valid: np.ndarray, flags: np.ndarray, tb: np.ndarray,
+          tm: np.ndarray) -> None:
+    # One cylinder's bits: tb (CYL_WORDS,) bit q of word k * WORDS + w set
+    # when cell 64 w + q is valid and its value in bin k reaches MU_PSI, tm
+    # (WORDS,) the valid cells. No branch per bit: the thresholds are taken
+    # in one vectorised pass into flags (NS * NS * 8,) (a byte per cell and
+    # bin, scratch), and the eight bytes of a cell, read as one word, are
+    # merged eight cells at a time, so that byte k of the merge holds bin
+    # k's bits of those eight cells.
+    for j in range(NS * NS * 8):
+        flags[j] = v[j] >= MU_PSI
+    cw = flags.view(np.uint64)
+    for w in range(WORDS):
+        mk = np.uint64(0)
+        for q in range(64):
+            mk |= np.uint64(valid[w * 64 + q]) << np.uint64(q)
+        tm[w] = mk
+        for k in range(ND):
+            tb[k * WORDS + w] = 0
+        for g in range(8):
+            x = np.uint64(0)
+            for j in range(8):
+                x |= cw[w * 64 + g * 8 + j] << np.uint64(j)
+            for k in range(ND):
+                tb[k * WORDS + w] |= ((x >> np.uint64(8 * k)) & np.uint64(0xFF)) << np.uint64(8 * g)
+        for k in range(ND):
+            tb[k * WORDS + w] &= mk
+
+
+@njit(cache=True)
 def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts: np.ndarray,
                  cnt: np.ndarray) -> tuple:
     # Bit cylinders of the valid cylinders of one template, compacted and
@@ -442,6 +472,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
     # cells are all valid ("full") come first, in input order, then the
     # others. Returns (valid cylinders, full cylinders).
     hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
+    flags = np.empty(NS * NS * 8, dtype=np.uint8)
     tb = np.zeros((n, CYL_WORDS), dtype=np.uint64)
     tm = np.zeros((n, WORDS), dtype=np.uint64)
     cells = np.zeros(n, dtype=np.int64)
@@ -455,17 +486,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
             continue
         keep[i] = True
         cells[i] = count
-        for w in range(WORDS):
-            mk = np.uint64(0)
-            for q in range(64):
-                cell = w * 64 + q
-                if valid[cell]:
-                    bit = np.uint64(1) << np.uint64(q)
-                    mk |= bit
-                    for k in range(ND):
-                        if v[cell * 8 + k] >= MU_PSI:
-                            tb[i, k * WORDS + w] |= bit
-            tm[i, w] = mk
+        _pack(v, valid, flags, tb[i], tm[i])
     out = 0
     full = 0
     for phase in range(2):
