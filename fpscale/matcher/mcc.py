@@ -238,14 +238,24 @@ def _gauss_row(lo: int, hi: int, centre: float, g: np.ndarray) -> None:
         g[x] = _GAUSS_TABLE[q0] + f * (_GAUSS_TABLE[q0 + 1] - _GAUSS_TABLE[q0])
 
 
+_ROW = 8                                  # cells a neighbour reaches in one row, at most (7)
+
+
 @njit(cache=True)
 def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarray,
-                     gy: np.ndarray, cd: np.ndarray) -> int:
+                     gy: np.ndarray, cd: np.ndarray, nbr: np.ndarray) -> int:
     # The sums of contributions (before the threshold) of minutia i's
     # cylinder into v (NS * NS * 8,): cell a * NS + b, direction bin k at
     # 8 (a * NS + b) + k (lanes ND.. stay 0, so that one cell is one vector). Returns
     # the count of other minutiae within R + 3 sigma_S (those that can
-    # contribute). gx, gy (NS,), cd (8,): scratch.
+    # contribute). gx (NS,), gy (NS * 8,), cd (_ROW * 8,), nbr (>= n,): scratch.
+    #
+    # Each cell's sum adds its neighbours' contributions in index order.
+    # A neighbour's contributions to the cells of one row are added in one
+    # loop over the row's cells and bins (its Gaussian factors in gy and its
+    # directional ones in cd repeated per cell, so that the loop is unit
+    # stride and vectorises; indexes are unsigned, so that numba adds no
+    # wraparound selects that would stop it).
     v[:] = 0.0
     xi = m[i, 0]
     yi = m[i, 1]
@@ -254,15 +264,17 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
     reach2 = (R + 3.0 * SIGMA_S) ** 2
     lim = 3.0 * SIGMA_S / DELTA_S        # neighbourhood radius in cells
     lim2 = lim * lim
+    # the minutiae within reach, in index order, without a branch per minutia
     near = 0
     for t in range(n):
-        if t == i:
-            continue
         dx = m[t, 0] - xi
         dy = m[t, 1] - yi
-        if dx * dx + dy * dy > reach2:
-            continue
-        near += 1
+        nbr[near] = t
+        near += (not (dx * dx + dy * dy > reach2)) & (t != i)
+    for p in range(near):
+        t = nbr[p]
+        dx = m[t, 0] - xi
+        dy = m[t, 1] - yi
         # t in i's frame, in cell units from cell (0, 0)'s centre
         u = (c * dx + s * dy) / DELTA_S + _CENTRE
         w = (-s * dx + c * dy) / DELTA_S + _CENTRE
@@ -278,10 +290,19 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
         q0 = min(int(q), _TABLE_N - 1)
         f = q - q0
         for k in range(8):
-            cd[k] = _BINS_TABLE[q0, k] + f * (_BINS_TABLE[q0 + 1, k] - _BINS_TABLE[q0, k])
+            x0 = _BINS_TABLE[q0, k]
+            cd[np.uint64(k)] = x0 + f * (_BINS_TABLE[q0 + 1, k] - x0)
+        for j in range(8, _ROW * 8):
+            cd[np.uint64(j)] = cd[np.uint64(j - 8)]
         # the spatial Gaussian is separable: exp(-(da^2 + db^2) / 2 s^2)
         _gauss_row(a_lo, a_hi, u, gx)
-        _gauss_row(b_lo, b_hi, w, gy)
+        for x in range(b_lo, b_hi + 1):
+            qq = (x - w + _GAUSS_REACH) * (1.0 / _GAUSS_STEP)
+            qq0 = min(int(qq), _GAUSS_N - 1)
+            ff = qq - qq0
+            g = _GAUSS_TABLE[qq0] + ff * (_GAUSS_TABLE[qq0 + 1] - _GAUSS_TABLE[qq0])
+            for k in range(8):
+                gy[np.uint64(x * 8 + k)] = g
         for a in range(a_lo, a_hi + 1):
             r2 = lim2 - (a - u) * (a - u)  # cells within 3 sigma_S of t
             if r2 < 0.0:
@@ -290,11 +311,10 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
             lo = max(b_lo, int(np.ceil(w - r)))
             hi = min(b_hi, int(np.floor(w + r)))
             ga = gx[a]
-            for b in range(lo, hi + 1):
-                g = ga * gy[b]
-                base = (a * NS + b) * 8
-                for k in range(8):
-                    v[base + k] += g * cd[k]
+            st = (a * NS + lo) * 8
+            g0 = lo * 8
+            for j in range((hi - lo + 1) * 8):
+                v[np.uint64(st + j)] += (ga * gy[np.uint64(g0 + j)]) * cd[np.uint64(j)]
     return near
 
 
@@ -405,7 +425,8 @@ def _work(m: np.ndarray, n: int) -> tuple:
     hy = np.empty(n + 2)
     h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
     return (hx, hy, h, np.empty(n + 2, dtype=np.int64), np.empty(NS * NS * 8),
-            np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS), np.empty(8))
+            np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS * 8),
+            np.empty(_ROW * 8), np.empty(n + 1, dtype=np.int64))
 
 
 @njit(cache=True)
@@ -418,9 +439,9 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
     vals = np.zeros((n, ND, NS, NS))
     cells = np.zeros((n, NS, NS), dtype=np.bool_)
     ok = np.zeros(n, dtype=np.bool_)
-    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
+    hx, hy, h, edges, v, valid, gx, gy, cd, nbr = _work(m, n)
     for i in range(n):
-        near = _cylinder_values(m, n, i, v, gx, gy, cd)
+        near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
         count = _cell_validity(m, i, hx, hy, h, edges, valid)
         for a in range(NS):
             for b in range(NS):
@@ -471,7 +492,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
     # others. Returns (valid cylinders, full cylinders).
-    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
+    hx, hy, h, edges, v, valid, gx, gy, cd, nbr = _work(m, n)
     flags = np.empty(NS * NS * 8, dtype=np.uint8)
     tb = np.zeros((n, CYL_WORDS), dtype=np.uint64)
     tm = np.zeros((n, WORDS), dtype=np.uint64)
@@ -481,7 +502,7 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
         count = _cell_validity(m, i, hx, hy, h, edges, valid)
         if count < MIN_VALID_CELLS:
             continue
-        near = _cylinder_values(m, n, i, v, gx, gy, cd)
+        near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
         if near < MIN_M:
             continue
         keep[i] = True
