@@ -318,14 +318,21 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
     return near
 
 
+_OMEGA_SURE2 = (OMEGA - 1e-9) ** 2         # squared distances surely within OMEGA
+_EDGE_SURE = 1e-3                          # edges at least this long (mm) take the fast test
+
+
 @njit(cache=True)
 def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int,
-                   edges: np.ndarray, valid: np.ndarray) -> int:
+                   hl: np.ndarray, edges: np.ndarray, lines: np.ndarray,
+                   valid: np.ndarray) -> int:
     # valid (NS * NS,): in the disc and within OMEGA of the convex hull
-    # (hx, hy, h vertices counter-clockwise). Returns the number of valid
-    # cells. Only hull edges whose line passes within R of the minutia can
-    # put a cell outside (or decide its distance), so only those are visited;
-    # when none passes within R - OMEGA, every in-disc cell is valid.
+    # (hx, hy, h vertices counter-clockwise, hl (h,) their edges' lengths).
+    # Returns the number of valid cells. Only hull edges whose line passes
+    # within R of the minutia can put a cell outside (or decide its
+    # distance), so only those are visited; when none passes within
+    # R - OMEGA, every in-disc cell is valid. edges (>= h,), lines
+    # (6, >= h): scratch.
     xi = m[i, 0]
     yi = m[i, 1]
     ne = 0
@@ -334,7 +341,7 @@ def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int
         for e in range(h):
             ex = hx[(e + 1) % h] - hx[e]
             ey = hy[(e + 1) % h] - hy[e]
-            ll = np.sqrt(ex * ex + ey * ey)
+            ll = hl[e]
             if ll == 0.0:
                 continue
             # signed distance of the minutia outside the edge's line
@@ -349,40 +356,64 @@ def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int
     c = np.cos(m[i, 2])
     s = np.sin(m[i, 2])
     count = 0
+    lin = lines[0]
+    la = lines[1]
+    lb = lines[2]
+    lu = lines[3]
+    lau = lines[4]
+    lbu = lines[5]
     if h >= 3 and near:
         # each edge's signed distance is linear in the cell indexes:
         # lin[q] + la[q] a + lb[q] b; a cell inside every relevant edge is
         # inside the hull, one farther than OMEGA outside an edge is farther
-        # than OMEGA from the hull, and only the cells between get the exact
-        # distance
-        lin = np.empty(ne)
-        la = np.empty(ne)
-        lb = np.empty(ne)
+        # than OMEGA from the hull, and only the cells between need more. So
+        # is the position along the edge, in edge lengths: lu[q] + lau[q] a
+        # + lbu[q] b
         for q in range(ne):
             e = edges[q]
             ex = hx[(e + 1) % h] - hx[e]
             ey = hy[(e + 1) % h] - hy[e]
-            ll = np.sqrt(ex * ex + ey * ey)
+            ll = hl[e]
             nx = ey / ll
             ny = -ex / ll
             la[q] = (nx * c + ny * s) * DELTA_S
             lb[q] = (-nx * s + ny * c) * DELTA_S
             lin[q] = nx * (xi - hx[e]) + ny * (yi - hy[e]) - _CENTRE * (la[q] + lb[q])
+            lau[q] = (-ny * c + nx * s) * DELTA_S / ll
+            lbu[q] = (ny * s + nx * c) * DELTA_S / ll
+            lu[q] = (-ny * (xi - hx[e]) + nx * (yi - hy[e])) / ll - _CENTRE * (lau[q] + lbu[q])
     for a in range(NS):
         for b in range(NS):
             ok = _IN_DISC_FLAT[a * NS + b]
             if ok and near:
                 if h >= 3:
                     worst = -np.inf
+                    qs = 0
                     for q in range(ne):
-                        worst = max(worst, lin[q] + la[q] * a + lb[q] * b)
+                        d = lin[q] + la[q] * a + lb[q] * b
+                        if d > worst:
+                            worst = d
+                            qs = q
                     if worst > OMEGA:
                         ok = False
                     elif worst > 0.0:
-                        ox = (a - _CENTRE) * DELTA_S
-                        oy = (b - _CENTRE) * DELTA_S
-                        ok = _edges_distance(xi + c * ox - s * oy, yi + s * ox + c * oy,
-                                             hx, hy, h, edges, ne) <= OMEGA
+                        # The distance to the hull is at most that to the
+                        # segment of the edge farthest outside: its line
+                        # distance (worst), or the distance to its nearer end
+                        # when the cell is beyond one. When that bound is
+                        # within OMEGA by far more than rounding, the cell is
+                        # valid; else the exact distance decides, as before.
+                        sure = False
+                        ll = hl[edges[qs]]
+                        if ll >= _EDGE_SURE:
+                            u = lu[qs] + lau[qs] * a + lbu[qs] * b
+                            over = max(0.0, max(-u, u - 1.0)) * ll
+                            sure = worst * worst + over * over <= _OMEGA_SURE2
+                        if not sure:
+                            ox = (a - _CENTRE) * DELTA_S
+                            oy = (b - _CENTRE) * DELTA_S
+                            ok = _edges_distance(xi + c * ox - s * oy, yi + s * ox + c * oy,
+                                                 hx, hy, h, edges, ne) <= OMEGA
                 else:
                     ox = (a - _CENTRE) * DELTA_S
                     oy = (b - _CENTRE) * DELTA_S
@@ -424,7 +455,13 @@ def _work(m: np.ndarray, n: int) -> tuple:
     hx = np.empty(n + 2)
     hy = np.empty(n + 2)
     h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
-    return (hx, hy, h, np.empty(n + 2, dtype=np.int64), np.empty(NS * NS * 8),
+    hl = np.zeros(n + 2)
+    for e in range(h):
+        ex = hx[(e + 1) % h] - hx[e]
+        ey = hy[(e + 1) % h] - hy[e]
+        hl[e] = np.sqrt(ex * ex + ey * ey)
+    return (hx, hy, h, hl, np.empty(n + 2, dtype=np.int64), np.empty((6, n + 2)),
+            np.empty(NS * NS * 8),
             np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS * 8),
             np.empty(_ROW * 8), np.empty(n + 1, dtype=np.int64))
 
@@ -439,10 +476,10 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
     vals = np.zeros((n, ND, NS, NS))
     cells = np.zeros((n, NS, NS), dtype=np.bool_)
     ok = np.zeros(n, dtype=np.bool_)
-    hx, hy, h, edges, v, valid, gx, gy, cd, nbr = _work(m, n)
+    hx, hy, h, hl, edges, lines, v, valid, gx, gy, cd, nbr = _work(m, n)
     for i in range(n):
         near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
-        count = _cell_validity(m, i, hx, hy, h, edges, valid)
+        count = _cell_validity(m, i, hx, hy, h, hl, edges, lines, valid)
         for a in range(NS):
             for b in range(NS):
                 cells[i, a, b] = valid[a * NS + b]
@@ -492,14 +529,14 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
     # others. Returns (valid cylinders, full cylinders).
-    hx, hy, h, edges, v, valid, gx, gy, cd, nbr = _work(m, n)
+    hx, hy, h, hl, edges, lines, v, valid, gx, gy, cd, nbr = _work(m, n)
     flags = np.empty(NS * NS * 8, dtype=np.uint8)
     tb = np.zeros((n, CYL_WORDS), dtype=np.uint64)
     tm = np.zeros((n, WORDS), dtype=np.uint64)
     cells = np.zeros(n, dtype=np.int64)
     keep = np.zeros(n, dtype=np.bool_)
     for i in range(n):
-        count = _cell_validity(m, i, hx, hy, h, edges, valid)
+        count = _cell_validity(m, i, hx, hy, h, hl, edges, lines, valid)
         if count < MIN_VALID_CELLS:
             continue
         near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
