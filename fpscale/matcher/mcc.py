@@ -238,14 +238,24 @@ def _gauss_row(lo: int, hi: int, centre: float, g: np.ndarray) -> None:
         g[x] = _GAUSS_TABLE[q0] + f * (_GAUSS_TABLE[q0 + 1] - _GAUSS_TABLE[q0])
 
 
+_ROW = 8                                  # cells a neighbour reaches in one row, at most (7)
+
+
 @njit(cache=True)
 def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarray,
-                     gy: np.ndarray, cd: np.ndarray) -> int:
+                     gy: np.ndarray, cd: np.ndarray, nbr: np.ndarray) -> int:
     # The sums of contributions (before the threshold) of minutia i's
     # cylinder into v (NS * NS * 8,): cell a * NS + b, direction bin k at
     # 8 (a * NS + b) + k (lanes ND.. stay 0, so that one cell is one vector). Returns
     # the count of other minutiae within R + 3 sigma_S (those that can
-    # contribute). gx, gy (NS,), cd (8,): scratch.
+    # contribute). gx (NS,), gy (NS * 8,), cd (_ROW * 8,), nbr (>= n,): scratch.
+    #
+    # Each cell's sum adds its neighbours' contributions in index order.
+    # A neighbour's contributions to the cells of one row are added in one
+    # loop over the row's cells and bins (its Gaussian factors in gy and its
+    # directional ones in cd repeated per cell, so that the loop is unit
+    # stride and vectorises; indexes are unsigned, so that numba adds no
+    # wraparound selects that would stop it).
     v[:] = 0.0
     xi = m[i, 0]
     yi = m[i, 1]
@@ -254,15 +264,17 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
     reach2 = (R + 3.0 * SIGMA_S) ** 2
     lim = 3.0 * SIGMA_S / DELTA_S        # neighbourhood radius in cells
     lim2 = lim * lim
+    # the minutiae within reach, in index order, without a branch per minutia
     near = 0
     for t in range(n):
-        if t == i:
-            continue
         dx = m[t, 0] - xi
         dy = m[t, 1] - yi
-        if dx * dx + dy * dy > reach2:
-            continue
-        near += 1
+        nbr[near] = t
+        near += (not (dx * dx + dy * dy > reach2)) & (t != i)
+    for p in range(near):
+        t = nbr[p]
+        dx = m[t, 0] - xi
+        dy = m[t, 1] - yi
         # t in i's frame, in cell units from cell (0, 0)'s centre
         u = (c * dx + s * dy) / DELTA_S + _CENTRE
         w = (-s * dx + c * dy) / DELTA_S + _CENTRE
@@ -278,10 +290,19 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
         q0 = min(int(q), _TABLE_N - 1)
         f = q - q0
         for k in range(8):
-            cd[k] = _BINS_TABLE[q0, k] + f * (_BINS_TABLE[q0 + 1, k] - _BINS_TABLE[q0, k])
+            x0 = _BINS_TABLE[q0, k]
+            cd[np.uint64(k)] = x0 + f * (_BINS_TABLE[q0 + 1, k] - x0)
+        for j in range(8, _ROW * 8):
+            cd[np.uint64(j)] = cd[np.uint64(j - 8)]
         # the spatial Gaussian is separable: exp(-(da^2 + db^2) / 2 s^2)
         _gauss_row(a_lo, a_hi, u, gx)
-        _gauss_row(b_lo, b_hi, w, gy)
+        for x in range(b_lo, b_hi + 1):
+            qq = (x - w + _GAUSS_REACH) * (1.0 / _GAUSS_STEP)
+            qq0 = min(int(qq), _GAUSS_N - 1)
+            ff = qq - qq0
+            g = _GAUSS_TABLE[qq0] + ff * (_GAUSS_TABLE[qq0 + 1] - _GAUSS_TABLE[qq0])
+            for k in range(8):
+                gy[np.uint64(x * 8 + k)] = g
         for a in range(a_lo, a_hi + 1):
             r2 = lim2 - (a - u) * (a - u)  # cells within 3 sigma_S of t
             if r2 < 0.0:
@@ -290,22 +311,28 @@ def _cylinder_values(m: np.ndarray, n: int, i: int, v: np.ndarray, gx: np.ndarra
             lo = max(b_lo, int(np.ceil(w - r)))
             hi = min(b_hi, int(np.floor(w + r)))
             ga = gx[a]
-            for b in range(lo, hi + 1):
-                g = ga * gy[b]
-                base = (a * NS + b) * 8
-                for k in range(8):
-                    v[base + k] += g * cd[k]
+            st = (a * NS + lo) * 8
+            g0 = lo * 8
+            for j in range((hi - lo + 1) * 8):
+                v[np.uint64(st + j)] += (ga * gy[np.uint64(g0 + j)]) * cd[np.uint64(j)]
     return near
+
+
+_OMEGA_SURE2 = (OMEGA - 1e-9) ** 2         # squared distances surely within OMEGA
+_EDGE_SURE = 1e-3                          # edges at least this long (mm) take the fast test
 
 
 @njit(cache=True)
 def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int,
-                   edges: np.ndarray, valid: np.ndarray) -> int:
+                   hl: np.ndarray, edges: np.ndarray, lines: np.ndarray,
+                   valid: np.ndarray) -> int:
     # valid (NS * NS,): in the disc and within OMEGA of the convex hull
-    # (hx, hy, h vertices counter-clockwise). Returns the number of valid
-    # cells. Only hull edges whose line passes within R of the minutia can
-    # put a cell outside (or decide its distance), so only those are visited;
-    # when none passes within R - OMEGA, every in-disc cell is valid.
+    # (hx, hy, h vertices counter-clockwise, hl (h,) their edges' lengths).
+    # Returns the number of valid cells. Only hull edges whose line passes
+    # within R of the minutia can put a cell outside (or decide its
+    # distance), so only those are visited; when none passes within
+    # R - OMEGA, every in-disc cell is valid. edges (>= h,), lines
+    # (6, >= h): scratch.
     xi = m[i, 0]
     yi = m[i, 1]
     ne = 0
@@ -314,7 +341,7 @@ def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int
         for e in range(h):
             ex = hx[(e + 1) % h] - hx[e]
             ey = hy[(e + 1) % h] - hy[e]
-            ll = np.sqrt(ex * ex + ey * ey)
+            ll = hl[e]
             if ll == 0.0:
                 continue
             # signed distance of the minutia outside the edge's line
@@ -329,40 +356,64 @@ def _cell_validity(m: np.ndarray, i: int, hx: np.ndarray, hy: np.ndarray, h: int
     c = np.cos(m[i, 2])
     s = np.sin(m[i, 2])
     count = 0
+    lin = lines[0]
+    la = lines[1]
+    lb = lines[2]
+    lu = lines[3]
+    lau = lines[4]
+    lbu = lines[5]
     if h >= 3 and near:
         # each edge's signed distance is linear in the cell indexes:
         # lin[q] + la[q] a + lb[q] b; a cell inside every relevant edge is
         # inside the hull, one farther than OMEGA outside an edge is farther
-        # than OMEGA from the hull, and only the cells between get the exact
-        # distance
-        lin = np.empty(ne)
-        la = np.empty(ne)
-        lb = np.empty(ne)
+        # than OMEGA from the hull, and only the cells between need more. So
+        # is the position along the edge, in edge lengths: lu[q] + lau[q] a
+        # + lbu[q] b
         for q in range(ne):
             e = edges[q]
             ex = hx[(e + 1) % h] - hx[e]
             ey = hy[(e + 1) % h] - hy[e]
-            ll = np.sqrt(ex * ex + ey * ey)
+            ll = hl[e]
             nx = ey / ll
             ny = -ex / ll
             la[q] = (nx * c + ny * s) * DELTA_S
             lb[q] = (-nx * s + ny * c) * DELTA_S
             lin[q] = nx * (xi - hx[e]) + ny * (yi - hy[e]) - _CENTRE * (la[q] + lb[q])
+            lau[q] = (-ny * c + nx * s) * DELTA_S / ll
+            lbu[q] = (ny * s + nx * c) * DELTA_S / ll
+            lu[q] = (-ny * (xi - hx[e]) + nx * (yi - hy[e])) / ll - _CENTRE * (lau[q] + lbu[q])
     for a in range(NS):
         for b in range(NS):
             ok = _IN_DISC_FLAT[a * NS + b]
             if ok and near:
                 if h >= 3:
                     worst = -np.inf
+                    qs = 0
                     for q in range(ne):
-                        worst = max(worst, lin[q] + la[q] * a + lb[q] * b)
+                        d = lin[q] + la[q] * a + lb[q] * b
+                        if d > worst:
+                            worst = d
+                            qs = q
                     if worst > OMEGA:
                         ok = False
                     elif worst > 0.0:
-                        ox = (a - _CENTRE) * DELTA_S
-                        oy = (b - _CENTRE) * DELTA_S
-                        ok = _edges_distance(xi + c * ox - s * oy, yi + s * ox + c * oy,
-                                             hx, hy, h, edges, ne) <= OMEGA
+                        # The distance to the hull is at most that to the
+                        # segment of the edge farthest outside: its line
+                        # distance (worst), or the distance to its nearer end
+                        # when the cell is beyond one. When that bound is
+                        # within OMEGA by far more than rounding, the cell is
+                        # valid; else the exact distance decides, as before.
+                        sure = False
+                        ll = hl[edges[qs]]
+                        if ll >= _EDGE_SURE:
+                            u = lu[qs] + lau[qs] * a + lbu[qs] * b
+                            over = max(0.0, max(-u, u - 1.0)) * ll
+                            sure = worst * worst + over * over <= _OMEGA_SURE2
+                        if not sure:
+                            ox = (a - _CENTRE) * DELTA_S
+                            oy = (b - _CENTRE) * DELTA_S
+                            ok = _edges_distance(xi + c * ox - s * oy, yi + s * ox + c * oy,
+                                                 hx, hy, h, edges, ne) <= OMEGA
                 else:
                     ox = (a - _CENTRE) * DELTA_S
                     oy = (b - _CENTRE) * DELTA_S
@@ -404,8 +455,15 @@ def _work(m: np.ndarray, n: int) -> tuple:
     hx = np.empty(n + 2)
     hy = np.empty(n + 2)
     h = _convex_hull(m[:, 0].copy(), m[:, 1].copy(), n, hx, hy)
-    return (hx, hy, h, np.empty(n + 2, dtype=np.int64), np.empty(NS * NS * 8),
-            np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS), np.empty(8))
+    hl = np.zeros(n + 2)
+    for e in range(h):
+        ex = hx[(e + 1) % h] - hx[e]
+        ey = hy[(e + 1) % h] - hy[e]
+        hl[e] = np.sqrt(ex * ex + ey * ey)
+    return (hx, hy, h, hl, np.empty(n + 2, dtype=np.int64), np.empty((6, n + 2)),
+            np.empty(NS * NS * 8),
+            np.empty(NS * NS, dtype=np.bool_), np.empty(NS), np.empty(NS * 8),
+            np.empty(_ROW * 8), np.empty(n + 1, dtype=np.int64))
 
 
 @njit(cache=True)
@@ -418,10 +476,10 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
     vals = np.zeros((n, ND, NS, NS))
     cells = np.zeros((n, NS, NS), dtype=np.bool_)
     ok = np.zeros(n, dtype=np.bool_)
-    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
+    hx, hy, h, hl, edges, lines, v, valid, gx, gy, cd, nbr = _work(m, n)
     for i in range(n):
-        near = _cylinder_values(m, n, i, v, gx, gy, cd)
-        count = _cell_validity(m, i, hx, hy, h, edges, valid)
+        near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
+        count = _cell_validity(m, i, hx, hy, h, hl, edges, lines, valid)
         for a in range(NS):
             for b in range(NS):
                 cells[i, a, b] = valid[a * NS + b]
@@ -429,6 +487,36 @@ def cylinder_values(m: np.ndarray, n: int) -> tuple:
                     vals[i, k, a, b] = v[(a * NS + b) * 8 + k]
         ok[i] = count >= MIN_VALID_CELLS and near >= MIN_M
     return vals, cells, ok
+
+
+@njit(cache=True)
+def _pack(v: np.ndarray, valid: np.ndarray, flags: np.ndarray, tb: np.ndarray,
+          tm: np.ndarray) -> None:
+    # One cylinder's bits: tb (CYL_WORDS,) bit q of word k * WORDS + w set
+    # when cell 64 w + q is valid and its value in bin k reaches MU_PSI, tm
+    # (WORDS,) the valid cells. No branch per bit: the thresholds are taken
+    # in one vectorised pass into flags (NS * NS * 8,) (a byte per cell and
+    # bin, scratch), and the eight bytes of a cell, read as one word, are
+    # merged eight cells at a time, so that byte k of the merge holds bin
+    # k's bits of those eight cells.
+    for j in range(NS * NS * 8):
+        flags[j] = v[j] >= MU_PSI
+    cw = flags.view(np.uint64)
+    for w in range(WORDS):
+        mk = np.uint64(0)
+        for q in range(64):
+            mk |= np.uint64(valid[w * 64 + q]) << np.uint64(q)
+        tm[w] = mk
+        for k in range(ND):
+            tb[k * WORDS + w] = 0
+        for g in range(8):
+            x = np.uint64(0)
+            for j in range(8):
+                x |= cw[w * 64 + g * 8 + j] << np.uint64(j)
+            for k in range(ND):
+                tb[k * WORDS + w] |= ((x >> np.uint64(8 * k)) & np.uint64(0xFF)) << np.uint64(8 * g)
+        for k in range(ND):
+            tb[k * WORDS + w] &= mk
 
 
 @njit(cache=True)
@@ -441,31 +529,22 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
     # others. Returns (valid cylinders, full cylinders).
-    hx, hy, h, edges, v, valid, gx, gy, cd = _work(m, n)
+    hx, hy, h, hl, edges, lines, v, valid, gx, gy, cd, nbr = _work(m, n)
+    flags = np.empty(NS * NS * 8, dtype=np.uint8)
     tb = np.zeros((n, CYL_WORDS), dtype=np.uint64)
     tm = np.zeros((n, WORDS), dtype=np.uint64)
     cells = np.zeros(n, dtype=np.int64)
     keep = np.zeros(n, dtype=np.bool_)
     for i in range(n):
-        count = _cell_validity(m, i, hx, hy, h, edges, valid)
+        count = _cell_validity(m, i, hx, hy, h, hl, edges, lines, valid)
         if count < MIN_VALID_CELLS:
             continue
-        near = _cylinder_values(m, n, i, v, gx, gy, cd)
+        near = _cylinder_values(m, n, i, v, gx, gy, cd, nbr)
         if near < MIN_M:
             continue
         keep[i] = True
         cells[i] = count
-        for w in range(WORDS):
-            mk = np.uint64(0)
-            for q in range(64):
-                cell = w * 64 + q
-                if valid[cell]:
-                    bit = np.uint64(1) << np.uint64(q)
-                    mk |= bit
-                    for k in range(ND):
-                        if v[cell * 8 + k] >= MU_PSI:
-                            tb[i, k * WORDS + w] |= bit
-            tm[i, w] = mk
+        _pack(v, valid, flags, tb[i], tm[i])
     out = 0
     full = 0
     for phase in range(2):
