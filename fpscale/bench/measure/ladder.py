@@ -48,6 +48,14 @@ def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray
             hist[tid, b] += 1
 
 
+def block_records(d: int) -> int:
+    """Records of d float32 dimensions the float scan scores at a time."""
+    # about 512 KiB of them: every probe block then reads them from cache
+    # (a whole chunk would stream from memory once per probe block, 8x
+    # slower at 128 dimensions), and the score block is (searches x this)
+    return max(64, (512 << 10) // (4 * d))
+
+
 class LadderScan:
     """Accumulates ladder statistics for one finger set (a column slice)."""
 
@@ -77,10 +85,7 @@ class LadderScan:
             return
         g = np.ascontiguousarray(gallery[: stop - start], dtype=np.float32)
         seg_of = np.searchsorted(self.rungs, np.arange(start, stop), side="right").astype(np.int64)
-        # a block of records at a time, about 512 KiB of them: every probe
-        # block then reads it from cache (a whole chunk would stream from
-        # memory once per probe block, 8x slower at 128 dimensions)
-        step = max(64, (512 << 10) // (4 * g.shape[1]))
+        step = block_records(g.shape[1])
         for a in range(0, len(g), step):
             # numba-flat's kernel, not BLAS: each pair's score must not depend
             # on the chunk, the shard or the thread count (fpscale.matcher.exact)

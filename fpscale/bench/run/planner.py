@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numba
 
+from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
 from fpscale.bench.run.rescore_segment import BATCH as RESCORE_BATCH
 from fpscale.bench.scenario import BackendSpec, Scenario
@@ -43,10 +44,15 @@ BASELINE = 300 << 20
 # and 337 MiB with the cache it left, both measured with getrusage of the
 # child; the difference, rounded up
 COMPILE = 150 << 20
-TEMPLATE_BYTES = 256 * 4 * 8 + 6 * 256 * 8 + 8  # padded minutiae + local structures
-# MCC adds per minutia a cylinder's bits and validity mask (2 x 24 words)
-# and its own arrays, for up to 256 minutiae
-MCC_TEMPLATE_BYTES = 256 * (2 * 24 * 8 + 64)
+# Resident bytes per template while a batch of searches is re-scored (the
+# padded buffers are zero pages until written, so what counts is the
+# minutiae present): RSS growth of one batch of 100 searches x 100
+# candidates x 2 fingers over the number of templates, measured with
+# rescore_segment in a fresh process (Linux x86-64, December 2026): paired
+# matcher 22.4 KiB (rolled gallery); MCC 54.0 KiB with rolled gallery
+# templates (about 96 minutiae), 31.2 KiB with plain ones (about 52).
+# Rounded up by about 10%.
+RESCORE_TEMPLATE_BYTES = {"paired": 25 << 10, "mcc-rolled": 60 << 10, "mcc": 35 << 10}
 DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
 
 
@@ -101,10 +107,9 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
     ladder = 0
     if sc.projection.ladder:
-        # a float ladder writes a (searches x chunk) score tile and reads it
-        # back; a code ladder scores and updates a tile of codes at a time
-        tile = Q * min(chunk, sc.projection.ladder[-1]) * 4 * 2 \
-            if sc.projection.scores == "vectors" else 0
+        # a float ladder writes a (searches x block) score block and reads
+        # it back; a code ladder scores and updates a tile of codes at a time
+        tile = Q * block_records(pop.dim) * 4 if sc.projection.scores == "vectors" else 0
         ladder = tile + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     batch = min(srch.probe_batch, Q)
     threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
@@ -117,8 +122,10 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
     rescore = 0
     if srch.rescore:
-        per = TEMPLATE_BYTES + (MCC_TEMPLATE_BYTES if srch.rescore_matcher == "mcc" else 0)
-        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per * 2
+        key = srch.rescore_matcher
+        if key == "mcc" and pop.gallery_capture == "rolled":
+            key = "mcc-rolled"
+        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * RESCORE_TEMPLATE_BYTES[key]
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy
