@@ -37,6 +37,35 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
         if x != 0.0:
             for k in range(dim):
                 v32[k] += x * proj[h, k]
+    _finish(v32, simhash, out_v, out_b)
+
+
+# impressions projected together by ``_encode_batch``: each row of the basis
+# is then read once for all of them, not once per impression
+PROJECT_BATCH = 16
+
+
+@njit(cache=True)
+def _project_rows(xs: np.ndarray, nb: int, proj: np.ndarray, v32: np.ndarray) -> None:
+    # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h] for
+    # the non-zero xs[b, h] (float32), for b < nb: for each row exactly the
+    # sums ``_project`` makes, with the loop over h outside, so that a row
+    # of the basis is loaded once for all nb rows
+    dim = proj.shape[1]
+    v32[:nb, :] = 0.0
+    for h in range(proj.shape[0]):
+        for b in range(nb):
+            x = xs[b, h]
+            if x != 0.0:
+                for k in range(dim):
+                    v32[b, k] += x * proj[h, k]
+
+
+@njit(cache=True)
+def _finish(v32: np.ndarray, simhash: np.ndarray, out_v: np.ndarray,
+            out_b: np.ndarray) -> None:
+    # normalise a projected vector (dim,) float32; then SimHash bits
+    dim = v32.shape[0]
     v = v32.astype(np.float64)
     norm = np.sqrt((v * v).sum())
     if norm > 0.0:
@@ -54,10 +83,9 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
     for byte in range(out_b.shape[0]):
         b = 0
         for bit in range(8):
-            if acc[byte * 8 + bit] > 0.0:
-                b |= 1 << bit
+            # no branch: the signs are random, so a branch mispredicts half the time
+            b |= np.int64(acc[byte * 8 + bit] > 0.0) << bit
         out_b[byte] = b
-
 
 
 @njit(cache=True, parallel=True)
@@ -67,15 +95,25 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray) -> None:
     n = identities.shape[0]
+    nf = proj.shape[0]
     for blk in prange((n + BLOCK - 1) // BLOCK):
         work = work_arrays()
         feat = np.empty(N_FEATURES)
-        for t in range(blk * BLOCK, min((blk + 1) * BLOCK, n)):
-            counts[t] = impression_features(seed, identities[t], fingers[t], encounters[t],
-                                             captures[t], qualities[t], noise, mean, feat,
-                                             work)
-            _project(feat, mean, proj, simhash, out_v[t], out_b[t])
-
+        xs = np.empty((PROJECT_BATCH, nf), dtype=np.float32)
+        v32 = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
+        end = min((blk + 1) * BLOCK, n)
+        for t0 in range(blk * BLOCK, end, PROJECT_BATCH):
+            nb = min(PROJECT_BATCH, end - t0)
+            for b in range(nb):
+                t = t0 + b
+                counts[t] = impression_features(seed, identities[t], fingers[t], encounters[t],
+                                                 captures[t], qualities[t], noise, mean, feat,
+                                                 work)
+                for h in range(nf):
+                    xs[b, h] = np.float32(feat[h] - mean[h])
+            _project_rows(xs, nb, proj, v32)
+            for b in range(nb):
+                _finish(v32[b], simhash, out_v[t0 + b], out_b[t0 + b])
 
 
 _DATA = Path(__file__).with_name("lda_basis.npz")

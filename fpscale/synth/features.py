@@ -43,8 +43,11 @@ def _bin_wrapped(a: float, nbins: int) -> tuple:
     f = a * (nbins / _TWO_PI) + (nbins - 0.5)
     i = int(f)
     w = f - i
-    i0 = i % nbins
-    i1 = (i + 1) % nbins
+    # i lies in [nbins - 1, 2 nbins - 1]: subtractions, not a modulo (an
+    # integer division, which keeps the loops that call this from SIMD code)
+    i0 = i - nbins if i >= nbins else i
+    i1 = i + 1 - nbins
+    i1 = i1 - nbins if i1 >= nbins else i1
     return i0, i1, w
 
 
@@ -196,40 +199,74 @@ def spatial_histogram(m: np.ndarray, n: int, ref: np.ndarray, hist: np.ndarray) 
     polar rings x sectors x direction, in the reference's own frame (so the
     result moves with the print), spread linearly over neighbouring bins.
     ref: (x, y, angle, found); nothing is pooled when found is 0."""
+    spatial_pooled(m, n, ref, hist, np.empty((4, n)), np.empty((4, n), dtype=np.int64))
+
+
+@njit(cache=True)
+def spatial_pooled(m: np.ndarray, n: int, ref: np.ndarray, hist: np.ndarray,
+                   fbuf: np.ndarray, ibuf: np.ndarray) -> None:
+    """``spatial_histogram`` with its work arrays given: float64 and int64
+    arrays of at least (4, n), such as ``pair_scratch(n)``'s (the contents
+    never affect a result).
+
+    Two passes, for speed: the bins and weights of every minutia in a loop
+    with no branches (which the compiler turns into SIMD code), then the
+    weights of the minutiae within R_SPATIAL added to the histogram, minutia
+    by minutia in their order and each minutia's eight weights in a fixed
+    order, so the sums are those of one loop that does both."""
     hist[:] = 0.0
     if ref[3] == 0.0:
         return
     c = np.cos(ref[2])
     s = np.sin(ref[2])
+    rx = ref[0]
+    ry = ref[1]
+    ra = ref[2]
+    rr = fbuf[0]
+    wrb = fbuf[1]
+    wsb = fbuf[2]
+    wdb = fbuf[3]
+    lo = ibuf[0]
+    drb = ibuf[1]
+    dsb = ibuf[2]
+    ddb = ibuf[3]
     for i in range(n):
-        dx = m[i, 0] - ref[0]
-        dy = m[i, 1] - ref[1]
+        dx = m[i, 0] - rx
+        dy = m[i, 1] - ry
         # coordinates in the reference frame: axis along the reference angle
         u = c * dx + s * dy
         v = -s * dx + c * dy
         r = np.sqrt(u * u + v * v)
-        if r >= R_SPATIAL:
-            continue
+        rr[i] = r
         fr = r / R_SPATIAL * N_RING - 0.5
-        if fr < 0.0:
-            r0 = 0
-            r1 = 0
-            wr = 0.0
-        else:
-            r0 = int(fr)
-            r1 = r0 + 1 if r0 + 1 < N_RING else r0
-            wr = fr - r0
+        # fr < 0: both ring weights on ring 0 (the upper one with weight 0);
+        # clamped for minutiae beyond R_SPATIAL, which are not pooled
+        r0 = min(int(max(fr, 0.0)), N_RING - 1)
+        r1 = r0 + 1 if r0 + 1 < N_RING and fr >= 0.0 else r0
+        wrb[i] = fr - r0 if fr >= 0.0 else 0.0
         s0, s1, ws = _wrap_bin(fine_atan2(v, u), N_SECTOR)
-        d0, d1, wd = _wrap_bin(m[i, 2] - ref[2], N_DIR)
+        d0, d1, wd = _wrap_bin(m[i, 2] - ra, N_DIR)
+        wsb[i] = ws
+        wdb[i] = wd
+        lo[i] = (r0 * N_SECTOR + s0) * N_DIR + d0
+        drb[i] = (r1 - r0) * (N_SECTOR * N_DIR)
+        dsb[i] = (s1 - s0) * N_DIR
+        ddb[i] = d1 - d0
+    for i in range(n):
+        if rr[i] >= R_SPATIAL:
+            continue
+        wr = wrb[i]
+        ws = wsb[i]
+        wd = wdb[i]
+        dd = ddb[i]
         for a in range(2):
-            rb = r1 if a == 1 else r0
             wa = wr if a == 1 else 1.0 - wr
+            ra_ = lo[i] + (drb[i] if a == 1 else 0)
             for b in range(2):
-                sb = s1 if b == 1 else s0
                 wb = wa * (ws if b == 1 else 1.0 - ws)
-                base = (rb * N_SECTOR + sb) * N_DIR
-                hist[base + d0] += wb * (1.0 - wd)
-                hist[base + d1] += wb * wd
+                base = ra_ + (dsb[i] if b == 1 else 0)
+                hist[base] += wb * (1.0 - wd)
+                hist[base + dd] += wb * wd
 
 
 @njit(cache=True)
@@ -240,7 +277,7 @@ def features(m: np.ndarray, n: int, ref: np.ndarray, mean: np.ndarray,
     population mean when no reference point was found, so that it adds
     nothing once centred). fbuf, ibuf: ``pair_scratch``."""
     pair_histogram(m, n, feat[:N_BINS], fbuf, ibuf)
-    spatial_histogram(m, n, ref, feat[N_BINS:])
+    spatial_pooled(m, n, ref, feat[N_BINS:], fbuf, ibuf)
     for lo, hi in ((0, N_BINS), (N_BINS, N_FEATURES)):
         total = feat[lo:hi].sum()
         if total > 0.0:

@@ -33,7 +33,8 @@ import numpy as np
 from numba import njit
 
 from fpscale.synth.angles import fast_atan2, wrap_angle
-from fpscale.synth.rng import STREAM_MASTER, categorical, normal, open_stream, skip, u64_ahead, uniform
+from fpscale.synth.rng import (_GOLDEN, STREAM_MASTER, _mix, categorical, normal, open_stream, skip,
+                               u64_ahead, uniform)
 
 PX_PER_MM = 500.0 / 25.4
 
@@ -277,6 +278,13 @@ def _cell_positions(st: np.ndarray, ax: float, ay: float, gx: int, gy: int,
     density (index fingers, 600 each), nearest-neighbour distances have the
     same 1st, 50th and 90th percentiles within 1% (0.90, 1.16, 1.59 mm) and
     the mean number of neighbours within 1, 2, 3 and 5 mm agrees within 4%.
+
+    Two passes, for speed: first every cell's draw, position and tests of
+    presence and of lying on the pad (rows of independent cells, which
+    compile to SIMD code; a cell that fails them holds no candidate), then
+    the spacing test of the candidates in the visiting order. A spacing
+    test needs only whether each distance reaches MIN_SPACING, so the
+    comparisons are joined without branches (their outcomes are random).
     """
     p_cut = np.uint64(int(presence * 4194304.0))  # 2^22
     mask21 = np.uint64(0x1FFFFF)
@@ -285,6 +293,22 @@ def _cell_positions(st: np.ndarray, ax: float, ay: float, gx: int, gy: int,
     inv_ay = 1.0 / ay
     x_low = -ax
     y_low = -CREASE_FRACTION * ay
+    s0 = st[0]
+    cx = np.empty(gx * gy)
+    cy = np.empty(gx * gy)
+    for r in range(gy):
+        y0 = y_low + r * CELL
+        base = r * gx
+        for c in range(gx):
+            z = _mix(s0 + np.uint64(base + c + 1) * _GOLDEN)
+            x = x_low + (c + float(np.int64(z & mask21)) * _INV21) * CELL
+            y = y0 + float(np.int64((z >> np.uint64(21)) & mask21)) * _INV21 * CELL
+            xe = x * inv_ax
+            ye = y * inv_ay
+            cand = (((z >> np.uint64(42)) < p_cut)
+                    & (xe * xe + ye * ye <= 1.0) & (y >= y_low))
+            cx[base + c] = x if cand else _FAR
+            cy[base + c] = y
     # kept minutiae of the row below and of this row, one per cell, padded
     # by one cell each side; an empty cell lies far away
     rows = np.full((4, gx + 2), _FAR)
@@ -304,21 +328,18 @@ def _cell_positions(st: np.ndarray, ax: float, ay: float, gx: int, gy: int,
         half = ax * np.sqrt(max(1.0 - (yn * inv_ay) ** 2, 0.0))
         c0 = max(int((-half - x_low) / CELL), 0)
         c1 = min(int((half - x_low) / CELL), gx - 1)
-        base = r * gx + 1
+        base = r * gx
         for parity in range(2):
             for c in range(c0 + ((c0 + parity) & 1), c1 + 1, 2):
-                z = u64_ahead(st, base + c)
-                x = x_low + (c + float(np.int64(z & mask21)) * _INV21) * CELL
-                y = y0 + float(np.int64((z >> np.uint64(21)) & mask21)) * _INV21 * CELL
-                d2 = min(min((bx[c] - x) ** 2 + (by[c] - y) ** 2,
-                             (bx[c + 1] - x) ** 2 + (by[c + 1] - y) ** 2),
-                         min((bx[c + 2] - x) ** 2 + (by[c + 2] - y) ** 2,
-                             min((hx[c] - x) ** 2 + (hy[c] - y) ** 2,
-                                 (hx[c + 2] - x) ** 2 + (hy[c + 2] - y) ** 2)))
-                xe = x * inv_ax
-                ye = y * inv_ay
-                keep = (((z >> np.uint64(42)) < p_cut) & (d2 >= min2)
-                        & (xe * xe + ye * ye <= 1.0) & (y >= y_low))
+                x = cx[base + c]
+                y = cy[base + c]
+                # no kept neighbour within MIN_SPACING
+                keep = ((x < 0.5 * _FAR)
+                        & ((bx[c] - x) ** 2 + (by[c] - y) ** 2 >= min2)
+                        & ((bx[c + 1] - x) ** 2 + (by[c + 1] - y) ** 2 >= min2)
+                        & ((bx[c + 2] - x) ** 2 + (by[c + 2] - y) ** 2 >= min2)
+                        & ((hx[c] - x) ** 2 + (hy[c] - y) ** 2 >= min2)
+                        & ((hx[c + 2] - x) ** 2 + (hy[c + 2] - y) ** 2 >= min2))
                 hx[c + 1] = x if keep else _FAR
                 hy[c + 1] = y if keep else _FAR
         for c in range(c0, c1 + 1):
