@@ -696,20 +696,35 @@ def _select_pairs(lam: np.ndarray, li: np.ndarray, lj: np.ndarray, count: int, n
                   nb: int, want: int, si: np.ndarray, sj: np.ndarray, sv: np.ndarray) -> int:
     # Greedy one-to-one choice of up to `want` pairs, highest similarity
     # first (ties in enumeration order): a bucket sort by value, each
-    # bucket ordered only when reached
+    # bucket ordered only when reached. The buckets split the range of the
+    # values at hand (not [0, 1], where the values crowd into a few
+    # buckets), and the values travel with their indexes, so that the
+    # ordering of a bucket reads them in place. A bucket's key only falls
+    # as the value grows, so that the order is the same.
+    if count == 0:
+        return 0
+    lo_v = lam[0]
+    hi_v = lam[0]
+    for p in range(count):
+        lo_v = min(lo_v, lam[p])
+        hi_v = max(hi_v, lam[p])
+    scale = _BINS / (hi_v - lo_v) if hi_v - lo_v > 1e-12 else 0.0
     head = np.zeros(_BINS + 1, dtype=np.int64)
     key = np.empty(count, dtype=np.int64)
     for p in range(count):
-        q = min(int(lam[p] * _BINS), _BINS - 1)
-        key[p] = _BINS - 1 - q  # descending
+        key[p] = _BINS - 1 - min(int((lam[p] - lo_v) * scale), _BINS - 1)  # descending
+    for p in range(count):
         head[key[p] + 1] += 1
     for q in range(_BINS):
         head[q + 1] += head[q]
     order = np.empty(count, dtype=np.int64)
+    vals = np.empty(count)
     fill = head[:_BINS].copy()
     for p in range(count):
-        order[fill[key[p]]] = p
-        fill[key[p]] += 1
+        f = fill[key[p]]
+        order[f] = p
+        vals[f] = lam[p]
+        fill[key[p]] = f + 1
     used_a = np.zeros(na, dtype=np.bool_)
     used_b = np.zeros(nb, dtype=np.bool_)
     got = 0
@@ -718,10 +733,15 @@ def _select_pairs(lam: np.ndarray, li: np.ndarray, lj: np.ndarray, count: int, n
         hi = head[q + 1]
         # stable insertion sort of the bucket by value, descending
         for x in range(lo + 1, hi):
+            vx = vals[x]
+            ox = order[x]
             y = x
-            while y > lo and lam[order[y - 1]] < lam[order[y]]:
-                order[y - 1], order[y] = order[y], order[y - 1]
+            while y > lo and vals[y - 1] < vx:
+                vals[y] = vals[y - 1]
+                order[y] = order[y - 1]
                 y -= 1
+            vals[y] = vx
+            order[y] = ox
         for x in range(lo, hi):
             p = order[x]
             if used_a[li[p]] or used_b[lj[p]]:
