@@ -696,20 +696,35 @@ def _select_pairs(lam: np.ndarray, li: np.ndarray, lj: np.ndarray, count: int, n
                   nb: int, want: int, si: np.ndarray, sj: np.ndarray, sv: np.ndarray) -> int:
     # Greedy one-to-one choice of up to `want` pairs, highest similarity
     # first (ties in enumeration order): a bucket sort by value, each
-    # bucket ordered only when reached
+    # bucket ordered only when reached. The buckets split the range of the
+    # values at hand (not [0, 1], where the values crowd into a few
+    # buckets), and the values travel with their indexes, so that the
+    # ordering of a bucket reads them in place. A bucket's key only falls
+    # as the value grows, so that the order is the same.
+    if count == 0:
+        return 0
+    lo_v = lam[0]
+    hi_v = lam[0]
+    for p in range(count):
+        lo_v = min(lo_v, lam[p])
+        hi_v = max(hi_v, lam[p])
+    scale = _BINS / (hi_v - lo_v) if hi_v - lo_v > 1e-12 else 0.0
     head = np.zeros(_BINS + 1, dtype=np.int64)
     key = np.empty(count, dtype=np.int64)
     for p in range(count):
-        q = min(int(lam[p] * _BINS), _BINS - 1)
-        key[p] = _BINS - 1 - q  # descending
+        key[p] = _BINS - 1 - min(int((lam[p] - lo_v) * scale), _BINS - 1)  # descending
+    for p in range(count):
         head[key[p] + 1] += 1
     for q in range(_BINS):
         head[q + 1] += head[q]
     order = np.empty(count, dtype=np.int64)
+    vals = np.empty(count)
     fill = head[:_BINS].copy()
     for p in range(count):
-        order[fill[key[p]]] = p
-        fill[key[p]] += 1
+        f = fill[key[p]]
+        order[f] = p
+        vals[f] = lam[p]
+        fill[key[p]] = f + 1
     used_a = np.zeros(na, dtype=np.bool_)
     used_b = np.zeros(nb, dtype=np.bool_)
     got = 0
@@ -718,10 +733,15 @@ def _select_pairs(lam: np.ndarray, li: np.ndarray, lj: np.ndarray, count: int, n
         hi = head[q + 1]
         # stable insertion sort of the bucket by value, descending
         for x in range(lo + 1, hi):
+            vx = vals[x]
+            ox = order[x]
             y = x
-            while y > lo and lam[order[y - 1]] < lam[order[y]]:
-                order[y - 1], order[y] = order[y], order[y - 1]
+            while y > lo and vals[y - 1] < vx:
+                vals[y] = vals[y - 1]
+                order[y] = order[y - 1]
                 y -= 1
+            vals[y] = vx
+            order[y] = ox
         for x in range(lo, hi):
             p = order[x]
             if used_a[li[p]] or used_b[lj[p]]:
@@ -740,7 +760,14 @@ def _select_pairs(lam: np.ndarray, li: np.ndarray, lj: np.ndarray, count: int, n
 @njit(cache=True)
 def _relax(pa: np.ndarray, pb: np.ndarray, si: np.ndarray, sj: np.ndarray, lam0: np.ndarray,
            ns: int, n_r: int) -> np.ndarray:
-    # LSSR relaxation of the chosen pairs' similarities; returns the relaxed values
+    # LSSR relaxation of the chosen pairs' similarities; returns the relaxed values.
+    #
+    # rho[t, k] and rho[k, t] share their distance and direction terms (the
+    # differences of one are the exact negations of the other's, so that
+    # both come out bit for bit the same), which are computed once per
+    # unordered pair; only the radial angles are per ordered pair. The
+    # relaxation sums visit only the nonzero rho (in k order): every value
+    # is >= 0, so that a zero term would add nothing, not even a bit.
     rho = np.zeros((ns, ns))
     cut1 = MU_RHO1 + 12.0 / -TAU_RHO1   # beyond these a sigmoid is < 1e-5
     cut2 = MU_RHO2 + 12.0 / -TAU_RHO2
@@ -752,36 +779,55 @@ def _relax(pa: np.ndarray, pb: np.ndarray, si: np.ndarray, sj: np.ndarray, lam0:
         bx = pb[sj[t], 0]
         by = pb[sj[t], 1]
         bt = pb[sj[t], 2]
-        for k in range(ns):
-            if k == t:
-                continue
-            dxa = pa[si[k], 0] - ax
-            dya = pa[si[k], 1] - ay
-            dxb = pb[sj[k], 0] - bx
-            dyb = pb[sj[k], 1] - by
+        for k in range(t + 1, ns):
+            kax = pa[si[k], 0]
+            kay = pa[si[k], 1]
+            kat = pa[si[k], 2]
+            kbx = pb[sj[k], 0]
+            kby = pb[sj[k], 1]
+            kbt = pb[sj[k], 2]
+            dxa = kax - ax
+            dya = kay - ay
+            dxb = kbx - bx
+            dyb = kby - by
             d1 = abs(np.sqrt(dxa * dxa + dya * dya) - np.sqrt(dxb * dxb + dyb * dyb))
             if d1 > cut1:
                 continue
-            d2 = abs(_wrap_pi((pa[si[k], 2] - at) - (pb[sj[k], 2] - bt)))
+            d2 = abs(_wrap_pi((kat - at) - (kbt - bt)))
             if d2 > cut2:
                 continue
+            s12 = _sigmoid(d1, MU_RHO1, TAU_RHO1) * _sigmoid(d2, MU_RHO2, TAU_RHO2)
             # difference of the radial angles (direction of t to the line
             # from t to k), on each side
             d3 = abs(_wrap_pi((np.arctan2(dya, dxa) - at) - (np.arctan2(dyb, dxb) - bt)))
-            if d3 > cut3:
-                continue
-            rho[t, k] = (_sigmoid(d1, MU_RHO1, TAU_RHO1) * _sigmoid(d2, MU_RHO2, TAU_RHO2)
-                         * _sigmoid(d3, MU_RHO3, TAU_RHO3))
+            if d3 <= cut3:
+                rho[t, k] = s12 * _sigmoid(d3, MU_RHO3, TAU_RHO3)
+            d3 = abs(_wrap_pi((np.arctan2(ay - kay, ax - kax) - kat)
+                              - (np.arctan2(by - kby, bx - kbx) - kbt)))
+            if d3 <= cut3:
+                rho[k, t] = s12 * _sigmoid(d3, MU_RHO3, TAU_RHO3)
     lam = lam0[:ns].copy()
-    nxt = np.empty(ns)
     if n_r < 2:
         return lam
+    # the nonzero rho of each row, in k order
+    start = np.empty(ns + 1, dtype=np.int64)
+    col = np.empty(ns * ns, dtype=np.int64)
+    val = np.empty(ns * ns)
+    nz = 0
+    for t in range(ns):
+        start[t] = nz
+        for k in range(ns):
+            col[nz] = k
+            val[nz] = rho[t, k]
+            nz += rho[t, k] != 0.0
+    start[ns] = nz
+    nxt = np.empty(ns)
     norm = (1.0 - W_R) / (n_r - 1)
     for _ in range(N_REL):
         for t in range(ns):
             acc = 0.0
-            for k in range(ns):
-                acc += rho[t, k] * lam[k]
+            for e in range(start[t], start[t + 1]):
+                acc += val[e] * lam[col[e]]
             nxt[t] = W_R * lam[t] + norm * acc
         lam, nxt = nxt, lam
     return lam
