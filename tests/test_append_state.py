@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fpscale.matcher import make_backend
+from fpscale.matcher.checks import MatcherInputError
 
 
 @pytest.mark.parametrize("name,d", [("numba-flat", 16), ("numba-hamming", 128)])
@@ -55,5 +56,8 @@ def test_parts_imported_as_blocks_search_as_the_whole(name, d):
     for x, y in zip(b.search(probes, 12), again.search(probes, 12)):
         assert np.array_equal(x, y)
     bad = dict(parts[1], ids=parts[1]["ids"][:5])
-    with pytest.raises(Exception, match="ids"):
-        make_backend(name, d).import_parts([parts[0], bad])
+    other = make_backend(name, d)
+    other.add(np.arange(4), rows(4))
+    with pytest.raises(MatcherInputError, match="ids"):
+        other.import_parts([parts[0], bad])
+    assert other.ntotal == 4 and len(other.search(probes, 2)[0]) == 9  # left as it was

@@ -123,6 +123,8 @@ def test_refuses_other_scenario_results_unless_overwrite(tmp_path, tiny_run, tin
     ({"target__bookings_per_person": 0.5}, r"\[target\] bookings_per_person"),
     ({"projection__max_decades": float("nan")}, r"\[projection\] max_decades"),
     ({"projection__scores": "cosines"}, r"\[projection\] scores.*allowed: vectors, codes"),
+    ({"projection__scores": "codes", "population__bits": 20480},
+     r"\[projection\] scores.*fewer than 40000 bits; these records have 40960"),
 ])
 def test_scenario_errors_name_the_key(over, needle, tiny):
     with pytest.raises(ScenarioError, match=needle):
@@ -239,3 +241,10 @@ def test_recall_against_exact():
     approx = (np.array([[1, 2, 9], [6, 5, 4]]), None)
     r = recall_against(exact, approx)
     assert r.recall_at_L == pytest.approx(5 / 6) and r.rank1_agreement == 0.5 and r.L == 3
+
+
+def test_fingerprint_of_a_vector_ladder_is_what_it_was_before_codes(tiny):
+    # results written before projection.scores existed still resume: the
+    # key is left out at its default (the value below is from that version)
+    assert scenario_from_dict(tiny()).fingerprint() == "8c8d2ed600d6d434"
+    assert scenario_from_dict(tiny(projection__scores="codes")).fingerprint() != "8c8d2ed600d6d434"

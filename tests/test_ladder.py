@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
-from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
+from fpscale.bench.measure.ladder import HIST_BINS, LadderScan, block_records
+from fpscale.bench.measure.projection import pooled_fmr, pooled_tail
 from fpscale.matcher.exact import NumbaHamming, inner_products, thread_count
 
 
@@ -29,13 +30,14 @@ def _reference(rungs, probes, gallery, mate, mate_score, scan):
 
 def test_ladder_scan_matches_numpy_and_ignores_chunking():
     rng = np.random.default_rng(5)
-    Q, n, d = 101, 1324, 24
+    Q, n, d = 101, 1324, 2048  # blocks of 64 records: many blocks per chunk
     probes = (rng.standard_normal((Q, d)) / np.sqrt(d)).astype(np.float32)
     gallery = (rng.standard_normal((n, d)) / np.sqrt(d)).astype(np.float32)
     mate = np.where(np.arange(Q) % 3 == 0, rng.integers(0, n, Q), -1)
     ms = np.where(mate >= 0, inner_products(probes, gallery)[np.arange(Q), np.maximum(mate, 0)],
                   -np.inf).astype(np.float32)
     rungs = np.array([100, 700, n])
+    assert block_records(d) < 100
     states = []
     for cuts in ([0, n], [0, 1, 333, 1024, 1025, n]):
         scan = LadderScan(rungs, probes, mate, ms, 4.0)
@@ -79,11 +81,11 @@ def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes
     probes = np.packbits(np.unpackbits(gallery[np.maximum(mate, 0)], axis=1) ^ flip(Q, 0.1), axis=1)
     ms = np.where(mate >= 0, hamming_scores(probes, gallery[np.maximum(mate, 0)]), -np.inf)
     ms = ms.astype(np.float32)
-    rungs = np.array([1, 100, 2100, 4096, n])
+    rungs = np.array([1, 100, 2100, 4096, n - 300])  # the last chunk reaches past the ladder
     mate[1] = 0  # a mate alone in the first rung: that rung has no non-mate
     ms[1] = hamming_scores(probes[1:2], gallery[:1])[0]
     states = []
-    for cuts, threads in (([0, n], None), ([0, 1, 333, 2049, 2050, 4100, n], 1)):
+    for cuts, threads in (([0, n], None), ([0, 1, 333, 2049, 2050, 4100, 4800, n], 1)):
         scan = CodeLadderScan(rungs, probes, mate, ms)
         with thread_count(threads):
             for a, b in zip(cuts, cuts[1:]):
@@ -91,14 +93,26 @@ def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes
         states.append(scan.state())
     for k in ("top_nonmate", "better_than_mate", "impostor_hist"):
         assert np.array_equal(states[0][k], states[1][k]), k
-    seg_max, better, hist = _code_reference(rungs, probes, gallery, mate, ms, HIST_BINS)
+    seg_max, better, hist = _code_reference(rungs, probes, gallery[: rungs[-1]], mate, ms, HIST_BINS)
     assert seg_max[1, 0] == -np.inf
     assert np.array_equal(scan.seg_max, seg_max)
     assert np.array_equal(scan.seg_better, better)
     assert np.array_equal(scan.hist.sum(axis=0), hist)
-    # one bin per whole score
-    edges = states[0]["hist_edges"]
-    assert edges[0] == -0.5 and edges[1] == 0.5 and len(edges) == HIST_BINS + 1
+    # one bin per whole score, [s, s + 1): the pooled FMR at a whole T counts
+    # the scores >= T, as FPIR does
+    st = states[0]
+    assert st["hist_edges"][0] == 0 and st["hist_edges"][1] == 1
+    imp = _code_reference(rungs, probes, gallery[: rungs[-1]], mate, ms, HIST_BINS)[2]
+    scores = np.repeat(np.arange(HIST_BINS), imp)
+    tail = pooled_tail(st["impostor_hist"], st["hist_edges"])
+    for t in (np.median(scores), np.quantile(scores, 0.9), np.quantile(scores, 0.9) + 0.5):
+        if t <= tail.u:  # the empirical part of the pooled FMR
+            assert pooled_fmr(tail, st["impostor_hist"], st["hist_edges"], t) == (scores >= t).mean()
+    with pytest.raises(ValueError, match="bytes"):
+        scan.add(0, gallery[:10, :-8])
+    empty = CodeLadderScan(rungs, probes[:0], mate[:0], ms[:0])
+    empty.add(0, gallery)
+    assert empty.state()["top_nonmate"].shape == (0, len(rungs))
 
 
 def test_hamming_scores_are_numba_hammings():

@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.profile import Calibration, ProfileError, calibration_from_dict, resolve_profile
 from fpscale.matcher.checks import MatcherInputError
 from fpscale.matcher.registry import NAMES_HELP, backend_key, is_binary, make_backend
@@ -180,6 +181,10 @@ class Scenario:
         # the profile's settings are in [population] and [search] already;
         # its record of targets and fits is provenance, not a result's input
         d["calibration"] = d["calibration"]["profile"] or None
+        # added later: left out at its default, so that results made before
+        # it existed still resume
+        if d["projection"]["scores"] == "vectors":
+            d["projection"].pop("scores")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -517,8 +522,13 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
     pop = _population(d["population"])
     search = _search(d.get("search", {}))
     _check_backends(pop, search)
+    proj = _projection(d.get("projection", {}), pop.gallery_size)
+    if proj.scores == "codes" and proj.ladder and pop.record_bits >= HIST_BINS:
+        raise _err("projection", "scores", proj.scores,
+                   f"a code ladder holds codes of fewer than {HIST_BINS} bits; these records have "
+                   f"{pop.record_bits} (population.bits x search fingers)")
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {}), search.candidates),
-                    _projection(d.get("projection", {}), pop.gallery_size),
+                    proj,
                     _target(d.get("target", {})), _cluster(d.get("cluster", {})), calibration)
 
 

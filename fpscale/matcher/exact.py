@@ -218,13 +218,14 @@ class NumbaFlatIP(Backend):
         self.import_parts([state])
 
     def import_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
-        # each part stays a block of its own, as the blocks added while building
-        self._vecs, self._ids = [], []
+        # each part stays a block of its own, as the blocks added while
+        # building; nothing changes unless every part is valid
+        vecs, ids = [], []
         for p in parts:
-            vecs = check_vectors("state vecs", p["vecs"], self.d)
-            self._vecs.append(vecs)
-            self._ids.append(check_ids(p["ids"], vecs.shape[0]))  # the kernel reads ids[j] for every row j
-        self.ntotal = sum(len(i) for i in self._ids)
+            vecs.append(check_vectors("state vecs", p["vecs"], self.d))
+            ids.append(check_ids(p["ids"], vecs[-1].shape[0]))  # the kernel reads ids[j] for every row j
+        self._vecs, self._ids = vecs, ids
+        self.ntotal = sum(len(i) for i in ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)
@@ -374,16 +375,18 @@ class NumbaHamming(Backend):
         self.import_parts([state])
 
     def import_parts(self, parts: list[dict[str, np.ndarray]]) -> None:
-        # each part stays a block of its own, as the blocks added while building
-        self._codes, self._ids = [], []
+        # each part stays a block of its own, as the blocks added while
+        # building; nothing changes unless every part is valid
+        codes, ids = [], []
         for p in parts:
             planes = np.asarray(p["planes"])
             if planes.dtype != np.uint64 or planes.ndim != 2 or planes.shape[0] != self.d // 64:
                 raise MatcherInputError(f"state planes must be uint64 ({self.d // 64}, n), got "
                                         f"{planes.dtype} {planes.shape}")
-            self._codes.append(np.ascontiguousarray(planes))
-            self._ids.append(check_ids(p["ids"], planes.shape[1]))  # the kernel reads ids[j] for every code j
-        self.ntotal = sum(len(i) for i in self._ids)
+            codes.append(np.ascontiguousarray(planes))
+            ids.append(check_ids(p["ids"], planes.shape[1]))  # the kernel reads ids[j] for every code j
+        self._codes, self._ids = codes, ids
+        self.ntotal = sum(len(i) for i in ids)
 
     def _search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         hs, hi = empty_lists(probes.shape[0], k)

@@ -9,7 +9,7 @@ ever written: at 130 million records and a few thousand searches the pass
 is bound by popcounts, not by memory. Integer scores need no care for
 summation order: any chunking, shard or thread count gives the same state.
 
-The histogram has one bin per score (edges at half-integers) inside the
+The histogram has one bin per score (bin s is [s, s + 1)) inside the
 float scan's HIST_BINS, so checkpoints, resumes and ``fpscale project``
 read both scans' states alike.
 """
@@ -21,9 +21,9 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import hamming_distances
+from fpscale.matcher.exact import NumbaHamming, hamming_distances
 
-TILE = 2048  # codes per tile: W x 16 KiB of word planes, in L1/L2 while a thread's probes pass
+TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
 
 @njit(cache=True, parallel=True)
@@ -55,7 +55,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
                     dist[mj] = np.uint64(bits + 1)
                 ms = mate_score[q]
                 # s > ms is d < bits - ms; a non-mated search counts every non-mate
-                dthr = bits + 1 if ms == -np.inf else bits - np.int64(ms)
+                dthr = bits + 1 if ms == -np.inf else bits - np.int64(np.floor(ms))
                 for k in range(len(seg_id)):
                     lo = max(seg_lo[k], g0)
                     hi = min(seg_hi[k], g1)
@@ -104,16 +104,19 @@ class CodeLadderScan(LadderScan):
             raise ValueError(f"probe codes must be (Q, 8k) bytes with 8k * 8 < {HIST_BINS}, "
                              f"got {probes.shape}")
         bits = probes.shape[1] * 8
-        # one bin per whole score: edges at -0.5, 0.5, ..., and the same
-        # histogram length as the float scan's
+        # the same histogram length as the float scan's
         super().__init__(rungs, np.zeros((len(probes), 1), np.float32), mate, mate_score,
                          HIST_BINS / 2)
         self.probes = probes.view(np.uint64)
         self.bits = bits
-        self.lo, self.width = -0.5, 1.0
+        # bin s is [s, s + 1): the count above an edge T is the count of
+        # scores >= T, as FPIR and the pooled FMR read it
+        self.lo, self.width = 0.0, 1.0
 
     def add(self, start: int, gallery: np.ndarray) -> None:
         """Score one gallery chunk of codes (n, bytes) uint8, ids start..start+n-1."""
+        if gallery.ndim != 2 or gallery.shape[1] != self.bits // 8:
+            raise ValueError(f"gallery codes must be (n, {self.bits // 8}) bytes, got {gallery.shape}")
         stop = min(start + len(gallery), int(self.rungs[-1]))
         if stop <= start:
             return

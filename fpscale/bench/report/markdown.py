@@ -71,7 +71,7 @@ def _backends(summary: Summary) -> list[str]:
     return lines
 
 
-def _ladder_scores(summary) -> str:
+def _ladder_scores(summary: Summary) -> str:
     # what the ladder's scores, and so the thresholds T, are
     if summary.scenario.projection.scores == "codes":
         return "scores: binary codes, bits minus Hamming distance, as numba-hamming"
@@ -282,9 +282,12 @@ def _host(summary: Summary) -> list[str]:
 
 
 def _gallery_pass(summary: Summary) -> str:
-    # where the gallery pass went: generation (with its rate) and the ladder
+    # where the gallery pass went: generation (with its rate) and the
+    # ladder; evaluations and vector searches generate nothing, and on a
+    # cluster the seconds are summed over workers (a rate per worker)
     n, g = summary.scenario.population.gallery_size, summary.generation_s
-    rate = f", {n / g:,.0f} gallery records/s" if g > 0 and summary.evaluation is None \
-        and summary.vector_search is None else ""
+    simulated = g > 0 and summary.evaluation is None and summary.vector_search is None
+    per = " per worker" if summary.cluster is not None else ""
+    rate = f", {n / g:,.0f} gallery records/s{per}" if simulated else ""
     lad = f"; ladder scan {summary.ladder_s:.1f} s" if summary.ladder_s else ""
     return f"generation {g:.1f} s{rate}{lad}"

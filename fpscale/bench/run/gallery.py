@@ -99,35 +99,27 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
     if not proj.ladder:
         return scans, scan_cols
     on_codes = proj.scores == "codes"
+    rungs, mates = np.array(proj.ladder), subs.mate
+    has = mates >= 0
+    mated = gallery_records(pop, mates[has]) if has.any() else None  # once for every finger set
     for fs in proj.finger_sets:
         cols = finger_set_columns(pop, fs, on_codes)
         if cols is None:
             continue
         scan_cols[fs] = cols
-        mates = subs.mate
-        if on_codes:
-            scans[fs] = _code_scan(pop, np.array(proj.ladder), subs.codes[:, cols], mates, cols)
-            continue
         ms = np.full(len(mates), -np.inf, dtype=np.float32)
-        has = mates >= 0
-        if has.any():
-            mv = gallery_records(pop, mates[has]).vectors[:, cols]
-            # the bits the search and the ladder give the same pair
+        if on_codes:
+            probes = subs.codes[:, cols]
+            if mated is not None:  # as numba-hamming scores the pair
+                ms[has] = hamming_scores(probes[has], mated.codes[:, cols])
+            scans[fs] = CodeLadderScan(rungs, probes, mates, ms)
+            continue
+        if mated is not None:  # the bits the search and the ladder give the same pair
             ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
-                                            np.ascontiguousarray(mv))
+                                            np.ascontiguousarray(mated.vectors[:, cols]))
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
-        scans[fs] = LadderScan(np.array(proj.ladder), subs.vectors[:, cols], mates, ms,
-                               span * 1.001)
+        scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001)
     return scans, scan_cols
-
-
-def _code_scan(pop: PopulationSpec, rungs: np.ndarray, probes: np.ndarray, mates: np.ndarray,
-               cols: np.ndarray) -> CodeLadderScan:
-    ms = np.full(len(mates), -np.inf, dtype=np.float32)
-    has = mates >= 0
-    if has.any():
-        ms[has] = hamming_scores(probes[has], gallery_records(pop, mates[has]).codes[:, cols])
-    return CodeLadderScan(rungs, probes, mates, ms)
 
 
 class GalleryBuilder:

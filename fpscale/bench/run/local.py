@@ -61,14 +61,17 @@ class LocalExecutor:
         builder.generation_s = timing.get("generation_s", 0.0)
         builder.ladder_s = timing.get("ladder_s", 0.0)
         all_chunks = list(chunks(pop.gallery_size, sc.search.chunk_size))
+        appends = any(r.index.appendable for r in runs)
         before = sum(b - a for a, b in all_chunks[:done])
         with thread_count(self.threads), \
                 stage(GALLERY_STAGE, pop.gallery_size, "records", self.progress, before) as st:
             for ci, (a, b) in enumerate(all_chunks[done:], start=done):
                 builder.add_chunk(a, b)
                 st.update(b - a)
-                last = (ck.get("build_parts") or [done])[-1]
-                if ck.due(final=ci + 1 == len(all_chunks), chunks_since=ci + 1 - last):
+                # appended parts stay at most PART_CHUNKS chunks long;
+                # whole-index checkpoints go by time alone
+                since = ci + 1 - (ck.get("build_parts") or [done])[-1] if appends else 0
+                if ck.due(final=ci + 1 == len(all_chunks), chunks_since=since):
                     _checkpoint(ck, builder, ci + 1, sc.search.chunk_size)
         return builder.gallery()
 

@@ -51,8 +51,11 @@ COMPILE = 150 << 20
 # rescore_segment in a fresh process (Linux x86-64, December 2026): paired
 # matcher 22.4 KiB (rolled gallery); MCC 54.0 KiB with rolled gallery
 # templates (about 96 minutiae), 31.2 KiB with plain ones (about 52).
-# Rounded up by about 10%.
+# Rounded up by about 10%. Those are at extraction_noise 1 or below; more
+# noise adds spurious minutiae, so the size is scaled by the noise, up to
+# what 256 minutiae (a full buffer) hold.
 RESCORE_TEMPLATE_BYTES = {"paired": 25 << 10, "mcc-rolled": 60 << 10, "mcc": 35 << 10}
+FULL_TEMPLATE_BYTES = {"paired": 256 * 4 * 8 + 6 * 256 * 8, "mcc": 256 * (4 * 8 + 2 * 24 * 8 + 64)}
 DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
 
 
@@ -110,7 +113,10 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         # a float ladder writes a (searches x block) score block and reads
         # it back; a code ladder scores and updates a tile of codes at a time
         tile = Q * block_records(pop.dim) * 4 if sc.projection.scores == "vectors" else 0
-        ladder = tile + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
+        # and each finger set's columns of the chunk are copied (codes: then
+        # turned into word planes, a second copy)
+        cols = 2 * code if sc.projection.scores == "codes" else vec
+        ladder = tile + chunk * cols + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     batch = min(srch.probe_batch, Q)
     threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
     search = batch * (vec + code) + 3 * batch * L * 12 \
@@ -122,10 +128,10 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
     rescore = 0
     if srch.rescore:
-        key = srch.rescore_matcher
-        if key == "mcc" and pop.gallery_capture == "rolled":
-            key = "mcc-rolled"
-        rescore = RESCORE_BATCH * (srch.rescore_candidates + 1) * F * RESCORE_TEMPLATE_BYTES[key]
+        m = srch.rescore_matcher
+        key = "mcc-rolled" if m == "mcc" and pop.gallery_capture == "rolled" else m
+        per = min(RESCORE_TEMPLATE_BYTES[key] * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
+        rescore = int(RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy

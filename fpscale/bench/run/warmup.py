@@ -34,8 +34,9 @@ def _ladder_once(sc: Scenario) -> None:
     rec = gallery_chunk(sc.population, 0, 1)
     none, no_score = np.array([-1]), np.array([-np.inf], np.float32)
     if sc.projection.scores == "codes":
-        scan = CodeLadderScan(np.array([1]), rec.codes, none, no_score)
-        scan.add(0, rec.codes)
+        one = rec.codes[:, : sc.population.bits // 8]  # one finger's code: the kernel is the same
+        scan = CodeLadderScan(np.array([1]), one, none, no_score)
+        scan.add(0, one)
     else:
         scan = LadderScan(np.array([1]), rec.vectors, none, no_score, 1.0)
         scan.add(0, rec.vectors)
