@@ -82,15 +82,29 @@ def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
             for b in sc.search.backends}
 
 
-def numba_cache_is_warm() -> bool:
-    """Whether numba's on-disk cache holds compiled kernels already."""
+def kernel_modules(sc: Scenario) -> set[str]:
+    """The modules whose numba kernels a run of sc compiles or loads."""
+    mods = {"features", "fingers", "impressions", "embedding", "population", "rng"}
+    if any(b.name.startswith("numba") for b in sc.search.backends):
+        mods |= {"exact", "topk"}
+    if sc.projection.ladder:
+        mods.add("code_ladder" if sc.projection.scores == "codes" else "ladder")
+    if sc.search.rescore:
+        mods.add("mcc" if sc.search.rescore_matcher == "mcc" else "minutiae")
+    return mods
+
+
+def numba_cache_is_warm(modules: set[str]) -> bool:
+    """Whether numba's on-disk cache holds kernels of every one of these
+    modules (its index files are named <module>.<function>-<line>....nbi)."""
     d = os.environ.get("NUMBA_CACHE_DIR")
     if not d:
         return False
     try:
-        return any(Path(d).rglob("*.nbi"))
+        cached = {p.name.split(".", 1)[0] for p in Path(d).rglob("*.nbi")}
     except OSError:
         return False
+    return modules <= cached
 
 
 def plan(sc: Scenario, indexes: bool = True) -> Plan:
@@ -142,7 +156,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
                                         pop.record_width(b.binary))
                       for b in srch.backends), default=0) if indexes else 0
     transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
-    baseline = BASELINE + (0 if numba_cache_is_warm() else COMPILE)
+    baseline = BASELINE + (0 if numba_cache_is_warm(kernel_modules(sc)) else COMPILE)
     return Plan(sizes, submissions, transient, baseline)
 
 
