@@ -170,7 +170,12 @@ class Scenario:
     calibration: Calibration = field(default_factory=Calibration)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # the default code is left out, so that fingerprints and summaries
+        # of scenarios that do not choose one stay as they were
+        if d["population"].get("code") == "simhash":
+            del d["population"]["code"]
+        return d
 
     def fingerprint(self) -> str:
         """A short hash of everything that determines the results (where

@@ -8,6 +8,9 @@ vector. The binary code is the sign pattern of a fixed random projection of
 that vector (SimHash, Charikar 2002), so Hamming similarity tracks the
 cosine. The basis, the mean and the SimHash matrix depend only on (dim,
 bits), never on a scenario's seed. docs/encoding.md has the design.
+``code = "itq"`` takes a learned matrix in place of the random one
+(``fpscale.synth.itq_basis``, shipped for a few (dim, bits)); "simhash" is
+the default.
 """
 
 from __future__ import annotations
@@ -132,13 +135,22 @@ def shipped_basis() -> tuple[np.ndarray, np.ndarray]:
         return z["mean"].astype(np.float64), z["basis"].astype(np.float32)
 
 
+CODES = ("simhash", "itq")
+
+
 @lru_cache(maxsize=None)
-def projections(dim: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def projections(dim: int, bits: int,
+                code: str = "simhash") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean (N_FEATURES,) float64, projection (N_FEATURES, dim) float32,
-    SimHash matrix (dim, bits) float64)."""
+    code matrix (dim, bits) float64: SimHash's random one, or ITQ's learned one)."""
     mean, basis = shipped_basis()
     if dim > basis.shape[1]:
         raise ValueError(f"dim must be at most {basis.shape[1]}, got {dim}")
+    if code == "itq":
+        from fpscale.synth.itq_basis import shipped_matrix
+        return mean, np.ascontiguousarray(basis[:, :dim]), np.ascontiguousarray(shipped_matrix(dim, bits))
+    if code != "simhash":
+        raise ValueError(f"code must be one of {', '.join(CODES)}, got {code!r}")
     rng = np.random.default_rng([_PROJECTION_SEED, dim, bits])
     simhash = np.ascontiguousarray(rng.standard_normal((bits, dim)).T)
     return mean, np.ascontiguousarray(basis[:, :dim]), simhash
@@ -154,15 +166,16 @@ def check_dims(dim: int, bits: int) -> None:
 
 def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
            encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
-           dim: int = 64, bits: int = 128,
-           noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           dim: int = 64, bits: int = 128, noise: float = 1.0,
+           code: str = "simhash") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate and encode one impression per row of the key arrays.
 
     All inputs have shape (n,) or broadcast to it: identity, finger position
     1..10, encounter (0 = enrolment), capture type index, quality 1..5;
-    noise scales the extraction errors (``fpscale.synth.impressions``).
-    Returns float32 unit vectors (n, dim), packed binary codes uint8
-    (n, bits // 8), and the minutiae count of each impression (n,) int32.
+    noise scales the extraction errors (``fpscale.synth.impressions``);
+    code picks the code matrix (``projections``). Returns float32 unit
+    vectors (n, dim), packed binary codes uint8 (n, bits // 8), and the
+    minutiae count of each impression (n,) int32.
     Row t depends only on (seed, row t of the keys): any split of the rows
     gives the same bytes.
     """
@@ -171,7 +184,7 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     n = ids.shape[0]
     keys = [np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.int64)
             for a in (fingers, encounters, captures, qualities)]
-    mean, proj, simhash = projections(int(dim), int(bits))
+    mean, proj, simhash = projections(int(dim), int(bits), code)
     out_v = np.empty((n, dim), dtype=np.float32)
     out_b = np.empty((n, bits // 8), dtype=np.uint8)
     counts = np.empty(n, dtype=np.int32)

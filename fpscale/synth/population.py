@@ -28,12 +28,12 @@ is kept apart from what the matcher sees.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from numba import njit, prange
 
-from fpscale.synth.embedding import check_dims, encode
+from fpscale.synth.embedding import CODES, check_dims, encode
 from fpscale.synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, capture_index
 from fpscale.synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
                        categorical, normal, open_stream, uniform)
@@ -68,6 +68,9 @@ class PopulationSpec:
     # person with worn fingers has them on every finger and every encounter;
     # 0 draws each capture's quality independently. The shares stay exact.
     quality_correlation: float = 0.0
+    # the binary code: "simhash" (a fixed random projection) or "itq" (a
+    # learned one, fpscale.synth.itq_basis; shipped for dim 256, bits 256 or 512)
+    code: str = field(default="simhash", metadata={"omit_if_default": True})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -135,6 +138,13 @@ def validate(spec: PopulationSpec) -> None:
         raise ValueError(f"population.{e}") from None
     if spec.fusion not in FUSIONS:
         _fail("fusion", spec.fusion, "allowed: " + ", ".join(FUSIONS))
+    if spec.code not in CODES:
+        _fail("code", spec.code, "allowed: " + ", ".join(CODES))
+    if spec.code == "itq":
+        from fpscale.synth.itq_basis import SHIPPED
+        if (spec.dim, spec.bits) not in SHIPPED:
+            _fail("code", spec.code, "an ITQ code is shipped only for (dim, bits) "
+                  + ", ".join(f"({d}, {b})" for d, b in SHIPPED))
 
 
 def spec_from_dict(d: dict) -> PopulationSpec:
@@ -288,7 +298,8 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
 def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
-                          imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise)
+                          imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise,
+                          spec.code)
     F = len(spec.search_fingers)
     vectors = np.zeros((n_rows, F, spec.dim), dtype=np.float32)
     vectors[imp.row, imp.slot] = vec

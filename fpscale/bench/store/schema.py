@@ -61,7 +61,7 @@ def _define(cls: type, defs: dict) -> None:
     props, required = {}, []
     for f in dataclasses.fields(cls):
         props[f.name] = _type(hints[f.name], defs)
-        if not f.metadata.get("omit_if_none"):
+        if not (f.metadata.get("omit_if_none") or f.metadata.get("omit_if_default")):
             required.append(f.name)  # written always, None as null
     doc = (cls.__doc__ or "").strip().split("\n\n")[0]
     defs[cls.__name__] = {"type": "object", "description": " ".join(doc.split()),
