@@ -9,7 +9,7 @@ import pytest
 
 import fpscale.synth.itq_basis as itq
 from fpscale.bench.scenario import load_scenario
-from fpscale.synth.embedding import projections
+from fpscale.synth.embedding import ITQ_SHIPPED, itq_matrix, projections
 from fpscale.synth.population import (PopulationSpec, gallery_chunk, gallery_records,
                                       submission_chunk, submission_truth)
 
@@ -72,11 +72,11 @@ def test_shipped_file_records_how_it_was_learned():
     with np.load(itq._DATA) as z:
         assert int(z["n_reference"]) == itq.N_REFERENCE
         assert int(z["iterations"]) == itq.ITERATIONS
-        for dim, bits in itq.SHIPPED:
+        for dim, bits in ITQ_SHIPPED:
             w = z[f"w_{dim}_{bits}"]
             assert w.shape == (dim, bits) and w.dtype == np.float32
     # an orthogonal rotation of a tight frame (bits > dim) or of principal directions
-    w = itq.shipped_matrix(256, 256)
+    w = itq_matrix(256, 256)
     assert np.allclose(w.T @ w, np.eye(256), atol=1e-4)
-    w = itq.shipped_matrix(256, 512)
+    w = itq_matrix(256, 512)
     assert np.allclose(w @ w.T, np.eye(256), atol=1e-4)

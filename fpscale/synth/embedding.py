@@ -136,6 +136,25 @@ def shipped_basis() -> tuple[np.ndarray, np.ndarray]:
 
 
 CODES = ("simhash", "itq")
+# (dim, bits) with a shipped ITQ matrix (built by python -m
+# fpscale.synth.itq_basis): the best-2012 profile's dim at the current and
+# the doubled code length
+ITQ_SHIPPED = ((256, 256), (256, 512))
+ITQ_FILE = Path(__file__).with_name("itq_basis.npz")
+
+
+@lru_cache(maxsize=None)
+def itq_matrix(dim: int, bits: int) -> np.ndarray:
+    """The shipped ITQ code matrix W (dim, bits) as float64; ValueError for
+    a combination not shipped."""
+    key = f"w_{dim}_{bits}"
+    with np.load(ITQ_FILE, allow_pickle=False) as z:
+        if key not in z.files:
+            have = ", ".join(f"dim {d} bits {b}" for d, b in ITQ_SHIPPED)
+            raise ValueError(f"no ITQ code is shipped for dim {dim}, bits {bits} "
+                             f"(shipped: {have}); add it to ITQ_SHIPPED in fpscale/synth/embedding.py "
+                             "and run `python -m fpscale.synth.itq_basis`")
+        return z[key].astype(np.float64)
 
 
 @lru_cache(maxsize=None)
@@ -147,8 +166,7 @@ def projections(dim: int, bits: int,
     if dim > basis.shape[1]:
         raise ValueError(f"dim must be at most {basis.shape[1]}, got {dim}")
     if code == "itq":
-        from fpscale.synth.itq_basis import shipped_matrix
-        return mean, np.ascontiguousarray(basis[:, :dim]), np.ascontiguousarray(shipped_matrix(dim, bits))
+        return mean, np.ascontiguousarray(basis[:, :dim]), np.ascontiguousarray(itq_matrix(dim, bits))
     if code != "simhash":
         raise ValueError(f"code must be one of {', '.join(CODES)}, got {code!r}")
     rng = np.random.default_rng([_PROJECTION_SEED, dim, bits])

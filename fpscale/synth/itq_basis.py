@@ -23,26 +23,21 @@ stored in float32, so the file does not depend on the machine's BLAS.
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-# (dim, bits) combinations shipped: the best-2012 profile's dim at the
-# current and the doubled code length
-SHIPPED = ((256, 256), (256, 512))
+from fpscale.synth.embedding import ITQ_FILE, ITQ_SHIPPED, encode
+from fpscale.synth.lda_basis import REFERENCE_NOISE, reference_keys
+
 N_REFERENCE = 20_000     # fingers; two impressions each
 ITERATIONS = 50
 SEED = 0x17C_0DE5
-_DATA = Path(__file__).with_name("itq_basis.npz")
+_DATA = ITQ_FILE
 
 
 def reference_vectors(dim: int, n: int = N_REFERENCE) -> np.ndarray:
     """Float vectors (2n, dim) of the reference impressions."""
-    from fpscale.synth.embedding import encode
-    from fpscale.synth.lda_basis import REFERENCE_NOISE, reference_keys
-
     out = []
     keys_a, keys_b, noise = reference_keys(n)
     for keys in (keys_a, keys_b):
@@ -77,23 +72,10 @@ def learn(v: np.ndarray, bits: int, iterations: int = ITERATIONS, seed: int = SE
     return w * signs
 
 
-@lru_cache(maxsize=None)
-def shipped_matrix(dim: int, bits: int) -> np.ndarray:
-    """The shipped W (dim, bits) as float64; ValueError for a combination not shipped."""
-    key = f"w_{dim}_{bits}"
-    with np.load(_DATA, allow_pickle=False) as z:
-        if key not in z.files:
-            have = ", ".join(f"dim {d} bits {b}" for d, b in SHIPPED)
-            raise ValueError(f"no ITQ code is shipped for dim {dim}, bits {bits} "
-                             f"(shipped: {have}); add it to SHIPPED in fpscale/synth/itq_basis.py "
-                             "and run `python -m fpscale.synth.itq_basis`")
-        return z[key].astype(np.float64)
-
-
 def main() -> int:
     arrays = {}
     cache: dict[int, np.ndarray] = {}
-    for dim, bits in SHIPPED:
+    for dim, bits in ITQ_SHIPPED:
         if dim not in cache:
             cache[dim] = reference_vectors(dim)
         arrays[f"w_{dim}_{bits}"] = learn(cache[dim], bits).astype(np.float32)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from numba import njit, prange
 
-from fpscale.synth.embedding import CODES, check_dims, encode
+from fpscale.synth.embedding import CODES, ITQ_SHIPPED, check_dims, encode
 from fpscale.synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, capture_index
 from fpscale.synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
                        categorical, normal, open_stream, uniform)
@@ -141,10 +141,9 @@ def validate(spec: PopulationSpec) -> None:
     if spec.code not in CODES:
         _fail("code", spec.code, "allowed: " + ", ".join(CODES))
     if spec.code == "itq":
-        from fpscale.synth.itq_basis import SHIPPED
-        if (spec.dim, spec.bits) not in SHIPPED:
+        if (spec.dim, spec.bits) not in ITQ_SHIPPED:
             _fail("code", spec.code, "an ITQ code is shipped only for (dim, bits) "
-                  + ", ".join(f"({d}, {b})" for d, b in SHIPPED))
+                  + ", ".join(f"({d}, {b})" for d, b in ITQ_SHIPPED))
 
 
 def spec_from_dict(d: dict) -> PopulationSpec:
