@@ -105,3 +105,21 @@ def test_candidate_recall_tool_counts_mates_above_the_list_length():
         candidate_recall(spec_for("frif-class-a", "best-2012", 3000, 50,
                                   ("population.mated_share=0.5",)))
     assert main(["frif-class-a", "--gallery-size", "1000", "--searches", "20"]) == 0
+
+
+def test_candidate_recall_on_codes_ranks_as_numpy_does():
+    from fpscale.bench.tools.candidate_recall import candidate_recall, spec_for
+    from fpscale.synth.population import gallery_chunk, submission_chunk, submission_truth
+    spec = spec_for("scomm-130m", None, 3000, 150)
+    assert spec.code == "itq" and spec.bits == 256
+    got = [candidate_recall(spec, k=k, chunk=700, codes=True) for k in (1, 20)]
+    g = gallery_chunk(spec, 0, spec.gallery_size).codes
+    p = submission_chunk(spec, 0, spec.n_submissions).codes
+    _, mate = submission_truth(spec, 0, spec.n_submissions)
+    s = (g.shape[1] * 8 - np.bitwise_count(p[:, None, :] ^ g[None, :, :]).sum(2)).astype(np.int64)
+    ms = s[np.arange(len(mate)), mate]
+    s[np.arange(len(mate)), mate] = -1
+    above = (s > ms[:, None]).sum(1)
+    for r, k in zip(got, (1, 20)):
+        assert r.listed == int((above < k).sum()) and r.rank1 == int((above == 0).sum())
+    assert got[0].listed < got[1].listed
