@@ -34,16 +34,17 @@ from fpscale.bench.scenario import BackendSpec, Scenario
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
 
-# bytes: python + numpy + numba + faiss + scipy + matplotlib imported (268 MiB
-# peak RSS after `import fpscale.bench.run.steps` and the libraries, Linux x86-64),
-# and the report's figures rendered (29 MiB more while plotting, tiny scenario)
-BASELINE = 300 << 20
-# numba's first compilation of fpscale's kernels, when its on-disk cache is
-# empty: the tiny test scenario (800 records, 240 searches, three backends)
-# run twice with `fpscale run`, peak RSS 483 MiB with an empty NUMBA_CACHE_DIR
-# and 337 MiB with the cache it left, both measured with getrusage of the
-# child; the difference, rounded up
-COMPILE = 150 << 20
+# bytes: python + numpy + numba + faiss + scipy + matplotlib imported (200
+# MiB peak RSS after `import fpscale.bench.run.steps` and the libraries,
+# Linux x86-64), the scenario's kernels loaded from numba's cache (about 90
+# MiB more: frif-class-a's compile stage peaked at 288 MiB with a warm
+# cache), and the report's figures rendered (29 MiB more while plotting)
+BASELINE = 320 << 20
+# numba's first compilation of fpscale's kernels, when its on-disk cache
+# lacks them: the compile stage of a 1,000-record version of each scenario
+# with an empty cache peaked at 530 MiB (default), 564 (frif-class-a) and
+# 567 (scomm-130m), December 2026; the MCC kernels alone about 150 MiB
+COMPILE = 270 << 20
 # Resident bytes per template while a batch of searches is re-scored (the
 # padded buffers are zero pages until written, so what counts is the
 # minutiae present): RSS growth of one batch of 100 searches x 100
