@@ -33,6 +33,7 @@ def test_itq_lists_mates_better_than_simhash_at_the_same_length():
     base = load_scenario("scomm-130m", ["population.gallery_size=2000",
                                         "population.n_submissions=300",
                                         "population.mated_share=1.0",
+                                        "population.code=\"simhash\"",
                                         "projection.ladder=[]"]).population
     sim = _hamming_above(base)
     learned = _hamming_above(dataclasses.replace(base, code="itq"))
@@ -52,13 +53,13 @@ def test_itq_changes_only_the_code():
     assert (bits == a.codes).all(1).mean() > 0.95  # the kernel sums in another order
 
 
-def test_default_scenario_is_unchanged_by_the_option():
-    sc = load_scenario("scomm-130m")
-    assert sc.population.code == "simhash"
-    assert "code" not in sc.to_dict()["population"]
-    chosen = load_scenario("scomm-130m", ["population.code=\"itq\""])
+def test_the_default_code_is_left_out_of_scenarios_and_fingerprints():
+    assert load_scenario("default").population.code == "simhash"
+    plain = load_scenario("scomm-130m", ["population.code=\"simhash\""])
+    assert "code" not in plain.to_dict()["population"]
+    chosen = load_scenario("scomm-130m")  # it chooses ITQ
     assert chosen.to_dict()["population"]["code"] == "itq"
-    assert chosen.fingerprint() != sc.fingerprint()
+    assert chosen.fingerprint() != plain.fingerprint()
 
 
 def test_itq_is_refused_where_no_matrix_is_shipped():
