@@ -226,18 +226,19 @@ def test_cli_names_bad_cluster_options(tmp_path, capsys, monkeypatch):
 
 def test_code_ladder_on_a_cluster_equals_one_process(tmp_path):
     # the national-scale scenarios' ladder: scored on codes in each shard,
-    # merged exactly (maxima and sums of whole numbers)
+    # merged exactly (maxima and sums of whole numbers, the top of the
+    # rungs' lists), and the rungs' lists re-scored
     d = json.loads(json.dumps(SMALL))
     d["search"]["backends"] = [{"name": "numba-hamming"}]
-    d["search"]["rescore"] = False
     d["projection"]["scores"] = "codes"
+    d["projection"]["rescored"] = True
     sc = scenario_from_dict(d)
     run_scenario(sc, tmp_path / "one", progress=False)
     run_scenario(_on_cluster(sc, 2, 3), tmp_path / "two", progress=False)
     sa = json.loads((tmp_path / "one" / "summary.json").read_text())
     sb = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert json.dumps(sa["projection"], sort_keys=True) == json.dumps(sb["projection"], sort_keys=True)
-    for fs in ("one", "two_index"):
+    for fs in ("one", "two_index", "two_index+minutiae"):
         za, zb = np.load(tmp_path / "one" / f"ladder_{fs}.npz"), np.load(tmp_path / "two" / f"ladder_{fs}.npz")
         for k in za.files:
             assert np.array_equal(za[k], zb[k]), (fs, k)

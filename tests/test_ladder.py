@@ -115,6 +115,58 @@ def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes
     assert empty.state()["top_nonmate"].shape == (0, len(rungs))
 
 
+@pytest.mark.parametrize("on_codes", [True, False])
+def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(on_codes):
+    # each rung's kept list is what numba-hamming (numba-flat) returns from
+    # the rung's gallery alone, ties to the lower id, the mate included
+    from fpscale.matcher.exact import NumbaFlatIP
+    rng = np.random.default_rng(11)
+    Q, n, k = 23, 3000, 7
+    mate = np.where(np.arange(Q) % 2 == 0, rng.integers(0, n, Q), -1)
+    if on_codes:
+        base = rng.integers(0, 256, (1, 16), dtype=np.uint8)
+        gallery = np.packbits(np.unpackbits(base, axis=1) ^ (rng.random((n, 128)) < 0.3), axis=1)
+        probes = np.packbits(np.unpackbits(gallery[np.maximum(mate, 0)], axis=1)
+                             ^ (rng.random((Q, 128)) < 0.1), axis=1)
+        ms = np.where(mate >= 0, hamming_scores(probes, gallery[np.maximum(mate, 0)]), -np.inf)
+        make = lambda: CodeLadderScan(rungs, probes, mate, ms.astype(np.float32), keep=k)
+        exact = NumbaHamming(128)
+    else:  # few distinct values: many ties
+        gallery = rng.integers(-2, 3, (n, 8)).astype(np.float32)
+        probes = rng.integers(-2, 3, (Q, 8)).astype(np.float32)
+        ms = np.where(mate >= 0, inner_products(probes, gallery)[np.arange(Q), np.maximum(mate, 0)],
+                      -np.inf).astype(np.float32)
+        make = lambda: LadderScan(rungs, probes, mate, ms, 40.0, keep=k)
+        exact = NumbaFlatIP(8)
+    rungs = np.array([5, 300, 2049, n])  # the first rung holds fewer records than k
+    lists = []
+    for cuts, threads in (([0, n], None), ([0, 1, 299, 2050, 2100, n], 1)):
+        scan = make()
+        with thread_count(threads):
+            for a, b in zip(cuts, cuts[1:]):
+                scan.add(a, gallery[a:b])
+        lists.append(scan.state())
+    assert np.array_equal(lists[0]["list_ids"], lists[1]["list_ids"])
+    assert np.array_equal(lists[0]["list_scores"], lists[1]["list_scores"])
+    for r, nr in enumerate(rungs):
+        idx = type(exact)(exact.d)
+        idx.add(np.arange(nr), gallery[:nr])
+        ids, scores = idx.search(probes, k)
+        assert np.array_equal(lists[0]["list_ids"][:, r], ids), r
+        assert np.array_equal(lists[0]["list_scores"][:, r], scores), r
+    assert (lists[0]["list_ids"][:, 0, 5:] == -1).all()
+    # two shards' states merge into the whole gallery's
+    halves = [make(), make()]
+    halves[0].add(0, gallery[:1500])
+    halves[1].add(1500, gallery[1500:])
+    merged = make()
+    merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
+    assert np.array_equal(merged.state()["list_ids"], lists[0]["list_ids"])
+    # without keep, no lists
+    assert "list_ids" not in (CodeLadderScan(rungs, probes, mate, ms) if on_codes else
+                              LadderScan(rungs, probes, mate, ms, 40.0)).state()
+
+
 def test_hamming_scores_are_numba_hammings():
     rng = np.random.default_rng(2)
     g = rng.integers(0, 256, (300, 32), dtype=np.uint8)

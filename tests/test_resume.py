@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # each run resumes the previous one's folder and is killed further on: in the
 # gallery pass, between a checkpoint's files and its manifest entry, between
-# probe batches, and in re-scoring
+# probe batches, in re-scoring, and in re-scoring the rungs' lists
 CRASH_CHAIN = ["build_next/3", "build_next/2/before", "search_next/4", "search_next/3/before",
-               "rescore_next/1", "rescore_next/2/before"]
+               "rescore_next/1", "rescore_next/2/before", "rescore_next:ladder/1/before"]
 
 
 def _run(scen, out, env, timeout=None):
@@ -43,7 +43,8 @@ def resumable(tmp_path_factory, tiny, write_toml):
     """A scenario with many checkpoints, and its uninterrupted results."""
     d = tiny(population__gallery_size=6000, population__n_submissions=600,
              search__chunk_size=400, search__probe_batch=50, search__rescore=True,
-             search__rescore_candidates=5, projection__ladder=[500, 1500, 3000, 6000])
+             search__rescore_candidates=5, projection__ladder=[500, 1500, 3000, 6000],
+             projection__rescored=True)
     tmp = tmp_path_factory.mktemp("resume")
     scen = write_toml(tmp / "r.toml", d)
     env = dict(os.environ, FPSCALE_CHECKPOINT_S="0")
@@ -61,7 +62,8 @@ def _same_as_reference(ref: Path, out: Path) -> None:
     assert [x["metrics"] for x in a["backends"]] == [x["metrics"] for x in b["backends"]]
     assert a["projection"] == b["projection"]
     files = sorted(f.name for f in ref.glob("*.npz"))
-    assert files == sorted(f.name for f in out.glob("*.npz")) and len(files) >= 9
+    assert files == sorted(f.name for f in out.glob("*.npz")) and len(files) >= 10
+    assert "ladder_two_index+minutiae.npz" in files
     for name in files:
         x, y = read_npz(ref / name), read_npz(out / name)
         for k in x:

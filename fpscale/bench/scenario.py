@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpscale.bench.measure.ladder import HIST_BINS
+from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX
 from fpscale.bench.profile import Calibration, ProfileError, calibration_from_dict, resolve_profile
 from fpscale.matcher.checks import MatcherInputError
 from fpscale.matcher.registry import NAMES_HELP, backend_key, is_binary, make_backend
 from fpscale.synth.embedding import shipped_basis
-from fpscale.synth.population import PopulationSpec, spec_from_dict
+from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec, spec_from_dict
 
 
 class ScenarioError(ValueError):
@@ -31,6 +32,9 @@ class ScenarioError(ValueError):
 
 
 FINGER_SETS = ("one", "two_index", "all")
+# what a run projects: each finger set's first stage, and the re-scored
+# pipeline of the set the searches use (projection.rescored)
+PROJECTIONS = FINGER_SETS + tuple(fs + PIPELINE_SUFFIX for fs in FINGER_SETS)
 LADDER_SCORES = ("vectors", "codes")
 
 # Bounds on what a scenario may ask for. Sizes that cost memory are planned
@@ -127,6 +131,20 @@ class ProjectionSpec:
     # or the binary codes (bits minus Hamming distance, as numba-hamming),
     # which at national scale cost a fifth of the time and need no vectors
     scores: str = "vectors"
+    # the re-scored pipeline measured at every rung as well: each rung's top
+    # rescore_candidates (by the ladder's scores) re-scored by the 1:1
+    # matcher, and projected like the first stage
+    rescored: bool = False
+
+
+def pipeline_finger_set(search_fingers: tuple[int, ...], finger_sets: tuple[str, ...]) -> str | None:
+    """The first of finger_sets that holds every searched finger (what the
+    searches and their re-scoring fuse), or None."""
+    for fs in finger_sets:
+        if (fs == "all" or (fs == "one" and len(search_fingers) == 1)
+                or (fs == "two_index" and sorted(search_fingers) == sorted(LEGACY_FINGERS))):
+            return fs
+    return None
 
 
 @dataclass(frozen=True)
@@ -190,6 +208,8 @@ class Scenario:
         # it existed still resume
         if d["projection"]["scores"] == "vectors":
             d["projection"].pop("scores")
+        if not d["projection"]["rescored"]:
+            d["projection"].pop("rescored")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -386,8 +406,11 @@ def _projection(t: dict, gallery_size: int) -> ProjectionSpec:
     scores = t.get("scores", d.scores)
     if scores not in LADDER_SCORES:
         raise _err("projection", "scores", scores, "allowed: " + ", ".join(LADDER_SCORES))
+    rescored = t.get("rescored", d.rescored)
+    if not isinstance(rescored, bool):
+        raise _err("projection", "rescored", rescored, "must be true or false")
     return ProjectionSpec(tuple(ladder), tuple(fs), tuple(float(x) for x in study), float(dec),
-                          scores)
+                          scores, rescored)
 
 
 def _target(t: dict) -> TargetSpec:
@@ -532,6 +555,13 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
         raise _err("projection", "scores", proj.scores,
                    f"a code ladder holds codes of fewer than {HIST_BINS} bits; these records have "
                    f"{pop.record_bits} (population.bits x search fingers)")
+    if proj.rescored and proj.ladder:
+        if not search.rescore:
+            raise _err("projection", "rescored", True, "needs search.rescore = true")
+        if pipeline_finger_set(pop.search_fingers, proj.finger_sets) is None:
+            raise _err("projection", "rescored", True,
+                       "needs a finger set in projection.finger_sets holding every searched "
+                       "finger (\"all\")")
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {}), search.candidates),
                     proj,
                     _target(d.get("target", {})), _cluster(d.get("cluster", {})), calibration)

@@ -258,14 +258,16 @@ def popcount64(x: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _offer(dist: np.uint64, bits: int, gid: int, hs: np.ndarray, hi: np.ndarray) -> np.uint64:
-    # push a candidate; return the largest distance that can still enter
+def offer_distance(dist: np.uint64, bits: int, gid: int, hs: np.ndarray, hi: np.ndarray) -> np.uint64:
+    """Offer code gid at Hamming distance dist to the top-L heap (hs, hi) of
+    scores bits - distance; returns the largest distance that can still enter."""
     heap_push(hs, hi, np.float32(bits - np.int64(dist)), gid)
-    return _max_dist(bits, hs[0])
+    return max_distance(bits, hs[0])
 
 
 @njit(cache=True, inline="always")
-def _max_dist(bits: int, worst: float) -> np.uint64:
+def max_distance(bits: int, worst: float) -> np.uint64:
+    """The largest Hamming distance that can enter a heap whose worst score is worst."""
     # scores are bits - distance, so "score >= worst" is "distance <= bits - worst"
     if worst == -np.inf:
         return np.uint64(bits)
@@ -325,10 +327,10 @@ def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, bits: in
             m = g1 - g0
             for q in range(q0, q1):
                 hamming_distances(qc[q], planes, g0, g1, dist)
-                maxd = _max_dist(bits, hs[q, 0])
+                maxd = max_distance(bits, hs[q, 0])
                 for j in range(m):
                     if dist[j] <= maxd:
-                        maxd = _offer(dist[j], bits, gids[g0 + j], hs[q], hi[q])
+                        maxd = offer_distance(dist[j], bits, gids[g0 + j], hs[q], hi[q])
 
 
 class NumbaHamming(Backend):

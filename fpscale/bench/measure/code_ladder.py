@@ -21,22 +21,36 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import NumbaHamming, hamming_distances
+from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_distance
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
 
+@njit(cache=True)
+def _keep_top(dist: np.ndarray, lo: int, hi: int, gid0: int, bits: int, hs: np.ndarray,
+              hi_ids: np.ndarray) -> None:
+    # offer records dist[lo:hi] (ids gid0 + j) to one segment's top-keep heap
+    maxd = max_distance(bits, hs[0])
+    for j in range(lo, hi):
+        if dist[j] <= maxd:
+            maxd = offer_distance(dist[j], bits, gid0 + j, hs, hi_ids)
+
+
 @njit(cache=True, parallel=True)
-def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarray,
-               seg_hi: np.ndarray, seg_id: np.ndarray, mate: np.ndarray, mate_score: np.ndarray,
-               seg_max: np.ndarray, seg_better: np.ndarray, hist: np.ndarray, nthreads: int) -> None:
+def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
+               mate: np.ndarray, mate_score: np.ndarray, seg_max: np.ndarray,
+               seg_better: np.ndarray, hist: np.ndarray, top: tuple, nthreads: int) -> None:
     # qc (Q, W) probe words; planes (W, n) the chunk's codes as word planes
-    # (unit stride per word: LLVM vectorises the popcounts); segments k:
-    # local records [seg_lo[k], seg_hi[k]) of rung segment seg_id[k];
-    # hist (threads, >= bits + 1) per-thread impostor counts by score
+    # (unit stride per word: LLVM vectorises the popcounts); segs (3, K):
+    # local records [segs[0, k], segs[1, k]) of rung segment segs[2, k];
+    # hist (threads, >= bits + 1) per-thread impostor counts by score; top:
+    # (scores, ids) (Q, R, keep) each segment's top-keep heaps (keep may be 0)
     Q, W = qc.shape
     n = planes.shape[1]
     bits = 64 * W
+    seg_lo, seg_hi, seg_id = segs[0], segs[1], segs[2]
+    top_s, top_i = top
+    keep = top_s.shape[2]
     per = (Q + nthreads - 1) // nthreads
     for t in prange(nthreads):
         tid = numba.get_thread_id()
@@ -50,6 +64,13 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, seg_lo: np.ndarra
             m = g1 - g0
             for q in range(q0, q1):
                 hamming_distances(qc[q], planes, g0, g1, dist)
+                if keep > 0:  # the lists hold the mate too, as the search's do
+                    for k in range(len(seg_id)):
+                        lo = max(seg_lo[k], g0)
+                        hi = min(seg_hi[k], g1)
+                        if lo < hi:
+                            _keep_top(dist, lo - g0, hi - g0, start + g0, bits,
+                                      top_s[q, seg_id[k]], top_i[q, seg_id[k]])
                 mj = mate[q] - start - g0
                 if 0 <= mj < m:
                     dist[mj] = np.uint64(bits + 1)
@@ -94,11 +115,11 @@ class CodeLadderScan(LadderScan):
     on_codes = True
 
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
-                 mate_score: np.ndarray) -> None:
+                 mate_score: np.ndarray, keep: int = 0) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, bytes) uint8 packed
         codes of this finger set (bytes a multiple of 8); mate (Q,) gallery
         id or -1; mate_score (Q,) bits minus the mate's Hamming distance
-        (-inf when none)."""
+        (-inf when none); keep: top records kept per search and rung (0: none)."""
         probes = np.ascontiguousarray(probes, dtype=np.uint8)
         if probes.ndim != 2 or probes.shape[1] % 8 or probes.shape[1] * 8 + 1 > HIST_BINS:
             raise ValueError(f"probe codes must be (Q, 8k) bytes with 8k * 8 < {HIST_BINS}, "
@@ -106,7 +127,7 @@ class CodeLadderScan(LadderScan):
         bits = probes.shape[1] * 8
         # the same histogram length as the float scan's
         super().__init__(rungs, np.zeros((len(probes), 1), np.float32), mate, mate_score,
-                         HIST_BINS / 2)
+                         HIST_BINS / 2, keep)
         self.probes = probes.view(np.uint64)
         self.bits = bits
         # bin s is [s, s + 1): the count above an edge T is the count of
@@ -127,11 +148,10 @@ class CodeLadderScan(LadderScan):
         last = int(np.searchsorted(self.rungs, stop - 1, side="right"))
         seg_id = np.arange(first, last + 1, dtype=np.int64)
         bounds = np.concatenate([[0], self.rungs])
-        seg_lo = np.maximum(bounds[seg_id], start) - start
-        seg_hi = np.minimum(bounds[seg_id + 1], stop) - start
-        _code_scan(self.probes, planes, start, seg_lo, seg_hi, seg_id, self.mate,
-                   self.mate_score, self.seg_max, self.seg_better, self.hist,
-                   numba.get_num_threads())
+        segs = np.stack([np.maximum(bounds[seg_id], start) - start,
+                         np.minimum(bounds[seg_id + 1], stop) - start, seg_id])
+        _code_scan(self.probes, planes, start, segs, self.mate, self.mate_score, self.seg_max,
+                   self.seg_better, self.hist, (self.top_s, self.top_i), numba.get_num_threads())
 
 
 def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:

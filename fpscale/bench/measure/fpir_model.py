@@ -152,12 +152,16 @@ class Ladder:
     rungs: (R,) increasing gallery sizes N_r; top_nonmate: (Q, R) best
     non-mate score among gallery ids [0, N_r); mate: (Q,) gallery id of the
     search's mate or -1; cluster: optional (Q,) person id of each search, so
-    that intervals resample persons rather than searches."""
+    that intervals resample persons rather than searches; nested: each
+    rung's best non-mate is a maximum over a superset of the last rung's
+    (a first-stage scan; a re-scored pipeline's is not, since its list at a
+    larger rung may drop a candidate), and is made a running maximum."""
 
     rungs: np.ndarray
     top_nonmate: np.ndarray
     mate: np.ndarray
     cluster: np.ndarray | None = None
+    nested: bool = True
 
     def __post_init__(self) -> None:
         rungs = np.asarray(self.rungs, dtype=np.float64).ravel()
@@ -169,8 +173,9 @@ class Ladder:
         if len(rungs) == 0 or np.any(np.diff(rungs) <= 0) or rungs[0] <= 0:
             raise ValueError("rungs must be positive and increasing")
         object.__setattr__(self, "rungs", rungs)
-        # a running maximum over rungs, whatever the caller passed
-        object.__setattr__(self, "top_nonmate", np.maximum.accumulate(top, axis=1))
+        # a running maximum over nested rungs, whatever the caller passed
+        object.__setattr__(self, "top_nonmate", np.maximum.accumulate(top, axis=1)
+                           if self.nested else top)
         object.__setattr__(self, "mate", mate)
         if self.cluster is not None:
             cl = np.asarray(self.cluster).ravel()

@@ -6,6 +6,13 @@ of non-mates that outscore the mate (the mate's rank - 1, for FNIR), and it
 histograms every impostor score it sees, (searches x N) pairs, to estimate
 the per-comparison FMR(T) far into the tail. Memory is (Q x rungs) plus
 the histogram, whatever N.
+
+With ``keep`` > 0 the pass also keeps each search's top ``keep`` records
+of every rung segment (higher score first, ties to the lower id, as the
+exact searches order them), so that every rung's candidate list can be
+re-scored afterwards: the re-scored pipeline measured at every rung, not
+only the first stage. Memory then grows by (Q x rungs x keep) ids and
+scores.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.matcher.exact import inner_products
+from fpscale.matcher.topk import empty_lists, heap_push, merge_lists
 
 HIST_BINS = 40_000
 
@@ -22,20 +30,26 @@ HIST_BINS = 40_000
 @njit(cache=True, parallel=True)
 def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray,
             mate_score: np.ndarray, seg_max: np.ndarray, seg_better: np.ndarray,
-            hist: np.ndarray, lo: float, width: float) -> None:
+            hist: np.ndarray, lo: float, width: float, top_s: np.ndarray,
+            top_i: np.ndarray) -> None:
     # scores (Q, n) for gallery ids start..start+n-1; seg_of (n,) rung segment
-    # of each id; hist (threads, bins) per-thread impostor histograms
+    # of each id; hist (threads, bins) per-thread impostor histograms;
+    # top_s, top_i (Q, R, keep) each segment's top-keep heaps (keep may be 0)
     Q, n = scores.shape
     nb = hist.shape[1]
+    keep = top_s.shape[2]
     for q in prange(Q):
         tid = numba.get_thread_id()
         m = mate[q]
         ms = mate_score[q]
         for j in range(n):
-            if start + j == m:
-                continue
             s = scores[q, j]
             g = seg_of[j]
+            # the lists hold the mate too, as the search's do
+            if keep > 0 and s >= top_s[q, g, 0]:
+                heap_push(top_s[q, g], top_i[q, g], s, start + j)
+            if start + j == m:
+                continue
             if s > seg_max[q, g]:
                 seg_max[q, g] = s
             if s > ms:
@@ -62,11 +76,12 @@ class LadderScan:
     on_codes = False  # scores float vectors; CodeLadderScan scores codes
 
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
-                 mate_score: np.ndarray, score_range: float) -> None:
+                 mate_score: np.ndarray, score_range: float, keep: int = 0) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, d) float32 (the
         slice of this finger set); mate (Q,) gallery id or -1; mate_score (Q,)
         the probe's score against its mate (-inf when none); scores lie in
-        [-score_range, score_range]."""
+        [-score_range, score_range]; keep: top records kept per search and
+        rung (0: none)."""
         self.rungs = np.asarray(rungs, dtype=np.int64)
         self.probes = np.ascontiguousarray(probes, dtype=np.float32)
         self.mate = np.asarray(mate, dtype=np.int64)
@@ -77,6 +92,9 @@ class LadderScan:
         self.lo = -float(score_range)
         self.width = 2.0 * score_range / HIST_BINS
         self.hist = np.zeros((numba.config.NUMBA_NUM_THREADS, HIST_BINS), dtype=np.int64)
+        self.keep = int(keep)
+        top_s, top_i = empty_lists(Q * R, self.keep)
+        self.top_s, self.top_i = top_s.reshape(Q, R, self.keep), top_i.reshape(Q, R, self.keep)
 
     def add(self, start: int, gallery: np.ndarray) -> None:
         """Score one gallery chunk (n, d) float32 of ids start..start+n-1."""
@@ -91,31 +109,64 @@ class LadderScan:
             # on the chunk, the shard or the thread count (fpscale.matcher.exact)
             scores = inner_products(self.probes, g[a:a + step])
             _update(scores, start + a, seg_of[a:a + step], self.mate, self.mate_score,
-                    self.seg_max, self.seg_better, self.hist, self.lo, self.width)
+                    self.seg_max, self.seg_better, self.hist, self.lo, self.width,
+                    self.top_s, self.top_i)
 
     def export_state(self) -> dict[str, np.ndarray]:
         """The accumulators, to checkpoint the gallery pass."""
-        return {"seg_max": self.seg_max, "seg_better": self.seg_better, "hist": self.hist.sum(axis=0)}
+        st = {"seg_max": self.seg_max, "seg_better": self.seg_better, "hist": self.hist.sum(axis=0)}
+        if self.keep:
+            st.update(top_scores=self.top_s, top_ids=self.top_i)
+        return st
 
     @staticmethod
     def merge_states(states: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """The accumulators of scans over disjoint parts of the gallery,
-        combined: maxima of the best non-mate scores, sums of the counts.
-        Both are exact and independent of the order, so a gallery scanned
-        in shards gives the state of one scan over all of it."""
-        return {"seg_max": np.maximum.reduce([st["seg_max"] for st in states]),
-                "seg_better": np.sum([st["seg_better"] for st in states], axis=0),
-                "hist": np.sum([st["hist"] for st in states], axis=0)}
+        combined: maxima of the best non-mate scores, sums of the counts,
+        the top of the kept lists' union. All are exact and independent of
+        the order, so a gallery scanned in shards gives the state of one
+        scan over all of it."""
+        out = {"seg_max": np.maximum.reduce([st["seg_max"] for st in states]),
+               "seg_better": np.sum([st["seg_better"] for st in states], axis=0),
+               "hist": np.sum([st["hist"] for st in states], axis=0)}
+        if "top_ids" in states[0]:
+            Q, R, k = states[0]["top_ids"].shape
+            ids, scores = merge_lists([(st["top_ids"].reshape(Q * R, k),
+                                        st["top_scores"].reshape(Q * R, k)) for st in states], k)
+            out.update(top_ids=ids.reshape(Q, R, k), top_scores=scores.reshape(Q, R, k))
+        return out
 
     def import_state(self, st: dict[str, np.ndarray]) -> None:
         self.seg_max = np.array(st["seg_max"], dtype=np.float32)
         self.seg_better = np.array(st["seg_better"], dtype=np.int64)
         self.hist[:] = 0
         self.hist[0] = st["hist"]
+        if self.keep:
+            self.top_s = np.array(st["top_scores"], dtype=np.float32)
+            self.top_i = np.array(st["top_ids"], dtype=np.int64)
+
+    def rung_lists(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each rung's top-keep list: ids and scores (Q, R, keep), best
+        first, ties to the lower id, (-1, -inf) padded: what an exact search
+        of the rung's gallery [0, N_r) returns."""
+        Q, R, k = self.top_i.shape
+        ids = np.empty((Q, R, k), dtype=np.int64)
+        scores = np.empty((Q, R, k), dtype=np.float32)
+        prev: list[tuple[np.ndarray, np.ndarray]] = []
+        for r in range(R):
+            # rung r: the last rung's list and segment r's heap (unordered), sorted
+            ids[:, r], scores[:, r] = merge_lists([*prev, (self.top_i[:, r], self.top_s[:, r])], k)
+            prev = [(ids[:, r], scores[:, r])]
+        return ids, scores
 
     def state(self) -> dict[str, np.ndarray]:
         """Per rung: best non-mate score (Q, R), non-mates above the mate
-        (Q, R), and the impostor score histogram (bins,) with its edges."""
+        (Q, R), and the impostor score histogram (bins,) with its edges;
+        with keep, each rung's list (``rung_lists``) as list_ids and
+        list_scores (Q, R, keep)."""
+        lists = {}
+        if self.keep:
+            lists["list_ids"], lists["list_scores"] = self.rung_lists()
         return {
             "rungs": self.rungs,
             "top_nonmate": np.maximum.accumulate(self.seg_max, axis=1),
@@ -123,4 +174,5 @@ class LadderScan:
             "impostor_hist": self.hist.sum(axis=0),
             "hist_edges": self.lo + self.width * np.arange(HIST_BINS + 1),
             "mate_score": self.mate_score,
+            **lists,
         }

@@ -529,7 +529,8 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
     """The projection of one finger set from its ladder state (``LadderScan.state``
     with the searches' ``mate`` and, where known, ``person``)."""
     proj, target = study.proj, study.target
-    ladder = fm.Ladder(st["rungs"], st["top_nonmate"], st["mate"], st.get("person"))
+    ladder = fm.Ladder(st["rungs"], st["top_nonmate"], st["mate"], st.get("person"),
+                       bool(st.get("nested", True)))
     pooled = pooled_tail(st["impostor_hist"], st["hist_edges"])
     data = _Data(ladder, st, fm.Options(n_boot=N_BOOT, seed=study.seed,
                                         max_decades=proj.max_decades), pooled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fpscale.bench.measure.metrics import Rate
 from fpscale.bench.measure.projection import HEADLINE, SAME_RUNG, FingerSetProjection, HeldOut
+from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX
 from fpscale.bench.report.calibration import profile_lines
 from fpscale.bench.store.summary import BackendResult, Summary
 
@@ -71,11 +72,17 @@ def _backends(summary: Summary) -> list[str]:
     return lines
 
 
-def _ladder_scores(summary: Summary) -> str:
+def _ladder_scores(summary: Summary, fs: str) -> str:
     # what the ladder's scores, and so the thresholds T, are
-    if summary.scenario.projection.scores == "codes":
-        return "scores: binary codes, bits minus Hamming distance, as numba-hamming"
-    return "scores: float vectors, inner product, as numba-flat"
+    first = ("binary codes, bits minus Hamming distance, as numba-hamming"
+             if summary.scenario.projection.scores == "codes" else
+             "float vectors, inner product, as numba-flat")
+    if not fs.endswith(PIPELINE_SUFFIX):
+        return "scores: " + first
+    srch = summary.scenario.search
+    return (f"scores: the re-scored pipeline's, {srch.rescore_matcher} 1:1 scores fused by "
+            f"{srch.rescore_fusion} over the searched fingers, of each rung's top "
+            f"{min(srch.rescore_candidates, srch.candidates)} by the {first}")
 
 
 def _fig(f, digits: int = 4) -> str:
@@ -145,8 +152,10 @@ def _projection(summary: Summary) -> list[str]:
     lines = []
     tgt = summary.scenario.target
     for fs, p in (summary.projection or {}).items():
-        lines += [f"## Projection: {fs}", "",
-                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)} ({_ladder_scores(summary)}); "
+        title = (f"{fs.removesuffix(PIPELINE_SUFFIX)}, re-scored pipeline"
+                 if fs.endswith(PIPELINE_SUFFIX) else fs)
+        lines += [f"## Projection: {title}", "",
+                  f"Ladder {', '.join(f'{n:,}' for n in p.rungs)} ({_ladder_scores(summary, fs)}); "
                   f"{p.searches:,} non-mated searches "
                   f"at the largest rung. Headline: {p.model_note}."
                   + (f" Shift b = {_fig(p.shift_b)}: {p.shift_b.note}." if p.shift_b else ""), ""]

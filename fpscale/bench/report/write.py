@@ -15,7 +15,7 @@ from fpscale.bench.report.html import markdown_to_html
 from fpscale.bench.report.markdown import render_markdown
 from fpscale.bench.report.plots import (plot_cmc, plot_det, plot_fpir_vs_n, plot_held_out,
                                 plot_throughput_recall)
-from fpscale.bench.scenario import FINGER_SETS
+from fpscale.bench.scenario import PROJECTIONS
 from fpscale.bench.store.files import ResultsError
 from fpscale.bench.store.manifest import ResultsFolder, open_existing, read_manifest
 from fpscale.bench.store.summary import Summary, read_summary
@@ -32,7 +32,7 @@ def projection_plots(finger_set: str) -> tuple[str, str]:
 def report_names(summary: Summary) -> list[str]:
     """The names of the report's files for this summary."""
     proj = summary.projection or {}
-    return list(REPORT_FILES) + [n for fs in FINGER_SETS if fs in proj for n in projection_plots(fs)]
+    return list(REPORT_FILES) + [n for fs in PROJECTIONS if fs in proj for n in projection_plots(fs)]
 
 
 def report_files(summary: Summary) -> dict[str, bytes]:
@@ -40,7 +40,7 @@ def report_files(summary: Summary) -> dict[str, bytes]:
     md_name, html_name, det, cmc, tr = REPORT_FILES
     files = {det: plot_det(summary), cmc: plot_cmc(summary), tr: plot_throughput_recall(summary)}
     proj = summary.projection or {}
-    for fs in FINGER_SETS:  # fpscale's names, whatever the file says
+    for fs in PROJECTIONS:  # fpscale's names, whatever the file says
         if fs in proj:
             a, b = projection_plots(fs)
             files[a] = plot_fpir_vs_n(proj[fs])

@@ -14,7 +14,8 @@ import threading
 
 import numpy as np
 
-from fpscale.bench.run.gallery import BackendRun, GalleryBuilder, ladder_scans, new_backend
+from fpscale.bench.run.gallery import (BackendRun, GalleryBuilder, ladder_scans, new_backend,
+                                      rung_list_length)
 from fpscale.bench.run.rescore_segment import rescore_segment
 from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.scenario import Rescoring, scenario_from_dict
@@ -57,7 +58,8 @@ def _build(job: dict, ladder: bool) -> tuple[list[Backend], dict]:
             idx.import_state(trained)
         idx.set_search_params(b.params)
         runs.append(BackendRun(b, slot, idx))
-    scans, cols = (ladder_scans(sc.population, sc.projection, _run_submissions(job["run"], sc))
+    scans, cols = (ladder_scans(sc.population, sc.projection, _run_submissions(job["run"], sc),
+                                 rung_list_length(sc.search))
                    if ladder and job["ladder"] else ({}, {}))
     builder = GalleryBuilder(sc.population, runs, scans, cols)
     with thread_count(job["threads"]):

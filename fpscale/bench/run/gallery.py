@@ -17,7 +17,8 @@ from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
 from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.run.progress import say, stage
 from fpscale.bench.run.submissions import Submissions
-from fpscale.bench.scenario import BackendSpec, ProjectionSpec, training_advice
+from fpscale.bench.scenario import (BackendSpec, ProjectionSpec, SearchSpec, pipeline_finger_set,
+                                    training_advice)
 from fpscale.matcher.exact import paired_inner_products
 from fpscale.matcher.interface import Backend
 from fpscale.matcher.registry import make_backend
@@ -91,13 +92,21 @@ def finger_set_columns(pop: PopulationSpec, fset: str, codes: bool = False) -> n
     return np.concatenate([np.arange(s * d, (s + 1) * d) for s in slots])
 
 
-def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
-                 subs: Submissions) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
+def rung_list_length(search: SearchSpec) -> int:
+    """Candidates a rung's list keeps for re-scoring: as many as the search re-scores."""
+    return min(search.rescore_candidates, search.candidates)
+
+
+def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
+                 keep: int = 0) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
     """Empty ladder scans per finger set, and each set's record columns
-    (vector columns, or code bytes when the ladder scores codes)."""
+    (vector columns, or code bytes when the ladder scores codes); with
+    proj.rescored, the set of every searched finger keeps each rung's top
+    keep records."""
     scans, scan_cols = {}, {}
     if not proj.ladder:
         return scans, scan_cols
+    piped = pipeline_finger_set(pop.search_fingers, proj.finger_sets) if proj.rescored else None
     on_codes = proj.scores == "codes"
     rungs, mates = np.array(proj.ladder), subs.mate
     has = mates >= 0
@@ -112,13 +121,14 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec,
             probes = subs.codes[:, cols]
             if mated is not None:  # as numba-hamming scores the pair
                 ms[has] = hamming_scores(probes[has], mated.codes[:, cols])
-            scans[fs] = CodeLadderScan(rungs, probes, mates, ms)
+            scans[fs] = CodeLadderScan(rungs, probes, mates, ms, keep if fs == piped else 0)
             continue
         if mated is not None:  # the bits the search and the ladder give the same pair
             ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
                                             np.ascontiguousarray(mated.vectors[:, cols]))
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
-        scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001)
+        scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001,
+                               keep if fs == piped else 0)
     return scans, scan_cols
 
 

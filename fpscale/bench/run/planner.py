@@ -29,7 +29,7 @@ import numba
 
 from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
-from fpscale.bench.run.rescore_segment import BATCH as RESCORE_BATCH
+from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
@@ -120,6 +120,13 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     L = srch.candidates
     rows = len(srch.backends) * (2 if srch.rescore else 1)
     lists = Q * L * 12 * rows
+    widths = [min(srch.rescore_candidates, L)]
+    if sc.projection.rescored and sc.projection.ladder:
+        # every rung's top k kept by the scan (heaps, the sorted lists, the
+        # re-scored lists), and their union re-scored in batches
+        R = len(sc.projection.ladder)
+        lists += 4 * Q * R * widths[0] * 12
+        widths.append(R * widths[0])
     submissions = Q * (vec + code) + lists
     chunk = min(srch.chunk_size, pop.gallery_size)
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
@@ -146,7 +153,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         m = srch.rescore_matcher
         key = "mcc-rolled" if m == "mcc" and pop.gallery_capture == "rolled" else m
         per = min(RESCORE_TEMPLATE_BYTES[key] * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
-        rescore = int(RESCORE_BATCH * (srch.rescore_candidates + 1) * F * per)
+        rescore = int(max(batch_searches(k) * (k + 1) for k in widths) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy

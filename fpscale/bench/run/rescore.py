@@ -8,17 +8,18 @@ import time
 import numpy as np
 
 from fpscale.bench.run.context import RunContext
+from fpscale.bench.scenario import Rescoring
 from fpscale.bench.store.summary import RescoreTimings
 from fpscale.synth.population import chunks
 
 SEGMENT = 500  # searches re-scored between checkpoints
 
 
-def rescore_lists(ctx: RunContext, key: str,
-                  ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, RescoreTimings]:
+def rescore_lists(ctx: RunContext, key: str, ids: np.ndarray,
+                  rescoring: Rescoring | None = None) -> tuple[np.ndarray, np.ndarray, RescoreTimings]:
     """Re-scored lists (Q, k) of backend ``key``'s lists ids (Q, L), with
-    the work done and the time spent."""
-    rescoring = ctx.scenario.search.rescoring
+    the work done and the time spent; rescoring: the scenario's unless given."""
+    rescoring = rescoring or ctx.scenario.search.rescoring
     ck = ctx.checkpoints
     Q = len(ids)
     k = min(rescoring.candidates, ids.shape[1])

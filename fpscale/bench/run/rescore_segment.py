@@ -19,7 +19,15 @@ from fpscale.matcher import mcc, minutiae
 from fpscale.synth.impressions import impression_batch
 from fpscale.synth.population import PopulationSpec, gallery_impressions, submission_impressions
 
-BATCH = 100  # searches re-scored at a time (bounded template memory)
+BATCH = 100  # searches re-scored at a time (bounded template memory)...
+BATCH_CANDIDATES = 100  # ...when their lists are at most this long
+
+
+def batch_searches(k: int) -> int:
+    """Searches re-scored at a time when each lists k candidates: BATCH, or
+    fewer for longer lists, so that a batch holds at most BATCH x
+    BATCH_CANDIDATES candidates' templates."""
+    return max(1, min(BATCH, BATCH * BATCH_CANDIDATES // max(k, 1)))
 
 
 def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +64,9 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
     compare_s = 0.0
     comparisons = 0
     match_many = warm_matcher(rescoring.matcher)  # compiled or loaded outside the timing
-    for a in range(0, Q, BATCH):
-        b = min(Q, a + BATCH)
+    step = batch_searches(k)
+    for a in range(0, Q, step):
+        b = min(Q, a + step)
         cand = ids[a:b, :k]
         pimp = submission_impressions(spec, offset + a, offset + b)
         pt, pn = _templates(spec, pimp)

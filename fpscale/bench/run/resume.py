@@ -21,9 +21,9 @@ import numpy as np
 
 from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.run.checkpoints import Checkpoints, part_files, state_file
-from fpscale.bench.run.gallery import finger_set_columns
+from fpscale.bench.run.gallery import finger_set_columns, rung_list_length
 from fpscale.bench.run.rescore import SEGMENT
-from fpscale.bench.scenario import Scenario
+from fpscale.bench.scenario import Scenario, pipeline_finger_set
 from fpscale.bench.store.files import ResultsError, read_npz
 from fpscale.matcher.registry import appends_checkpoints
 from fpscale.synth.population import chunks
@@ -88,6 +88,14 @@ class _Expect:
         self.backends = {b.key: b for b in sc.search.backends}
         self.scanned = [fs for fs in sc.projection.finger_sets
                         if sc.projection.ladder and finger_set_columns(pop, fs) is not None]
+        # list lengths of what is re-scored: each backend's lists and, with
+        # projection.rescored, the union of the rung lists a scan keeps
+        self.widths = {key: self.k for key in self.backends} if sc.search.rescore else {}
+        self.keep = {}
+        piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
+        if sc.projection.rescored and piped in self.scanned:
+            self.keep[piped] = rung_list_length(sc.search)
+            self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * self.keep[piped]
 
     def records(self, done: int) -> int:
         return min(done * self.sc.search.chunk_size, self.N)
@@ -114,9 +122,13 @@ class _Expect:
         if not np.array_equal(ids, np.arange(first, first + n)):
             raise _Bad(f"ids are not the gallery's records {first} to {first + n - 1} in order")
 
-    def ladder(self, arrays: dict) -> None:
+    def ladder(self, arrays: dict, fs: str) -> None:
         R = len(self.sc.projection.ladder)
         _no_nan(_array(arrays, "seg_max", np.float32, (self.Q, R)), "seg_max")
+        if fs in self.keep:
+            shape = (self.Q, R, self.keep[fs])
+            _ids(_array(arrays, "top_ids", np.int64, shape), self.N, "top_ids")
+            _no_nan(_array(arrays, "top_scores", np.float32, shape), "top_scores")
         better = _array(arrays, "seg_better", np.int64, (self.Q, R))
         hist = _array(arrays, "hist", np.int64, (HIST_BINS,))
         if better.size and (better.min() < 0 or better.max() > self.N):
@@ -167,7 +179,7 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 _boundary(start, ex.Q, ex.sc.search.probe_batch, step)
                 _seconds(v[1], step)
                 needs[step] = [state_file(f"search_{step[12:]}", start)]
-            elif step.startswith("rescore_next:") and step[13:] in keys and ex.sc.search.rescore:
+            elif step.startswith("rescore_next:") and step[13:] in ex.widths:
                 if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
                     raise _Bad(f"{step} is not [count, timings]")
                 start = _int(v[0], 1, ex.Q, step)
@@ -176,14 +188,15 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 if set(info) - {"comparisons", "compare_s", "wall_s"} or \
                         not {"comparisons", "compare_s"} <= set(info):
                     raise _Bad(f"{step} holds unknown timings")
-                _int(info["comparisons"], 0, ex.Q * ex.k * len(ex.sc.population.search_fingers),
-                     "comparisons")
+                _int(info["comparisons"], 0,
+                     ex.Q * ex.widths[step[13:]] * len(ex.sc.population.search_fingers), "comparisons")
                 _seconds(info["compare_s"], "compare_s")
                 if "wall_s" in info:
                     _seconds(info["wall_s"], "wall_s")
                 needs[step] = [state_file(f"rescore_{step[13:]}", start)]
             elif step in ("build", "projection", "summary") or (
-                    step.split(":", 1)[0] in ("search", "rescore") and step.split(":", 1)[1] in keys):
+                    step.split(":", 1)[0] == "search" and step.split(":", 1)[1] in keys) or (
+                    step.split(":", 1)[0] == "rescore" and step.split(":", 1)[1] in ex.widths):
                 if v is not True:
                     raise _Bad(f"{step} = {str(v)[:40]}")
             else:
@@ -216,11 +229,11 @@ def _check_file(ck: Checkpoints, ex: _Expect, group: str, rel: str) -> None:
             if name.startswith("index_"):
                 ex.index(ex.backends[name[6:]], arrays, n - first, first)
             else:
-                ex.ladder(arrays)
+                ex.ladder(arrays, name.removeprefix("ladder_"))
         elif group.startswith("search_next:"):
             ex.lists(arrays, count, ex.L)
         else:
-            ex.lists(arrays, count, ex.k)
+            ex.lists(arrays, count, ex.widths[group.split(":", 1)[1]])
     except _Bad as e:
         raise _Bad(f"{rel}: {e}") from None
     ck.keep_verified(rel, arrays)

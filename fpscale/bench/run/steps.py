@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fpscale.bench.measure import metrics
 from fpscale.bench.measure.individuality import compare as individuality
 from fpscale.bench.measure.projection import Study, project
 from fpscale.bench.measure.recall import recall_against
+from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX, rescored_ladder_state, rung_union
 from fpscale.bench.report.write import REPORT_FILES, projection_plots, report_files
 from fpscale.bench.run.checkpoints import Checkpoints
 from fpscale.bench.run.context import RunContext
@@ -35,7 +37,7 @@ from fpscale.bench.run.resume import notice, verify_resume
 from fpscale.bench.run.search import search_backend
 from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.run.warmup import warm_up
-from fpscale.bench.scenario import Scenario, SearchSpec
+from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
 from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
                                  read_summary, to_json_dict)
@@ -85,6 +87,9 @@ def _expected_files(sc: Scenario) -> list[str]:
         for fs in sc.projection.finger_sets:
             if finger_set_columns(sc.population, fs) is not None:
                 names += [f"ladder_{fs}.npz", *projection_plots(fs)]
+        if sc.projection.rescored:
+            fs = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
+            names += [f"ladder_{fs}{PIPELINE_SUFFIX}.npz", *projection_plots(fs + PIPELINE_SUFFIX)]
     return names
 
 
@@ -162,6 +167,11 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         for fs, st in ladder_state.items():
             st.update(mate=subs.mate, person=subs.person)
             folder.write_npz(f"ladder_{fs}.npz", **st)
+        piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
+        if sc.projection.rescored and piped in ladder_state:
+            st = _rescored_ladder(ctx, piped, ladder_state[piped], subs)
+            ladder_state[piped + PIPELINE_SUFFIX] = st
+            folder.write_npz(f"ladder_{piped}{PIPELINE_SUFFIX}.npz", **st)
         with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
             summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
                                          ladder_state)
@@ -242,6 +252,19 @@ def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
                          binary=row.binary, rescored_from=row.key, memory=row.memory,
                          timings=timings, metrics=_measure(ctx, rkey, (ri, rs), mate))
+
+
+def _rescored_ladder(ctx: RunContext, fs: str, st: dict, subs: Submissions) -> dict:
+    """The re-scored pipeline's ladder state: the distinct candidates of
+    every rung's list re-scored once (checkpointed as a backend's lists
+    are), then each rung's list re-ranked by them."""
+    union = rung_union(st["list_ids"])
+    rescoring = replace(ctx.scenario.search.rescoring, candidates=union.shape[1])
+    ri, rs, _ = rescore_lists(ctx, f"ladder_{fs}", union, rescoring)
+    ctx.checkpoints.mark(f"rescore:ladder_{fs}")
+    out = rescored_ladder_state(st["rungs"], st["list_ids"], ri, rs, subs.mate)
+    out["person"] = subs.person
+    return out
 
 
 def _estimate(sc: Scenario, run: BackendRun) -> int:

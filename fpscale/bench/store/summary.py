@@ -27,7 +27,7 @@ from fpscale.bench.measure.individuality import Individuality
 from fpscale.bench.measure.metrics import MetricsSummary
 from fpscale.bench.measure.projection import OMIT_IF_NONE, FingerSetProjection
 from fpscale.bench.measure.recall import Recall
-from fpscale.bench.scenario import FINGER_SETS, Scenario, ScenarioError, nesting, scenario_from_dict
+from fpscale.bench.scenario import PROJECTIONS, Scenario, ScenarioError, nesting, scenario_from_dict
 from fpscale.bench.store.files import ResultsError, is_plain_file
 
 SUMMARY = "summary.json"
@@ -330,8 +330,9 @@ def _rate_problem(r, what: str) -> str | None:
 
 def _projection_problem(fs: str, p: FingerSetProjection) -> str | None:
     where = f"projection.{fs}"
-    if fs not in FINGER_SETS or p.finger_set != fs:
-        return f"projection key {fs[:40]!r} is not one of fpscale's finger sets ({', '.join(FINGER_SETS)})"
+    if fs not in PROJECTIONS or p.finger_set != fs:
+        return (f"projection key {fs[:40]!r} is not one of fpscale's projections "
+                f"({', '.join(PROJECTIONS)})")
     r = p.rungs
     if not r or len(r) > 1000 or any(x < 1 for x in r) or any(a >= b for a, b in zip(r, r[1:])):
         return f"{where}.rungs are not increasing gallery sizes"

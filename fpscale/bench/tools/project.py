@@ -17,7 +17,7 @@ import numpy as np
 from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.measure.projection import FingerSetProjection, Study, project
 from fpscale.bench.report.write import check_not_foreign
-from fpscale.bench.scenario import FINGER_SETS, Scenario, TargetSpec, scenario_from_dict
+from fpscale.bench.scenario import PROJECTIONS, Scenario, TargetSpec, scenario_from_dict
 from fpscale.bench.store.files import ResultsError, read_npz
 from fpscale.bench.store.manifest import open_existing
 from fpscale.bench.store.summary import read_summary, to_json_dict
@@ -39,10 +39,20 @@ def _ladder_problem(st: dict, sc: Scenario) -> str | None:
             "top_nonmate": (np.float32, (Q, R)), "better_than_mate": (np.int64, (Q, R)),
             "impostor_hist": (np.int64, (_bins(st),)), "hist_edges": (np.float64, (_bins(st) + 1,)),
             "mate_score": (np.float32, (Q,)), "person": (np.int64, (Q,))}
-    if set(st) - {"person"} != set(want) - {"person"} or not set(st) <= set(want):
-        return f"holds arrays {sorted(st)[:10]}, expected {sorted(want)}"
+    # optional: written since searches carry persons; a scan's rung lists
+    # (projection.rescored); a re-scored pipeline's flag
+    optional = {"person", "list_ids", "list_scores", "nested"}
+    lists = st.get("list_ids")
+    width = lists.shape[-1] if isinstance(lists, np.ndarray) and lists.ndim == 3 else 0
+    if not 1 <= width <= sc.search.candidates:
+        width = -1  # no length fits: any list_ids is reported below
+    want.update({"list_ids": (np.int64, (Q, R, width)), "list_scores": (np.float32, (Q, R, width)),
+                 "nested": (np.bool_, ())})
+    if set(st) - optional != set(want) - optional or not set(st) <= set(want) \
+            or ("list_ids" in st) != ("list_scores" in st):
+        return f"holds arrays {sorted(st)[:10]}, expected {sorted(set(want) - optional)}"
     for k, (dtype, shape) in want.items():
-        if k not in st:  # person: written since searches carry it
+        if k not in st:
             continue
         # scores: float32 from fpscale's own searches, float64 from another matcher's lists
         same_type = (st[k].dtype.kind == "f" and st[k].dtype.itemsize in (4, 8)
@@ -53,6 +63,9 @@ def _ladder_problem(st: dict, sc: Scenario) -> str | None:
         return "its rungs differ from the scenario's ladder"
     if st["mate"].min() < -1 or st["mate"].max() >= N:
         return "mate holds ids outside the gallery"
+    if "list_ids" in st and (st["list_ids"].min(initial=0) < -1
+                             or st["list_ids"].max(initial=0) >= N):
+        return "list_ids holds ids outside the gallery"
     if st["impostor_hist"].min() < 0 or st["better_than_mate"].min() < 0:
         return "holds negative counts"
     edges = st["hist_edges"]
@@ -76,7 +89,7 @@ def reproject(folder: Path, target: dict,
     sc = scenario_from_dict(d, summary.scenario.name)  # the new values checked as a file's are
     state = {}
     mate = None
-    for fs in FINGER_SETS:
+    for fs in PROJECTIONS:
         f = folder / f"ladder_{fs}.npz"
         if not f.exists():
             continue
