@@ -15,7 +15,7 @@ import pytest
 import fpscale.bench
 from fpscale.bench.cli import main
 from fpscale.bench.run import progress, rescore
-from fpscale.bench.run.progress import LOG_EVERY_S, Sink, Stage, say, stage
+from fpscale.bench.run.progress import LOG_EVERY_S, LOG_QUIET_S, Sink, Stage, say, stage
 from fpscale.bench.scenario import training_advice
 from fpscale.matcher import make_backend
 
@@ -50,6 +50,24 @@ def test_a_short_stage_logs_its_start_and_end_only():
     assert lines == ["fpscale: re-score numba-flat (mcc): start, 1,000 searches",
                      "fpscale: re-score numba-flat (mcc): done, 1,000 searches in 10.0 s "
                      "(100 searches/s)"]
+
+
+def test_a_stage_of_hours_logs_every_few_minutes_between_tenths():
+    st, out, clock = _log_stage(1000)
+    stamps = []
+    for _ in range(1000):  # one search every 12 s: a tenth every 20 minutes
+        clock.t += 12.0
+        before = len(_lines(out))
+        st.update(1)
+        if len(_lines(out)) > before:
+            stamps.append((clock.t, st.done))
+    st.close()
+    gaps = np.diff([100.0] + [t for t, _ in stamps])
+    assert max(gaps) <= LOG_QUIET_S + 12 and min(gaps) >= LOG_EVERY_S
+    # every tenth still gets its line (or one within a minute of it)
+    for k in range(1, 10):
+        assert any(0 <= d - 100 * k <= 25 for _, d in stamps), k
+    assert len(stamps) < 45
 
 
 def test_a_long_stage_logs_at_most_once_per_tenth_and_per_interval():

@@ -9,7 +9,8 @@ one backend's lists, writing the report, ...) goes through one ``Stage``:
   never tqdm's carriage-return frames: one when the stage starts, one when it
   ends (count, seconds, rate), and in between at most one per tenth of the
   work and per ``LOG_EVERY_S`` seconds, so that a short stage prints two
-  lines and a long one a dozen;
+  lines and a long one a dozen, and at least one per ``LOG_QUIET_S`` (a
+  stage of an hour or more says every few minutes how far it is);
 - progress off (``--quiet``): nothing.
 
 ``say`` prints one other line (a note the user should read) the same way.
@@ -27,7 +28,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 LOG_EVERY_S = 30.0  # seconds at least between two progress lines of a stage
-LOG_STEP = 0.1      # share of a stage's work at least between two progress lines
+LOG_STEP = 0.1      # share of a stage's work at least between two progress lines...
+LOG_QUIET_S = 300.0  # ...unless this long has passed without one
 PREFIX = "fpscale: "
 
 
@@ -124,9 +126,10 @@ class Stage:
             return
         now = self.out.clock()
         step = self._step(self.done)
-        if step <= self._last_step or now - self._last_t < LOG_EVERY_S:
+        quiet = now - self._last_t
+        if quiet < LOG_QUIET_S and (step <= self._last_step or quiet < LOG_EVERY_S):
             return
-        self._last_step, self._last_t = step, now
+        self._last_step, self._last_t = max(step, self._last_step), now
         elapsed = now - self._t0
         rate = self._rate(elapsed)
         text = (f"{_num(self.done)}/{_num(self.total)} {self.unit} "
