@@ -51,7 +51,9 @@ def test_parts_imported_as_blocks_search_as_the_whole(name, d):
     again = make_backend(name, d)
     again.import_parts(parts)
     assert again.ntotal == 310
-    assert again.nbytes() == sum(p[k].nbytes for p in parts for k in p)
+    # numba-hamming keeps no ids for consecutive records
+    kept = [k for k in parts[0] if not (name == "numba-hamming" and k == "ids")]
+    assert again.nbytes() == sum(p[k].nbytes for p in parts for k in kept)
     probes = rows(9)
     for x, y in zip(b.search(probes, 12), again.search(probes, 12)):
         assert np.array_equal(x, y)

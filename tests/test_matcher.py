@@ -194,3 +194,32 @@ def test_inner_products_match_numpy_and_do_not_depend_on_position(d):
     assert np.array_equal(inner_products(p[3:], g[7:]), s[3:, 7:])  # other tile edges
     assert np.array_equal(inner_products(p[5:6], g[9:10]), s[5:6, 9:10])
     assert np.array_equal(paired_inner_products(p, g[:51]), np.diag(s[:, :51]))
+
+
+def test_numba_hamming_keeps_no_ids_for_consecutive_records_and_searches_alike():
+    # fpscale adds gallery chunks of consecutive ids: those are kept as their
+    # first id alone; any other ids are kept as given, and both search alike
+    rng = np.random.default_rng(4)
+    g = rng.integers(0, 256, (900, 16), dtype=np.uint8)
+    p = rng.integers(0, 256, (13, 16), dtype=np.uint8)
+    runs = make_backend("numba-hamming", 128)
+    runs.add(np.arange(0, 400), g[:400])
+    runs.add(np.arange(400, 900), g[400:])
+    assert runs.nbytes() == g.nbytes
+    shuffled = rng.permutation(900)
+    listed = make_backend("numba-hamming", 128)
+    listed.add(shuffled, g)  # record j has id shuffled[j]
+    assert listed.nbytes() == g.nbytes + 900 * 8
+    ri, rs = runs.search(p, 25)
+    li, ls = listed.search(p, 25)
+    ref = 128 - np.unpackbits(p[:, None, :] ^ g[None, :, :], axis=2).sum(2)
+    assert np.array_equal(rs, ls)
+    for q in range(13):
+        # the same records, named by each index's ids
+        assert np.array_equal(np.sort(ref[q, ri[q]]), np.sort(ref[q, np.argsort(shuffled)[li[q]]]))
+    state = runs.export_state()
+    assert np.array_equal(state["ids"], np.arange(900))
+    back = make_backend("numba-hamming", 128)
+    back.import_state(state)
+    assert back.nbytes() == g.nbytes and back.ntotal == 900
+    assert all(np.array_equal(x, y) for x, y in zip(back.search(p, 25), (ri, rs)))
