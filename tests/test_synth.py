@@ -273,6 +273,10 @@ def test_rechunking_does_not_change_a_byte(chunk, seed):
     parts = [gallery_chunk(spec, a, b) for a, b in chunks(600, chunk)]
     assert np.vstack([p.vectors for p in parts]).tobytes() == whole.vectors.tobytes()
     assert np.vstack([p.codes for p in parts]).tobytes() == whole.codes.tobytes()
+    # a codes-only run leaves the vectors out and gets the same codes
+    bare = [gallery_chunk(spec, a, b, vectors=False) for a, b in chunks(600, chunk)]
+    assert np.vstack([p.codes for p in bare]).tobytes() == whole.codes.tobytes()
+    assert all(p.vectors.shape == (p.stop - p.start, 0) for p in bare)
     sub = submission_chunk(spec, 0, 300)
     sparts = [submission_chunk(spec, a, b) for a, b in reversed(list(chunks(300, chunk)))]
     assert np.vstack([p.vectors for p in reversed(sparts)]).tobytes() == sub.vectors.tobytes()

@@ -295,29 +295,33 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
 
 
 def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
-              probe_side: bool) -> tuple[np.ndarray, np.ndarray]:
+              probe_side: bool, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
                           imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise,
                           spec.code)
     F = len(spec.search_fingers)
-    vectors = np.zeros((n_rows, F, spec.dim), dtype=np.float32)
-    vectors[imp.row, imp.slot] = vec
     nb = spec.bits // 8
     codes = np.full((n_rows, F, nb), ABSENT_CODE_BYTE, dtype=np.uint8)
     codes[imp.row, imp.slot] = code
+    codes = codes.reshape(n_rows, F * nb)
+    if not with_vectors:  # a codes-only run: no (rows x fingers x dim) floats to scatter
+        return np.zeros((n_rows, 0), dtype=np.float32), codes
+    vectors = np.zeros((n_rows, F, spec.dim), dtype=np.float32)
+    vectors[imp.row, imp.slot] = vec
     if not probe_side and spec.fusion == "znorm":
         k = np.bincount(imp.row, minlength=n_rows)
         vectors *= (1.0 / np.sqrt(np.maximum(k, 1))).astype(np.float32)[:, None, None]
     vectors = vectors.reshape(n_rows, F * spec.dim)
     if probe_side and spec.fusion == "mean":
         vectors *= np.float32(1.0 / F)
-    return vectors, codes.reshape(n_rows, F * nb)
+    return vectors, codes
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Record vectors (n, record_dim) float32 and codes (n, record_bits/8)
-    uint8 of rows ``start``..``stop``-1, with their identity ids (n,)."""
+    """Record vectors (n, record_dim) float32 ((n, 0) when left out) and
+    codes (n, record_bits/8) uint8 of rows ``start``..``stop``-1, with their
+    identity ids (n,)."""
 
     start: int
     stop: int
@@ -326,11 +330,12 @@ class Chunk:
     codes: np.ndarray
 
 
-def gallery_chunk(spec: PopulationSpec, start: int, stop: int) -> Chunk:
-    """Gallery records start..stop-1 (identity ids equal row numbers)."""
+def gallery_chunk(spec: PopulationSpec, start: int, stop: int, vectors: bool = True) -> Chunk:
+    """Gallery records start..stop-1 (identity ids equal row numbers);
+    vectors=False leaves the float vectors out (a run that uses codes only)."""
     if not 0 <= start <= stop <= spec.gallery_size:
         raise ValueError(f"gallery chunk [{start}, {stop}) outside [0, {spec.gallery_size})")
-    v, c = _assemble(spec, gallery_impressions(spec, start, stop), stop - start, False)
+    v, c = _assemble(spec, gallery_impressions(spec, start, stop), stop - start, False, vectors)
     return Chunk(start, stop, np.arange(start, stop, dtype=np.int64), v, c)
 
 

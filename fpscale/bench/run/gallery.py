@@ -143,12 +143,15 @@ class GalleryBuilder:
         self.scan_cols = scan_cols
         self.generation_s = 0.0
         self.ladder_s = 0.0
+        # float vectors only where an index or a scan reads them
+        self.vectors = (any(not r.spec.binary for r in runs)
+                        or any(not s.on_codes for s in scans.values()))
 
     def add_chunk(self, a: int, b: int) -> None:
         """Generate gallery records [a, b) and add them everywhere; the
         seconds spent go to generation_s, each run's build_s and ladder_s."""
         t0 = time.perf_counter()
-        ch = gallery_chunk(self.pop, a, b)
+        ch = gallery_chunk(self.pop, a, b, self.vectors)
         self.generation_s += time.perf_counter() - t0
         for run in self.runs:
             t0 = time.perf_counter()
