@@ -117,6 +117,9 @@ def test_a_rescored_ladder_ends_at_the_searchs_own_rescored_lists(tiny, write_to
     assert (np.diff(lad["top_nonmate"], axis=1) < 0).any()
     summary = read_summary(out)
     assert set(summary.projection) == {"one", "two_index", "two_index+minutiae"}
+    union = (rung_union(first["list_ids"]) >= 0).sum()
+    assert summary.ladder_rescore.comparisons == 2 * union  # two fingers a candidate
+    assert "the rungs' lists re-scored" in (out / "report.md").read_text()
     assert "## Projection: two_index, re-scored pipeline" in (out / "report.md").read_text()
     assert (out / "plots" / "fpir_vs_n_two_index+minutiae.png").stat().st_size > 1000
     _, again = reproject(out, {})

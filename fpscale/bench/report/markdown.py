@@ -299,4 +299,8 @@ def _gallery_pass(summary: Summary) -> str:
     per = " per worker" if summary.cluster is not None else ""
     rate = f", {n / g:,.0f} gallery records/s{per}" if simulated else ""
     lad = f"; ladder scan {summary.ladder_s:.1f} s" if summary.ladder_s else ""
+    lr = summary.ladder_rescore
+    if lr is not None:
+        lad += (f"; the rungs' lists re-scored: {lr.comparisons:,} comparisons in "
+                f"{lr.compare_s:.1f} s")
     return f"generation {g:.1f} s{rate}{lad}"

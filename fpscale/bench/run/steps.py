@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numba
@@ -39,8 +39,8 @@ from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.run.warmup import warm_up
 from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
-from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Summary,
-                                 read_summary, to_json_dict)
+from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan,
+                                         RescoreTimings, Summary, read_summary, to_json_dict)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
 
@@ -169,7 +169,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
             folder.write_npz(f"ladder_{fs}.npz", **st)
         piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
         if sc.projection.rescored and piped in ladder_state:
-            st = _rescored_ladder(ctx, piped, ladder_state[piped], subs)
+            st, summary.ladder_rescore = _rescored_ladder(ctx, piped, ladder_state[piped], subs)
             ladder_state[piped + PIPELINE_SUFFIX] = st
             folder.write_npz(f"ladder_{piped}{PIPELINE_SUFFIX}.npz", **st)
         with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
@@ -254,17 +254,18 @@ def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
                          timings=timings, metrics=_measure(ctx, rkey, (ri, rs), mate))
 
 
-def _rescored_ladder(ctx: RunContext, fs: str, st: dict, subs: Submissions) -> dict:
+def _rescored_ladder(ctx: RunContext, fs: str, st: dict,
+                     subs: Submissions) -> tuple[dict, RescoreTimings]:
     """The re-scored pipeline's ladder state: the distinct candidates of
     every rung's list re-scored once (checkpointed as a backend's lists
-    are), then each rung's list re-ranked by them."""
+    are), then each rung's list re-ranked by them; and the work it took."""
     union = rung_union(st["list_ids"])
     rescoring = replace(ctx.scenario.search.rescoring, candidates=union.shape[1])
-    ri, rs, _ = rescore_lists(ctx, f"ladder_{fs}", union, rescoring)
+    ri, rs, timings = rescore_lists(ctx, f"ladder_{fs}", union, rescoring)
     ctx.checkpoints.mark(f"rescore:ladder_{fs}")
     out = rescored_ladder_state(st["rungs"], st["list_ids"], ri, rs, subs.mate)
     out["person"] = subs.person
-    return out
+    return out, timings
 
 
 def _estimate(sc: Scenario, run: BackendRun) -> int:

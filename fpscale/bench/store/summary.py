@@ -230,6 +230,8 @@ class Summary:
     backends: list[BackendResult]
     # seconds the gallery pass spent scanning the ladder (all finger sets)
     ladder_s: float = 0.0
+    # re-scoring the rungs' lists (projection.rescored)
+    ladder_rescore: RescoreTimings | None = field(default=None, metadata=OMIT_IF_NONE)
     memory_plan: MemoryPlan
     cluster: ClusterInfo | None = field(default=None, metadata=OMIT_IF_NONE)
     projection: dict[str, FingerSetProjection] | None = field(default=None, metadata=OMIT_IF_NONE)
