@@ -40,6 +40,19 @@ def _lines(out: io.StringIO) -> list[str]:
     return out.getvalue().splitlines()
 
 
+def _stamps(st, out, clock, every: float) -> list[tuple[float, int]]:
+    # one search every `every` seconds to the end: (time, done) of each progress line
+    stamps = []
+    for _ in range(st.total):
+        clock.t += every
+        before = len(_lines(out))
+        st.update(1)
+        if len(_lines(out)) > before:
+            stamps.append((clock.t, st.done))
+    st.close()
+    return stamps
+
+
 def test_a_short_stage_logs_its_start_and_end_only():
     st, out, clock = _log_stage(1000)
     for _ in range(10):
@@ -54,14 +67,7 @@ def test_a_short_stage_logs_its_start_and_end_only():
 
 def test_a_stage_of_hours_logs_every_few_minutes_between_tenths():
     st, out, clock = _log_stage(1000)
-    stamps = []
-    for _ in range(1000):  # one search every 12 s: a tenth every 20 minutes
-        clock.t += 12.0
-        before = len(_lines(out))
-        st.update(1)
-        if len(_lines(out)) > before:
-            stamps.append((clock.t, st.done))
-    st.close()
+    stamps = _stamps(st, out, clock, 12.0)  # a tenth every 20 minutes
     gaps = np.diff([100.0] + [t for t, _ in stamps])
     assert max(gaps) <= LOG_QUIET_S + 12 and min(gaps) >= LOG_EVERY_S
     # every tenth still gets its line (or one within a minute of it)
@@ -72,14 +78,7 @@ def test_a_stage_of_hours_logs_every_few_minutes_between_tenths():
 
 def test_a_long_stage_logs_at_most_once_per_tenth_and_per_interval():
     st, out, clock = _log_stage(1000)
-    stamps = []
-    for _ in range(1000):  # one search every 2 s: 2,000 s in all
-        clock.t += 2.0
-        before = len(_lines(out))
-        st.update(1)
-        if len(_lines(out)) > before:
-            stamps.append((clock.t, st.done))
-    st.close()
+    stamps = _stamps(st, out, clock, 2.0)  # 2,000 s in all
     lines = _lines(out)
     body = lines[1:-1]
     assert len(body) == len(stamps) == 9  # at 10%, 20%, ... 90%; none at 100% (the end line)
