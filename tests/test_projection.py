@@ -12,10 +12,11 @@ import dacite
 import numpy as np
 import pytest
 
+from fpscale.bench.measure import fpir_model as fm
 from fpscale.bench.measure.ladder import LadderScan
-from fpscale.bench.measure.projection import (SAME_RUNG, FingerSetProjection, Study,
-                                      false_match_searches_per_year, fpir_at_n, held_out_checks,
-                                      project_finger_set)
+from fpscale.bench.measure.projection import (ENVELOPE, N_BOOT, SAME_RUNG, Figure, FingerSetProjection,
+                                      Study, envelope, false_match_searches_per_year, fpir_at_n,
+                                      held_out_checks, project_finger_set)
 from fpscale.bench.report.markdown import held_out_lines
 from fpscale.bench.run.gallery import finger_set_columns
 from fpscale.bench.scenario import ProjectionSpec, TargetSpec
@@ -68,7 +69,7 @@ def test_headline_model_predicts_the_held_out_rung(projected):
     cases = []
     for fs in ("one", "two_index"):
         p = projected(fs)
-        assert p.model == "shift-normal", p.model_note
+        assert p.model == ENVELOPE, p.model_note
         # 1,000-20,000 is too short for a separate selection check
         assert p.choice.scheme == "same-rung" and not p.selection
         for h in p.held_out:
@@ -152,6 +153,36 @@ def test_independence_formula():
     assert fpir_at_n(0.0, 1e9) == 0.0
 
 
+def test_envelope_spans_its_parts():
+    a = Figure(0.02, [0.01, 0.03], 1.0, 0.0, "a")
+    b = Figure(0.05, [0.04, 0.08], 1.0, 0.2, "b")
+    c = Figure(0.03, [0.005, 0.06], 0.5, 0.1, "c")
+    e = envelope([a, b, c], "e")
+    assert e.value == 0.03 and e.ci95 == [0.005, 0.08]   # the median; lowest to highest
+    assert (e.decades_n, e.decades_fpir, e.note) == (1.0, 0.2, "e")
+    assert envelope([a], "x") is a
+    none = Figure(None, [None, None], 2.0, 0.0, "not resolved: far")
+    assert envelope([a, none], "e") is none
+
+
+def test_headline_envelope_at_the_target_is_made_of_the_three_models(projected, ladders):
+    # the figure at the target, rebuilt from the three models fitted
+    # directly: the wiring, not only the envelope's arithmetic
+    p = projected("two_index")
+    assert p.model == ENVELOPE
+    st = ladders["two_index"]
+    lad = fm.Ladder(st["rungs"], st["top_nonmate"], st["mate"], st["person"])
+    opt = fm.Options(n_boot=N_BOOT, seed=5, max_decades=1.0)
+    fits = [fm.fit_shift(lad, dataclasses.replace(opt, model="shift", growth=g))
+            for g in ("normal", "log")]
+    for a in p.at_target:
+        parts = [fm.predict_shift(f, 200_000, a.threshold, opt) for f in fits]
+        parts.append(fm.predict_fpir(fm.fit_frailty(lad, a.threshold, opt), 200_000, opt))
+        assert a.fpir.value == pytest.approx(float(np.median([e.value for e in parts])))
+        assert a.fpir.ci95 == pytest.approx([min(e.lo for e in parts), max(e.hi for e in parts)])
+        assert a.fpir.ci95[1] - a.fpir.ci95[0] >= max(e.hi - e.lo for e in parts) - 1e-12
+
+
 # ---------------------------------------------------------------- chosen, then validated
 
 GUMBEL_RUNGS = (1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
@@ -215,10 +246,14 @@ def test_model_is_chosen_on_the_selection_rung_and_validated_on_the_last(three_d
                                                        [100_000, 1_000_000])
     assert all((h.n_fit, h.n_test) == (10_000, 100_000) for h in clean.selection)
     assert all((h.n_fit, h.n_test) == (100_000, 1_000_000) for h in clean.held_out)
-    # the true law is the log-growth shift; the selection check finds it and
-    # the final rung confirms it
-    assert c.chosen == "shift" and clean.model == "shift", clean.model_note
-    inside = [x.inside for h in clean.held_out for x in h.checks if x.model == "shift"]
+    # the true law is the log-growth shift: the selection check tells it
+    # from normal growth; the envelope over both, first on ties, holds
+    # whatever the log shift holds, is chosen, and the final rung confirms it
+    sel = {m: sum(x.inside for h in clean.selection for x in h.checks if x.model == m)
+           for m in (ENVELOPE, "shift", "shift-normal")}
+    assert sel[ENVELOPE] == sel["shift"] == len(clean.selection) > sel["shift-normal"], sel
+    assert c.chosen == ENVELOPE and clean.model == ENVELOPE, clean.model_note
+    inside = [x.inside for h in clean.held_out for x in h.checks if x.model == ENVELOPE]
     assert (c.inside, c.of) == (sum(inside), len(inside)) and c.validated
     assert "chosen on the selection check" in clean.model_note
     assert "validated on the final check" in clean.model_note
@@ -230,13 +265,13 @@ def test_model_is_chosen_on_the_selection_rung_and_validated_on_the_last(three_d
     # the final rung played no part in the choice: spoiling it leaves the
     # selection check and the choice as they were, and changes the verdict
     assert bad.selection == clean.selection
-    assert bad.choice.chosen == "shift" and bad.choice.chosen_on == c.chosen_on
+    assert bad.choice.chosen == ENVELOPE and bad.choice.chosen_on == c.chosen_on
     assert bad.choice.inside < c.inside and not bad.choice.validated
 
 
 def test_a_model_failing_validation_gives_no_figure_at_the_target(three_decades):
     _, bad = three_decades
-    assert bad.model == "none" and bad.choice.chosen == "shift"
+    assert bad.model == "none" and bad.choice.chosen == ENVELOPE
     assert bad.choice.inside < 0.75 * bad.choice.of
     assert "failed the final check" in bad.model_note
     assert "figures at the target are not given" in bad.model_note
@@ -272,5 +307,5 @@ def test_a_projection_written_before_the_choice_was_recorded_still_reads(project
     assert d["choice"]["scheme"] == "same-rung" and d["selection"] == []
     del d["choice"], d["selection"]
     old = dacite.from_dict(FingerSetProjection, d, config=dacite.Config(strict=True))
-    assert old.choice is None and old.selection == [] and old.model == "shift-normal"
+    assert old.choice is None and old.selection == [] and old.model == ENVELOPE
     assert "### Held out: fitted on rungs up to 2,000, predicting 20,000" in "\n".join(held_out_lines(old))

@@ -8,7 +8,8 @@ and each study threshold T (where the largest rung measures the scenario's
    check fits every headline model on the rungs up to N_sel / 10 and
    predicts the rung N_sel (the largest rung up to a tenth of the largest,
    N_max); the headline model is the one that passes most of these checks
-   (the shift model first on ties), and at least PASS_SHARE of them. The
+   (the envelope of the shift model under both growth scales and the
+   frailty model first on ties), and at least PASS_SHARE of them. The
    final check fits on the rungs up to N_max / 10 and predicts N_max; it
    plays no part in the choice and is the chosen model's credential: a
    model that fails it gives no figure at the target. A ladder too short
@@ -45,10 +46,21 @@ PASS_SHARE = 0.75                # share of held-out checks a headline model mus
 # the label of a model chosen on the check that then vouches for it
 SAME_RUNG = "chosen and checked on the same held-out rung (optimistic)"
 FIT_RUNGS = 2                    # a held-out fit needs a slope: rungs at or below a tenth of the test rung
+# the three models at once: none of them alone holds a decade past the
+# data often enough (the shift model's growth scale cannot be told from the
+# ladder, and the frailty model errs the other way where the shift model
+# overstates; docs/projection.md), so the interval spans their three 95%
+# intervals
+ENVELOPE = "envelope"
+# the models the envelope spans; the first two are the shift model under
+# each growth scale, as ``_options`` names them
+ENVELOPE_PARTS = ("shift-normal", "shift", "frailty")
+_GROWTHS = ENVELOPE_PARTS[:2]
 # checked on held-out data; the independence model (fitted, tau = 0) is
 # shown for comparison and never the headline
-MODELS = ("shift-normal", "shift", "frailty", "independence")
-HEADLINE = ("shift-normal", "shift", "frailty")
+MODELS = ("shift-normal", "shift", "frailty", ENVELOPE, "independence")
+# the headline candidates, in the order that breaks ties
+HEADLINE = (ENVELOPE, "shift-normal", "shift", "frailty")
 
 
 # ---------------------------------------------------------------- results
@@ -256,6 +268,23 @@ def _figure(e: fm.Estimate) -> Figure:
                   e.reason or e.what)
 
 
+def envelope(figs: list[Figure], note: str) -> Figure:
+    """One figure for several models' figures of the same quantity: the median
+    of their values, an interval from the lowest lower to the highest upper
+    bound, the largest distances from the data; unresolved if any is. One
+    figure is returned as it is."""
+    if len(figs) == 1:
+        return figs[0]
+    for f in figs:
+        if not f.resolved:
+            return f
+    dn = [f.decades_n for f in figs]
+    df = [f.decades_fpir for f in figs]
+    return Figure(float(np.median([f.value for f in figs])),
+                  [min(f.ci95[0] for f in figs), max(f.ci95[1] for f in figs)],
+                  None if None in dn else max(dn), None if None in df else max(df), note)
+
+
 def _scaled(f: Figure, scale, note: str) -> Figure:
     # a figure carried through a monotone map (people per year from FPIR)
     if not f.resolved:
@@ -305,7 +334,7 @@ def _held_out(data: _Data, t: float, n_fit: int, n_test: int, models: tuple[str,
     """Each model fitted on the rungs up to n_fit predicts the rung n_test."""
     ladder = data.ladder
     checks = []
-    for model in models:
+    for model in (m for m in models if m != ENVELOPE):
         try:
             v = fm.validate(ladder, t, float(n_fit), float(n_test), _options(data, model))
         except ValueError as e:  # too few searches or rungs for this model
@@ -314,7 +343,19 @@ def _held_out(data: _Data, t: float, n_fit: int, n_test: int, models: tuple[str,
             continue
         pred = v.predicted_same if v.predicted_same is not None else v.predicted
         checks.append(ModelCheck(model, _figure(pred), bool(v.inside)))
-    return HeldOut(t, n_fit, n_test, _measured(ladder, ladder.rung_index(n_test), t), checks)
+    measured = _measured(ladder, ladder.rung_index(n_test), t)
+    if ENVELOPE in models:
+        parts = [c.predicted for c in checks if c.model in ENVELOPE_PARTS]
+        fig = envelope(parts, f"FPIR(N={n_test:g}, T={t:.6g}), envelope of {', '.join(ENVELOPE_PARTS)}")
+        inside = (len(parts) == len(ENVELOPE_PARTS) and fig.resolved and measured.value is not None
+                  and fig.ci95[0] <= measured.value <= fig.ci95[1])
+        checks.append(ModelCheck(ENVELOPE, fig, bool(inside)))
+    return HeldOut(t, n_fit, n_test, measured, checks)
+
+
+def _shift_parts(model: str) -> tuple[str, ...]:
+    # the shift models a headline model stands on (none for frailty or none)
+    return _GROWTHS if model == ENVELOPE else (model,) if model in _GROWTHS else ()
 
 
 def _options(data: _Data, model: str) -> fm.Options:
@@ -382,20 +423,63 @@ def _choose(selection: list[HeldOut], final: list[HeldOut]) -> tuple[ModelChoice
                     "are not given")
 
 
-def _predict(data: _Data, model: str, n: float, t: float,
-             shift: fm.ShiftFit | None) -> Figure:
-    if model.startswith("shift") and shift is not None:
-        return _figure(fm.predict_shift(shift, n, t, data.options))
-    if model == "frailty":
-        fit = fm.fit_frailty(data.ladder, t, data.options)
-        return _figure(fm.predict_fpir(fit, n, data.options))
-    return Figure(None, [None, None], fm.decades_past_data(n, 1.0, float(data.ladder.rungs[-1])),
-                  0.0, "not resolved: no validated model")
+def _both(fits: tuple[fm.ShiftFit, ...]) -> str:
+    return ", ".join(f"{f.options.growth} growth b={f.b:.4g}" for f in fits)
 
 
-def _mated_modes(data: _Data, shift: fm.ShiftFit | None, n: float, t: float) -> tuple[Figure, Figure]:
+def _frailty(data: _Data, model: str, t: float) -> fm.FrailtyFit | str | None:
+    # the frailty fit a headline model stands on at T (None: it stands on
+    # none; a string: why the fit failed)
+    if model not in ("frailty", ENVELOPE):
+        return None
+    try:
+        return fm.fit_frailty(data.ladder, t, data.options)
+    except ValueError as e:
+        return f"not resolved: the frailty model was not fitted ({e})"
+
+
+def _predict_many(data: _Data, model: str, ns, t: float,
+                  fits: tuple[fm.ShiftFit, ...]) -> list[Figure]:
+    """The headline model's FPIR at gallery sizes ns and threshold t: one
+    model's figure, or the envelope of its parts' figures."""
+    frailty = _frailty(data, model, t)
+    parts = [[_figure(e) for e in fm.predict_shift_many(f, ns, t, data.options)]
+             for f in (fits if _shift_parts(model) else ())]
+    if isinstance(frailty, fm.FrailtyFit):
+        parts.append([_figure(fm.predict_fpir(frailty, n, data.options)) for n in ns])
+    dn = [fm.decades_past_data(n, 1.0, float(data.ladder.rungs[-1])) for n in ns]
+    if isinstance(frailty, str) or not parts:
+        return [Figure(None, [None, None], d, 0.0, frailty or "not resolved: no validated model")
+                for d in dn]
+    what = ("envelope of " + ", ".join(f"shift ({_both((f,))})" for f in fits)
+            + (" and gamma frailty" if frailty is not None else "")
+            + ": the median of their values, an interval spanning theirs")
+    return [envelope([p[k] for p in parts], f"FPIR(N={n:g}, T={t:.6g}), {what}")
+            for k, n in enumerate(ns)]
+
+
+def _curve_sizes(data: _Data, model: str, fits: tuple[fm.ShiftFit, ...],
+                 target_n: float) -> np.ndarray:
+    # gallery sizes of the FPIR-against-N curve (none without a shift model)
+    if not _shift_parts(model) or not fits:
+        return np.zeros(0)
+    rungs = data.ladder.rungs
+    reach = min(target_n, float(rungs[-1]) * 10 ** data.options.max_decades)
+    return np.unique(np.geomspace(float(rungs[0]), max(reach, float(rungs[-1])), 16).round())
+
+
+def _mated_modes(data: _Data, fits: tuple[fm.ShiftFit, ...], n: float,
+                 t: float) -> tuple[Figure, Figure]:
     """Mated searches' two error rates at gallery size n: their best non-mate
-    score moved by the shift model's b ln(n / N) (measured where n = N)."""
+    score moved by each shift fit's b (g(n) - g(N)) (measured where n = N),
+    as one envelope over the fits."""
+    pairs = [_mated_modes_one(data, f, n, t) for f in fits] or [_mated_modes_one(data, None, n, t)]
+    note = f"shift model under both growth scales ({_both(fits)})"
+    return envelope([a for a, _ in pairs], note), envelope([b for _, b in pairs], note)
+
+
+def _mated_modes_one(data: _Data, shift: fm.ShiftFit | None, n: float,
+                     t: float) -> tuple[Figure, Figure]:
     ladder, st = data.ladder, data.state
     inside = (ladder.mate >= 0) & (ladder.mate < ladder.rungs[-1])
     top = ladder.top_nonmate[inside, -1]
@@ -437,15 +521,20 @@ def _fnir(data: _Data, t: float) -> Measured:
     return Measured(int(ladder.rungs[-1]), k / m if m else None, [float(lo), float(hi)], k, m)
 
 
-def _at_target(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit | None,
+def _at_target(data: _Data, target: TargetSpec, model: str, fits: tuple[fm.ShiftFit, ...],
                t: float) -> AtTarget:
     N = float(target.gallery_size)
-    fpir = _predict(data, model, N, t, shift)
+    ns = _curve_sizes(data, model, fits, N)
+    # the target and the curve in one call: one frailty fit per threshold
+    figs = _predict_many(data, model, [N, *ns.tolist()], t, fits)
+    fpir, pts = figs[0], figs[1:]
+    curve = (Curve(ns.tolist(), [f.value for f in pts], [f.ci95[0] for f in pts],
+                   [f.ci95[1] for f in pts]) if len(ns) else None)
     st = data.state
     fmr = pooled_fmr(data.pooled, st["impostor_hist"], st["hist_edges"], t)
     S1 = target.searches_per_year * (1 - target.mated_share)
     b = target.bookings_per_person
-    wrong, listed = (_mated_modes(data, shift, N, t) if model.startswith("shift") else
+    wrong, listed = (_mated_modes(data, fits, N, t) if _shift_parts(model) else
                      (Figure(None, [None, None], fpir.decades_n, 0.0,
                              "not resolved: needs the shift model"),) * 2)
     fnir = _fnir(data, t)
@@ -470,28 +559,18 @@ def _at_target(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit |
                                 "mated searches a year whose top candidate above T is someone else"),
         mated_listed_nonmate=_scaled(listed, lambda x: mated_searches_per_year(target, x),
                                      "mated searches a year whose list above T names someone else"),
-        stale_record_matches=stale, curve=_curve(data, model, shift, t, N))
+        stale_record_matches=stale, curve=curve)
 
 
-def _curve(data: _Data, model: str, shift: fm.ShiftFit | None, t: float,
-           target_n: float) -> Curve | None:
-    if not model.startswith("shift") or shift is None:
-        return None
-    rungs = data.ladder.rungs
-    reach = min(target_n, float(rungs[-1]) * 10 ** data.options.max_decades)
-    ns = np.unique(np.geomspace(float(rungs[0]), max(reach, float(rungs[-1])), 16).round())
-    pts = fm.predict_shift_many(shift, ns, t, data.options)
-    return Curve(ns.tolist(), [e.value for e in pts], [e.lo for e in pts], [e.hi for e in pts])
-
-
-def _under_one(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit | None) -> Figure:
+def _under_one(data: _Data, target: TargetSpec, model: str,
+               fits: tuple[fm.ShiftFit, ...]) -> Figure:
     """The threshold at which false-positive searches fall under one a year
     at the target: the per-search maxima's tail in T, moved by the shift."""
     N = float(target.gallery_size)
     need = 1.0 / max(false_match_searches_per_year(target, 1.0), 1.0)
     L = data.ladder
     dn = fm.decades_past_data(N, 1.0, float(L.rungs[-1]))
-    if not model.startswith("shift") or shift is None:
+    if not _shift_parts(model) or not fits:
         return Figure(None, [None, None], dn, 0.0, "not resolved: needs the shift model")
     keep = L.nonmated[:, -1]
     try:
@@ -500,8 +579,8 @@ def _under_one(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit |
     except ValueError as e:
         return Figure(None, [None, None], dn, 0.0, f"not resolved: {e}")
     e = fm.tail_threshold(tail, need, data.options)
-    lift = shift.b * float(fm.growth_scale(N, shift.options.growth)
-                           - fm.growth_scale(float(L.rungs[-1]), shift.options.growth))
+    lifts = [f.b * float(fm.growth_scale(N, f.options.growth)
+                         - fm.growth_scale(float(L.rungs[-1]), f.options.growth)) for f in fits]
     df = e.decades_fpir
     lim = data.options.max_decades + 1e-9
     if max(dn, df) > lim:
@@ -509,8 +588,9 @@ def _under_one(data: _Data, target: TargetSpec, model: str, shift: fm.ShiftFit |
                       f"not resolved by these data: needs FPIR {need:.2g} at N = {N:,.0f}, "
                       f"{dn:.1f} decades past the largest rung in N and {df:.1f} in FPIR "
                       f"(limit {data.options.max_decades:g})")
-    return Figure(float(e.value + lift), [float(e.lo + lift), float(e.hi + lift)], dn, df,
-                  f"threshold with under one false-positive search a year (FPIR {need:.2g})")
+    what = f"threshold with under one false-positive search a year (FPIR {need:.2g})"
+    return envelope([Figure(float(e.value + x), [float(e.lo + x), float(e.hi + x)], dn, df, what)
+                     for x in lifts], f"{what}; shift model under both growth scales ({_both(fits)})")
 
 
 @dataclass(frozen=True)
@@ -546,20 +626,25 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
     choice, note = _choose(selection, held)
     # a model that fails its validation gives no figure at the target
     model = choice.chosen if choice.validated else "none"
-    shift, shift_b = None, None
+    # the shift fits the headline stands on; the normal-growth fit's b is
+    # reported whatever the headline
+    fits: tuple[fm.ShiftFit, ...] = ()
+    shift_b = None
     if len(ladder.rungs) >= 2:
         try:
-            shift = fm.fit_shift(ladder, _options(data, model if model.startswith("shift")
-                                                  else "shift-normal"))
-            lo, hi = np.percentile(shift.boot_b, [2.5, 97.5])
-            shift_b = Figure(shift.b, [float(lo), float(hi)], 0.0, 0.0,
-                             f"score gained per unit of the {shift.options.growth} growth scale")
+            fits = tuple(fm.fit_shift(ladder, _options(data, m))
+                         for m in (_shift_parts(model) or ("shift-normal",)))
+            lo, hi = np.percentile(fits[0].boot_b, [2.5, 97.5])
+            shift_b = Figure(fits[0].b, [float(lo), float(hi)], 0.0, 0.0,
+                             f"score gained per unit of the {fits[0].options.growth} growth scale")
         except ValueError:
-            shift = None
+            fits = ()
+        if not _shift_parts(model):
+            fits = ()
     return FingerSetProjection(
         fset, ladder.rungs.astype(int).tolist(), int(len(largest)), model, note, shift_b, held,
-        [_at_target(data, target, model, shift, t) for t in thresholds],
-        _under_one(data, target, model, shift), pooled, int(target.gallery_size),
+        [_at_target(data, target, model, fits, t) for t in thresholds],
+        _under_one(data, target, model, fits), pooled, int(target.gallery_size),
         proj.max_decades, selection, choice)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fpscale.bench.measure.metrics import Rate
-from fpscale.bench.measure.projection import HEADLINE, SAME_RUNG, FingerSetProjection, HeldOut
+from fpscale.bench.measure.projection import ENVELOPE, HEADLINE, SAME_RUNG, FingerSetProjection, HeldOut
 from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX
 from fpscale.bench.report.calibration import profile_lines
 from fpscale.bench.store.summary import BackendResult, Summary
@@ -108,7 +108,8 @@ def _measured(m) -> str:
 
 
 _CHECK_COLUMNS = {"shift-normal": "shift, normal growth", "shift": "shift, log growth",
-                  "frailty": "gamma frailty", "independence": "independence (fitted)"}
+                  "frailty": "gamma frailty", ENVELOPE: "envelope of the three",
+                  "independence": "independence (fitted)"}
 
 
 def _check_table(held: list[HeldOut], models: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fpscale.bench.measure.projection import FingerSetProjection  # noqa: E402
+from fpscale.bench.measure.projection import MODELS, FingerSetProjection  # noqa: E402
 from fpscale.bench.store.summary import BackendResult, Summary  # noqa: E402
 from fpscale.matcher.registry import is_exact_float  # noqa: E402
 
@@ -154,14 +154,13 @@ def _chosen(proj: FingerSetProjection) -> str:
 def plot_held_out(proj: FingerSetProjection) -> bytes:
     """Each model's prediction of the held-out rung against what it measured."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    models = ("shift-normal", "shift", "frailty", "independence")
     for i, h in enumerate(proj.held_out):
         m = h.measured
         if m.value is None:
             continue
         ax.errorbar([i], [m.value], yerr=[[max(m.value - m.ci95[0], 0)], [max(m.ci95[1] - m.value, 0)]],
                     fmt="ks", label="measured" if i == 0 else None)
-        for j, name in enumerate(models):
+        for j, name in enumerate(MODELS):
             c = next((c for c in h.checks if c.model == name), None)
             if c is None or c.predicted.value is None:
                 continue
