@@ -182,6 +182,30 @@ def test_project_to_another_target(tiny_run, capsys):
     assert main(["project", str(out), "--thresholds", "0.9,nan"]) == 2
 
 
+def test_coverage_counts_each_models_held_out_checks(tiny_run, capsys, tmp_path):
+    _, out, summary = tiny_run
+    assert main(["coverage", str(out), str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["finger_set"] for r in got["rows"]] == list(summary.projection) * 2
+    for r in got["rows"][:len(summary.projection)]:
+        p = summary.projection[r["finger_set"]]
+        assert r["headline"] == p.model
+        for stage, held in (("final", p.held_out), ("selection", p.selection)):
+            for model, (inside, of) in r["checks"][stage].items():
+                mine = [c.inside for h in held for c in h.checks if c.model == model]
+                assert (inside, of) == (sum(mine), len(mine)), (stage, model)
+    # the same folder twice: every total is twice one folder's
+    for stage, per_model in got["totals"].items():
+        for model, (inside, of) in per_model.items():
+            one = [r["checks"][stage][model] for r in got["rows"][:len(summary.projection)]]
+            assert (inside, of) == (2 * sum(a for a, _ in one), 2 * sum(b for _, b in one))
+    assert main(["coverage", str(out)]) == 0
+    assert "| envelope |" in capsys.readouterr().out.splitlines()[0]
+    assert main(["coverage", str(out), str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "summary.json" in err[0]
+
+
 def test_sweep_runs_each_value(tmp_path, capsys, tiny, write_toml):
     scen = write_toml(tmp_path / "s.toml", tiny(projection__ladder=[]))
     assert main(["sweep", str(scen), "--key", "population.gallery_size", "--values", "300,600",

@@ -210,6 +210,19 @@ def cmd_project(args) -> int:
     return 0
 
 
+def cmd_coverage(args) -> int:
+    import dataclasses
+    import json
+
+    from fpscale.bench.tools.coverage import coverage, coverage_lines
+    cov = coverage([_out_path(r, "the results folder") for r in args.results])
+    if args.json:
+        print(json.dumps(dataclasses.asdict(cov), indent=1))
+        return 0
+    print("\n".join(coverage_lines(cov)))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from fpscale.bench.tools.evaluate import EvaluateOptions
     from fpscale.bench.tools.evaluation import run_evaluation
@@ -416,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "rung measures the scenario's study FPIRs)")
     pr.add_argument("--json", action="store_true", help="print the projection as JSON")
     pr.set_defaults(func=cmd_project)
+
+    cv = sub.add_parser("coverage", help="how often each projection model held its held-out "
+                        "rungs, over several results folders")
+    cv.add_argument("results", nargs="+", help="results folders whose scenario has a [projection] ladder")
+    cv.add_argument("--json", action="store_true", help="print the counts as JSON")
+    cv.set_defaults(func=cmd_coverage)
 
     ev = sub.add_parser("evaluate", help="NIST metrics, report and projection of another "
                         "matcher's candidate lists (CSV or Parquet)")
