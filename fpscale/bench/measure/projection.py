@@ -443,8 +443,8 @@ def _predict_many(data: _Data, model: str, ns, t: float,
     """The headline model's FPIR at gallery sizes ns and threshold t: one
     model's figure, or the envelope of its parts' figures."""
     frailty = _frailty(data, model, t)
-    parts = [[_figure(e) for e in fm.predict_shift_many(f, ns, t, data.options)]
-             for f in (fits if _shift_parts(model) else ())]
+    # fits is empty unless the model stands on the shift model
+    parts = [[_figure(e) for e in fm.predict_shift_many(f, ns, t, data.options)] for f in fits]
     if isinstance(frailty, fm.FrailtyFit):
         parts.append([_figure(fm.predict_fpir(frailty, n, data.options)) for n in ns])
     dn = [fm.decades_past_data(n, 1.0, float(data.ladder.rungs[-1])) for n in ns]
@@ -458,10 +458,9 @@ def _predict_many(data: _Data, model: str, ns, t: float,
             for k, n in enumerate(ns)]
 
 
-def _curve_sizes(data: _Data, model: str, fits: tuple[fm.ShiftFit, ...],
-                 target_n: float) -> np.ndarray:
-    # gallery sizes of the FPIR-against-N curve (none without a shift model)
-    if not _shift_parts(model) or not fits:
+def _curve_sizes(data: _Data, fits: tuple[fm.ShiftFit, ...], target_n: float) -> np.ndarray:
+    # gallery sizes of the FPIR-against-N curve (none without a shift fit)
+    if not fits:
         return np.zeros(0)
     rungs = data.ladder.rungs
     reach = min(target_n, float(rungs[-1]) * 10 ** data.options.max_decades)
@@ -524,7 +523,7 @@ def _fnir(data: _Data, t: float) -> Measured:
 def _at_target(data: _Data, target: TargetSpec, model: str, fits: tuple[fm.ShiftFit, ...],
                t: float) -> AtTarget:
     N = float(target.gallery_size)
-    ns = _curve_sizes(data, model, fits, N)
+    ns = _curve_sizes(data, fits, N)
     # the target and the curve in one call: one frailty fit per threshold
     figs = _predict_many(data, model, [N, *ns.tolist()], t, fits)
     fpir, pts = figs[0], figs[1:]

@@ -11,7 +11,7 @@ an older version are judged by the current models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fpscale.bench.measure.projection import MODELS
@@ -36,7 +36,7 @@ class Coverage:
     """Rows per finger set and totals per check and model."""
 
     rows: list[CoverageRow]
-    totals: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    totals: dict[str, dict[str, list[int]]]
 
 
 def coverage(folders: list[Path]) -> Coverage:
