@@ -248,3 +248,14 @@ def test_profiles_are_ordered_as_published_at_small_n(tmp_path):
     b = _profile_fnir(tmp_path, "frif-class-a", 0.01)
     i = _profile_fnir(tmp_path, "ident-2004", 0.01)
     assert b.ci95[1] < i.ci95[0], (b, i)  # ordered beyond their 95% intervals
+
+
+def test_default_runs_best_2012_and_profile_none_gives_the_earlier_default():
+    sc = load_scenario("default")
+    assert sc.calibration.profile == "best-2012"
+    assert (sc.population.dim, sc.population.bits, sc.search.rescore_matcher) == (256, 256, "mcc")
+    own = load_scenario("default", ["calibration.profile=none"])
+    assert not own.calibration.profile
+    assert own.population == dataclasses.replace(sc.population, dim=64, bits=128, extraction_noise=1.0,
+                                                 quality_correlation=0.0)
+    assert own.search == dataclasses.replace(sc.search, rescore_matcher="paired")
