@@ -116,3 +116,35 @@ def test_the_national_scenarios_fit_a_24_gib_machine():
         assert sc.population.gallery_size == n == sc.projection.ladder[-1]
         assert p.indexes["numba-hamming"] == n * sc.population.record_bits // 8
         assert p.total + COMPILE < 23 << 30, (name, p.total / 2**30)
+
+
+def test_union_width_is_the_mean_distinct_count_of_nested_top_k_lists():
+    # i.i.d. scores: every search non-mated, each rung's top k of the first N_r
+    from fpscale.bench.measure.rescored_ladder import rung_union
+    from fpscale.bench.run.planner import union_width
+    import numpy as np
+    rng = np.random.default_rng(5)
+    ladder, k, q = [100, 200, 500, 1000, 2000], 20, 3000
+    s = rng.standard_normal((q, ladder[-1]))
+    lists = np.stack([np.argsort(-s[:, :n], axis=1)[:, :k] for n in ladder], axis=1)
+    distinct = (rung_union(lists) >= 0).sum(1)
+    expected = union_width(ladder, k)  # 20 (1 + 0.5 + 0.6 + 0.5 + 0.5) = 62
+    assert expected == pytest.approx(62.0)
+    assert distinct.mean() == pytest.approx(expected, rel=0.01)
+    assert union_width(ladder[::-1], k) == expected and union_width([500], k) == k
+
+
+def test_rescored_ladder_is_planned_after_the_indexes_are_released():
+    from fpscale.bench.run.planner import Plan
+    p = Plan({"a": 100}, 10, 50, 1000, after_search=120)
+    assert p.total == 1000 + 10 + 150  # indexes with their transient are the larger
+    assert Plan({"a": 100}, 10, 50, 1000, after_search=400).total == 1000 + 10 + 400
+    d = {"name": "mem", "population": {"seed": 1, "gallery_size": 20000, "n_submissions": 3000},
+         "search": {"candidates": 20, "rescore": True, "rescore_candidates": 20,
+                    "backends": [{"name": "numba-flat"}]},
+         "projection": {"ladder": [100, 200, 500, 1000, 2000, 5000, 10000, 20000]}}
+    off = plan(scenario_from_dict(d))
+    d["projection"]["rescored"] = True
+    on = plan(scenario_from_dict(d))
+    assert off.after_search == 0 < on.after_search
+    assert on.transient == off.transient  # the backends' re-scoring is planned as before

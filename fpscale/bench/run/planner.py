@@ -16,7 +16,10 @@ kernel half-way. The parts, in bytes:
   metrics' DET sweep, whichever is largest;
 - the interpreter with numpy, numba, faiss, scipy and matplotlib loaded and
   the report's figures (``BASELINE``, measured on Linux x86-64), plus numba's
-  compilation when its on-disk cache is empty (``COMPILE``).
+  compilation when its on-disk cache is empty (``COMPILE``);
+- after the searches, once every index is released: the re-scored ladder's
+  batches of templates (``after_search``). The peak is the larger of the
+  indexes with the largest transient and that.
 """
 
 from __future__ import annotations
@@ -70,10 +73,21 @@ class Plan:
     submissions: int
     transient: int
     baseline: int
+    after_search: int = 0
 
     @property
     def total(self) -> int:
-        return sum(self.indexes.values()) + self.submissions + self.transient + self.baseline
+        return self.submissions + self.baseline + max(sum(self.indexes.values()) + self.transient,
+                                                      self.after_search)
+
+
+def union_width(ladder, k: int) -> float:
+    """Expected distinct records in a search's top-k lists over the rungs
+    (sizes ascending): a record in rung r's top k that lies in rung r-1 is
+    in rung r-1's top k too, so only the rung's new records add, a share
+    1 - N_{r-1}/N_r of its k for a search with no mate in it."""
+    n = sorted(ladder)
+    return k * (1 + sum(1 - a / b for a, b in zip(n, n[1:])))
 
 
 def _index_sizes(sc: Scenario, n: int) -> dict[str, int]:
@@ -120,13 +134,16 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     L = srch.candidates
     rows = len(srch.backends) * (2 if srch.rescore else 1)
     lists = Q * L * 12 * rows
-    widths = [min(srch.rescore_candidates, L)]
+    k = min(srch.rescore_candidates, L)
+    after_search = 0
+    per = _template_bytes(sc) if srch.rescore else 0
     if sc.projection.rescored and sc.projection.ladder:
         # every rung's top k kept by the scan (heaps, the sorted lists, the
-        # re-scored lists), and their union re-scored in batches
+        # re-scored lists), and their union re-scored in batches: each batch
+        # sized for R x k candidates a search, holding the distinct ones
         R = len(sc.projection.ladder)
-        lists += 4 * Q * R * widths[0] * 12
-        widths.append(R * widths[0])
+        lists += 4 * Q * R * k * 12
+        after_search = int(batch_searches(R * k) * (union_width(sc.projection.ladder, k) + 1) * F * per)
     submissions = Q * (vec + code) + lists
     chunk = min(srch.chunk_size, pop.gallery_size)
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
@@ -148,12 +165,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    rescore = 0
-    if srch.rescore:
-        m = srch.rescore_matcher
-        key = "mcc-rolled" if m == "mcc" and pop.gallery_capture == "rolled" else m
-        per = min(RESCORE_TEMPLATE_BYTES[key] * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
-        rescore = int(max(batch_searches(k) * (k + 1) for k in widths) * F * per)
+    rescore = int(batch_searches(k) * (k + 1) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy
@@ -165,7 +177,17 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
                       for b in srch.backends), default=0) if indexes else 0
     transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
     baseline = BASELINE + (0 if numba_cache_is_warm(kernel_modules(sc)) else COMPILE)
-    return Plan(sizes, submissions, transient, baseline)
+    return Plan(sizes, submissions, transient, baseline, after_search)
+
+
+def _template_bytes(sc: Scenario) -> float:
+    """Resident bytes of one re-scoring template, the gallery's mix of
+    rolled and legacy flat records weighted by their shares."""
+    pop, m = sc.population, sc.search.rescore_matcher
+    size = RESCORE_TEMPLATE_BYTES[m]
+    if m == "mcc" and pop.gallery_capture == "rolled":
+        size = (1 - pop.legacy_share) * RESCORE_TEMPLATE_BYTES["mcc-rolled"] + pop.legacy_share * size
+    return min(size * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
 
 
 def available_memory() -> int | None:

@@ -160,7 +160,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
         scenario=sc, fingerprint=sc.fingerprint(), seed=sc.population.seed, host=host_info(),
         generation_s=gallery.generation_s, ladder_s=gallery.ladder_s, backends=rows,
         memory_plan=MemoryPlan(plan.indexes, plan.submissions, plan.transient, plan.baseline,
-                               plan.total, peak_rss()),
+                               plan.total, None, plan.after_search),
         cluster=ctx.executor.cluster_info())
     if gallery.scans:
         ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
@@ -184,6 +184,9 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
                                                   pop.search_fingers[0], pop.booking_capture, 2)
             prog.update(INDIVIDUALITY_PAIRS)
     summary.wall_s = time.perf_counter() - t_start
+    # read when every step that can grow memory has run (the re-scored
+    # ladder's batches come after the searches)
+    summary.memory_plan.peak_rss_bytes = peak_rss()
     with ctx.stage("report", 2, "steps") as prog:
         folder.write_json(SUMMARY, to_json_dict(summary))
         write_metric_tables(folder, [(b.key, b.metrics) for b in summary.backends])

@@ -142,7 +142,8 @@ class MemoryPlan:
     transient: int
     baseline: int
     total_bytes: int
-    peak_rss_bytes: int | None
+    peak_rss_bytes: int | None  # the high-water mark when the run finished
+    after_search: int = 0  # the working set once the indexes are released (re-scored ladder)
 
 
 @dataclass
