@@ -142,3 +142,20 @@ def test_a_rescored_ladder_needs_rescoring_and_a_set_of_every_searched_finger(ti
     assert not plain.projection.rescored and plain.fingerprint() == off.fingerprint()
     on = load_scenario(write_toml(tmp_path / "n.toml", tiny(search__rescore=True, projection__rescored=True)))
     assert on.fingerprint() != load_scenario(write_toml(tmp_path / "r.toml", tiny(search__rescore=True))).fingerprint()
+
+
+def test_the_peak_memory_is_read_after_the_rescored_ladder(tiny, write_toml, tmp_path, monkeypatch):
+    # the ladder's re-scoring runs after the searches; a peak read before it
+    # would not hold its batches of templates
+    from fpscale.bench.run import steps
+    from fpscale.bench.store.summary import read_summary
+    events = []
+    ladder = steps._rescored_ladder
+    monkeypatch.setattr(steps, "_rescored_ladder", lambda *a: (events.append("ladder"), ladder(*a))[1])
+    monkeypatch.setattr(steps, "peak_rss", lambda: events.append("peak") or 12345)
+    d = tiny(search__backends=[{"name": "numba-hamming"}], search__rescore=True,
+             search__rescore_candidates=4, projection__scores="codes", projection__rescored=True)
+    _run(write_toml(tmp_path / "s.toml", d), tmp_path / "out")
+    assert events == ["ladder", "peak"]
+    m = read_summary(tmp_path / "out").memory_plan
+    assert m.peak_rss_bytes == 12345 and m.after_search > 0
