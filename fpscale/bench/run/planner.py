@@ -181,13 +181,12 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
 
 
 def _template_bytes(sc: Scenario) -> float:
-    """Resident bytes of one re-scoring template, the gallery's mix of
-    rolled and legacy flat records weighted by their shares."""
+    """Resident bytes of one re-scoring template (a rolled gallery's size
+    for any rolled gallery: its legacy flat records hold fewer minutiae,
+    but the national scenarios' peaks were measured against this)."""
     pop, m = sc.population, sc.search.rescore_matcher
-    size = RESCORE_TEMPLATE_BYTES[m]
-    if m == "mcc" and pop.gallery_capture == "rolled":
-        size = (1 - pop.legacy_share) * RESCORE_TEMPLATE_BYTES["mcc-rolled"] + pop.legacy_share * size
-    return min(size * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
+    key = "mcc-rolled" if m == "mcc" and pop.gallery_capture == "rolled" else m
+    return min(RESCORE_TEMPLATE_BYTES[key] * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
 
 
 def available_memory() -> int | None:
