@@ -126,3 +126,31 @@ def test_a_summary_of_schema_version_1_is_read(small_run, tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(d))
     s = read_summary(tmp_path)
     assert s.schema_version == SCHEMA_VERSION and s.individuality.cells == ind["M"]
+
+
+def test_a_searches_table_written_in_slices_is_the_table_built_whole(tmp_path, monkeypatch):
+    # more searches than a slice, an empty list and labels: the file, read
+    # back, is the table built in one piece, with one row group a slice
+    import pyarrow.parquet as pq
+
+    from fpscale.bench.store import tables
+    from fpscale.bench.store.manifest import open_for_run
+    from fpscale.bench.store.tables import SearchTable, searches_arrow, write_searches_parquet
+    rng = np.random.default_rng(5)
+    Q, L, N = 23, 4, 50
+    ids = rng.integers(0, N, (Q, L))
+    ids[3] = -1
+    ids[7, 2:] = -1
+    scores = np.where(ids >= 0, rng.random((Q, L)), -np.inf).astype(np.float32)
+    mate = np.where(rng.random(Q) < 0.5, rng.integers(0, N, Q), -1)
+    rank = rng.integers(0, L + 1, Q)
+    ms = np.where(rank > 0, rng.random(Q), -np.inf)
+    t = SearchTable(ids, scores, mate, rank, ms, [f"p{q}" for q in range(Q)],
+                    [f"c{c}" for c in range(N)])
+    monkeypatch.setattr(tables, "TABLE_SLICE", 5)
+    with open_for_run(tmp_path / "r", "fp", "test", False) as folder:
+        write_searches_parquet(folder, "s.parquet", t)
+        assert folder.problem("s.parquet") is None
+    f = pq.ParquetFile(tmp_path / "r" / "s.parquet")
+    assert f.metadata.num_row_groups == 5
+    assert f.read().equals(searches_arrow(t))

@@ -148,11 +148,22 @@ def _csv_value(v):
     return v
 
 
-def write_parquet(path: Path, table) -> dict:
-    """Write a pyarrow Table as a Parquet file atomically (zstd-compressed);
-    returns size and sha256."""
+def write_parquet(path: Path, tables) -> dict:
+    """Write a pyarrow Table, or an iterable of Tables of one schema (each a
+    row group; only one is held at a time), as a Parquet file atomically
+    (zstd-compressed); returns size and sha256."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    return _atomic(Path(path), lambda f: pq.write_table(table, f, compression="zstd"))
+
+    def write(f) -> None:
+        parts = iter([tables] if isinstance(tables, pa.Table) else tables)
+        first = next(parts)
+        with pq.ParquetWriter(f, first.schema, compression="zstd") as w:
+            w.write_table(first)
+            del first
+            for t in parts:
+                w.write_table(t)
+    return _atomic(Path(path), write)
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

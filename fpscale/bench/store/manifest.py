@@ -265,8 +265,8 @@ class ResultsFolder:
     def write_csv(self, rel: str, header: list[str], rows) -> dict:
         return self._write(rel, write_csv, header, rows)
 
-    def write_parquet(self, rel: str, table) -> dict:
-        return self._write(rel, write_parquet, table)
+    def write_parquet(self, rel: str, tables) -> dict:
+        return self._write(rel, write_parquet, tables)
 
     def problem(self, rel: str) -> str | None:
         """None when the listed file is what fpscale wrote, else what is wrong."""

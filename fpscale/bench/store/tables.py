@@ -15,7 +15,7 @@ The npz tables beside them hold the same per-search data as arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,11 +41,20 @@ class SearchTable:
     candidate_labels: np.ndarray | None = None
 
 
-def searches_arrow(t: SearchTable):
-    """The long-format pyarrow Table of one row's searches."""
+# searches per row group of a searches table: the table is built and written
+# a slice at a time, so that writing it holds one slice's columns whatever
+# the number of searches
+TABLE_SLICE = 500
+
+
+def searches_arrow(t: SearchTable, start: int = 0, stop: int | None = None):
+    """The long-format pyarrow Table of one row's searches start..stop-1
+    (all of them by default)."""
     import pyarrow as pa
-    Q, L = t.ids.shape
-    listed = t.ids >= 0
+    stop = len(t.ids) if stop is None else stop
+    Q, L = stop - start, t.ids.shape[1]
+    ids, scores = t.ids[start:stop], t.scores[start:stop]
+    listed = ids >= 0
     empty = ~listed.any(axis=1)
     # one row per listed candidate, and one per search with an empty list
     q = np.concatenate([np.repeat(np.arange(Q), L)[listed.ravel()], np.flatnonzero(empty)])
@@ -54,9 +63,10 @@ def searches_arrow(t: SearchTable):
     n_empty = int(empty.sum())
     rank = np.concatenate([np.tile(np.arange(1, L + 1), Q)[listed.ravel()],
                            np.zeros(n_empty, np.int64)])[order]
-    cand = np.concatenate([t.ids[listed], np.full(n_empty, -1, t.ids.dtype)])[order]
-    score = np.concatenate([t.scores[listed], np.zeros(n_empty, t.scores.dtype)])[order]
+    cand = np.concatenate([ids[listed], np.full(n_empty, -1, ids.dtype)])[order]
+    score = np.concatenate([scores[listed], np.zeros(n_empty, scores.dtype)])[order]
     none = rank == 0
+    q = q + start  # search numbers in the whole table
     ms = np.asarray(t.mate_score)
     cols = {
         "probe": pa.array(q.astype(np.int64)),
@@ -79,8 +89,14 @@ def searches_arrow(t: SearchTable):
 
 
 def write_searches_parquet(folder: ResultsFolder, rel: str, table: SearchTable) -> None:
-    """``searches_<key>.parquet``: the long-format table of one row's searches."""
-    folder.write_parquet(rel, searches_arrow(table))
+    """``searches_<key>.parquet``: the long-format table of one row's
+    searches, written TABLE_SLICE searches at a time (one row group each)."""
+    Q = len(table.ids)
+    # the labels as object arrays once, not once a slice
+    table = replace(table, **{k: np.asarray(v, dtype=object) for k in ("probe_labels", "candidate_labels")
+                              if (v := getattr(table, k)) is not None})
+    folder.write_parquet(rel, (searches_arrow(table, a, min(a + TABLE_SLICE, Q))
+                               for a in range(0, max(Q, 1), TABLE_SLICE)))
 
 
 def _rate_cells(r: Rate | None) -> list:
