@@ -148,3 +148,34 @@ def test_rescored_ladder_is_planned_after_the_indexes_are_released():
     on = plan(scenario_from_dict(d))
     assert off.after_search == 0 < on.after_search
     assert on.transient == off.transient  # the backends' re-scoring is planned as before
+
+
+def test_distinct_candidates_is_the_mean_distinct_count_of_uniform_lists():
+    import numpy as np
+
+    from fpscale.bench.run.planner import distinct_candidates
+    rng = np.random.default_rng(3)
+    n, searches, k = 5000, 100, 50
+    got = [len(np.unique(np.concatenate([rng.choice(n, k, replace=False) for _ in range(searches)])))
+           for _ in range(40)]
+    assert distinct_candidates(n, searches, k) == pytest.approx(np.mean(got), rel=0.01)
+    assert distinct_candidates(10**9, searches, k) == pytest.approx(searches * k, rel=1e-4)
+    assert distinct_candidates(30, searches, k) == 30
+
+
+@pytest.mark.parametrize("name", ["frif-class-c", "scomm-130m", "ident-2004"])
+def test_mcc_templates_are_planned_padded_to_above_the_largest_count(name):
+    # fpscale.matcher.mcc.prepare pads every template of a batch to its
+    # largest count: the plan's count must not lie below what a batch holds
+    import numpy as np
+
+    from fpscale.bench.run.planner import PAD_FACTOR, largest_expected_minutiae
+    from fpscale.bench.scenario import load_scenario
+    from fpscale.synth.impressions import impression_batch
+    from fpscale.synth.population import gallery_impressions
+    pop = load_scenario(name).population
+    imp = gallery_impressions(pop, 0, 20_000 // len(pop.search_fingers))
+    _, counts = impression_batch(pop.seed, imp.identity, imp.finger, imp.encounter, imp.capture,
+                                 imp.quality, pop.extraction_noise)
+    planned = PAD_FACTOR * largest_expected_minutiae(pop)
+    assert counts.max() <= planned <= 1.3 * counts.max(), (counts.max(), planned)

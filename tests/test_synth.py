@@ -153,6 +153,23 @@ def test_minutiae_counts_by_capture(capture, lo, hi):
     assert lo <= np.mean(counts) <= hi
 
 
+@pytest.mark.parametrize("finger", [1, 2, 5])
+@pytest.mark.parametrize("capture", ["rolled", "plain", "legacy_flat"])
+@pytest.mark.parametrize("noise", [0.5, 1.0])
+def test_expected_minutiae_is_the_generated_mean_or_a_little_above(finger, capture, noise):
+    # the memory planner sizes re-scoring templates by it: it may lie a
+    # little above what is generated, never below
+    from fpscale.synth.impressions import expected_minutiae, impression_batch
+    shares = (0.35, 0.35, 0.18, 0.09, 0.03)
+    n = 1500
+    q = 1 + np.random.default_rng(finger).choice(5, n, p=shares)
+    _, counts = impression_batch(7, np.arange(n, dtype=np.int64), np.full(n, finger),
+                                 np.zeros(n, np.int64), np.full(n, capture_index(capture)),
+                                 q.astype(np.int64), noise)
+    e = expected_minutiae(finger, capture_index(capture), shares, noise)
+    assert 1.0 <= e / counts.mean() <= 1.12, (e, counts.mean())
+
+
 def test_worse_quality_loses_true_minutiae():
     good = np.mean([len(minutiae(5, i, 7, 1, "rolled", 1)) for i in range(200)])
     bad = np.mean([len(minutiae(5, i, 7, 1, "rolled", 5)) for i in range(200)])

@@ -7,8 +7,10 @@ kernel half-way. The parts, in bytes:
 - each backend's index: its own estimate (``memory_estimate`` /
   ``factory_memory_estimate``) at the full gallery size, times
   ``fpscale.matcher.registry.FAISS_GROWTH`` for faiss indexes at the moment they last grow;
-- submissions: float vectors and binary codes of every search, and every
-  backend's candidate lists (ids and scores);
+- submissions: float vectors and binary codes of every search, every
+  backend's candidate lists (ids and scores), and writing their Parquet
+  tables (``TABLE_BYTES``: pyarrow and one slice of a table, which the
+  allocators keep once written, so it is held to the end);
 - the largest transient: one gallery chunk (vectors, codes, impression
   keys) with the float ladder's score tile (searches x chunk), a probe batch's
   search (probes, lists, each thread's score tile), the training sample of
@@ -24,6 +26,7 @@ kernel half-way. The parts, in bytes:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,8 +37,12 @@ from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
 from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario
+from fpscale.bench.store.tables import TABLE_SLICE
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
+from fpscale.matcher.mcc import CYL_WORDS, WORDS
+from fpscale.synth.impressions import LEGACY_FLAT, MAX_IMPRESSION, capture_index, expected_minutiae
+from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec
 
 # bytes: python + numpy + numba + faiss + scipy + matplotlib imported (200
 # MiB peak RSS after `import fpscale.bench.run.steps` and the libraries,
@@ -50,16 +57,29 @@ BASELINE = 320 << 20
 COMPILE = 270 << 20
 # Resident bytes per template while a batch of searches is re-scored (the
 # padded buffers are zero pages until written, so what counts is the
-# minutiae present): RSS growth of one batch of 100 searches x 100
-# candidates x 2 fingers over the number of templates, measured with
-# rescore_segment in a fresh process (Linux x86-64, December 2026): paired
-# matcher 22.4 KiB (rolled gallery); MCC 54.0 KiB with rolled gallery
-# templates (about 96 minutiae), 31.2 KiB with plain ones (about 52).
-# Rounded up by about 10%. Those are at extraction_noise 1 or below; more
-# noise adds spurious minutiae, so the size is scaled by the noise, up to
-# what 256 minutiae (a full buffer) hold.
-RESCORE_TEMPLATE_BYTES = {"paired": 25 << 10, "mcc-rolled": 60 << 10, "mcc": 35 << 10}
+# minutiae present). Paired matcher: RSS growth of one batch of 100
+# searches x 100 candidates x 2 fingers over the number of templates,
+# measured with rescore_segment in a fresh process: 22.4 KiB (rolled
+# gallery), rounded up and scaled by the extraction noise above 1 (more
+# spurious minutiae). MCC: the minutiae buffer's written pages and one
+# cylinder column (bits, valid cells, point, counts) for each of K minutiae,
+# K the largest count in the batch (``fpscale.matcher.mcc.prepare`` pads
+# every template to it), taken as PAD_FACTOR times the largest expected
+# count of the gallery's fingers and captures: 20,000 impressions of one
+# finger and capture had their largest count at 1.49-1.75 times the
+# expected one (thumb, index and little finger; rolled, plain and legacy
+# flat; noise 0.5355-2). Against the RSS growth of a run's batches over
+# their templates (best-2012, December 2026): 30.0 KiB planned against
+# 28.3 measured (ident-2004, flats), 58.1 against 54.4 (scomm-130m, 60%
+# legacy flats), 76.9 against 68.7 (frif-class-c, ten rolled fingers).
+PAIRED_TEMPLATE_BYTES = 25 << 10
+MCC_TEMPLATE_BYTES = 8 << 10
+MCC_CYLINDER_BYTES = 8 * (CYL_WORDS + WORDS + 5 + 2)
+PAD_FACTOR = 1.8
 FULL_TEMPLATE_BYTES = {"paired": 256 * 4 * 8 + 6 * 256 * 8, "mcc": 256 * (4 * 8 + 2 * 24 * 8 + 64)}
+
+# table took 159, 318 and 568 MiB for 4,500, 20,000 and 60,000 searches.
+TABLE_BYTES, TABLE_ROW_BYTES = 80 << 20, 700
 DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
 
 
@@ -143,8 +163,11 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         # sized for R x k candidates a search, holding the distinct ones
         R = len(sc.projection.ladder)
         lists += 4 * Q * R * k * 12
-        after_search = int(batch_searches(R * k) * (union_width(sc.projection.ladder, k) + 1) * F * per)
-    submissions = Q * (vec + code) + lists
+        S = batch_searches(R * k)
+        union = distinct_candidates(pop.gallery_size, S, union_width(sc.projection.ladder, k))
+        after_search = int((union + S) * F * per)
+    tables = TABLE_BYTES + min(TABLE_SLICE, Q) * L * TABLE_ROW_BYTES
+    submissions = Q * (vec + code) + lists + tables
     chunk = min(srch.chunk_size, pop.gallery_size)
     chunk_bytes = chunk * (vec + code) + chunk * F * 8 * 7 * 2
     ladder = 0
@@ -165,7 +188,8 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    rescore = int(batch_searches(k) * (k + 1) * F * per)
+    S = batch_searches(k)
+    rescore = int((distinct_candidates(pop.gallery_size, S, k) + S) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy
@@ -180,13 +204,38 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     return Plan(sizes, submissions, transient, baseline, after_search)
 
 
+def largest_expected_minutiae(pop: PopulationSpec) -> float:
+    """The largest expected minutiae count of a gallery template of pop
+    over its searched fingers and captures (legacy records: the index
+    fingers, flat)."""
+    cap, legacy = capture_index(pop.gallery_capture), pop.legacy_share
+    counts = [expected_minutiae(f, c, pop.gallery_quality, pop.extraction_noise)
+              for f in pop.search_fingers
+              for c, share in ((cap, 1 - legacy), (LEGACY_FLAT, legacy if f in LEGACY_FINGERS else 0))
+              if share > 0]
+    return max(counts, default=0.0)
+
+
 def _template_bytes(sc: Scenario) -> float:
-    """Resident bytes of one re-scoring template (a rolled gallery's size
-    for any rolled gallery: its legacy flat records hold fewer minutiae,
-    but the national scenarios' peaks were measured against this)."""
+    """Resident bytes of one re-scoring template of sc's gallery."""
     pop, m = sc.population, sc.search.rescore_matcher
-    key = "mcc-rolled" if m == "mcc" and pop.gallery_capture == "rolled" else m
-    return min(RESCORE_TEMPLATE_BYTES[key] * max(1.0, pop.extraction_noise), FULL_TEMPLATE_BYTES[m])
+    if m == "mcc":
+        k = min(MAX_IMPRESSION, PAD_FACTOR * largest_expected_minutiae(pop))
+        per = MCC_TEMPLATE_BYTES + MCC_CYLINDER_BYTES * k
+    else:
+        per = PAIRED_TEMPLATE_BYTES * max(1.0, pop.extraction_noise)
+    return min(per, FULL_TEMPLATE_BYTES[m])
+
+
+def distinct_candidates(n: int, searches: int, per_search: float) -> float:
+    """Expected distinct records in the lists of a batch of searches, each
+    listing per_search records of a gallery of n: at most searches x
+    per_search, and, as lists drawn uniformly would hold (lists that share
+    records hold fewer), n (1 - (1 - per_search / n) ** searches)."""
+    if n <= 0:
+        return 0.0
+    u = min(per_search, n)
+    return min(searches * u, n * -math.expm1(searches * math.log1p(-u / n)) if u < n else n)
 
 
 def available_memory() -> int | None:
