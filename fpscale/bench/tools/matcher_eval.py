@@ -26,33 +26,38 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from fpscale.bench.profile import ProfileError, read_profile
 from fpscale.matcher import mcc, minutiae
 from fpscale.synth.fingers import MAX_MASTER, master_finger
 from fpscale.synth.impressions import MAX_IMPRESSION, capture_index, impression_batch, impression_from_master
-from fpscale.synth.population import PopulationSpec, capture_qualities
+from fpscale.synth.population import PopulationSpec, capture_qualities, spec_from_dict
 
 HELD_OUT_BASE = 1_000_000
 
 
-def qualities(seed: int, ids: np.ndarray, finger: int, encounter: int, quality: str,
+def qualities(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int, quality: str,
               gallery: bool) -> np.ndarray:
-    """Quality per impression: a fixed level "1".."5", or "mix": the default
-    scenario's shares (gallery or booking), drawn as the population does."""
+    """Quality per impression: a fixed level "1".."5", or "mix": spec's
+    shares (gallery or booking), drawn as the population does (with its
+    within-person correlation)."""
     if quality != "mix":
         return np.full(len(ids), int(quality), dtype=np.int64)
-    return capture_qualities(PopulationSpec(seed=seed), ids, np.full(len(ids), finger),
-                             np.full(len(ids), encounter), gallery)
+    return capture_qualities(spec, ids, np.full(len(ids), finger), np.full(len(ids), encounter),
+                             gallery)
 
 
-def templates(seed: int, ids: np.ndarray, finger: int, encounter: int, capture: str,
+def templates(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int, capture: str,
               quality: str, gallery: bool) -> tuple[np.ndarray, np.ndarray]:
-    q = qualities(seed, ids, finger, encounter, quality, gallery)
+    """Padded minutiae and counts of one capture of each identity, at
+    spec's seed and extraction noise."""
+    q = qualities(spec, ids, finger, encounter, quality, gallery)
     n = len(ids)
-    return impression_batch(seed, ids, np.full(n, finger), np.full(n, encounter),
-                            np.full(n, capture_index(capture)), q, 1.0)
+    return impression_batch(spec.seed, ids, np.full(n, finger), np.full(n, encounter),
+                            np.full(n, capture_index(capture)), q, float(spec.extraction_noise))
 
 
 def threshold_at(imp: np.ndarray, fmr: float) -> float:
@@ -110,22 +115,26 @@ def _timed(fn, *args) -> tuple[np.ndarray, float]:
 
 def accuracy(seed: int = 0, finger: int = 2, probe: str = "plain", gallery: str = "rolled",
              quality: str = "mix", n_genuine: int = 5000, n_impostor: int = 100_000,
-             n_held_out: int = 50_000, fmr: float = 1e-4, rounds: int = 300) -> dict:
+             n_held_out: int = 50_000, fmr: float = 1e-4, rounds: int = 300,
+             pop: PopulationSpec | None = None) -> dict:
     """Genuine and impostor scores of both matchers on one protocol, FNMR at
     FMR with intervals, and the thresholds checked on an independent
-    impostor set."""
+    impostor set. pop: extraction noise, quality shares and correlation
+    (a profile's; fpscale's defaults when None); seed is this one's."""
+    spec = replace(pop or PopulationSpec(), seed=seed)
     ids = np.arange(n_genuine, dtype=np.int64)
-    gt, gn = templates(seed, ids, finger, 0, gallery, quality, gallery=True)
-    pt, pn = templates(seed, ids, finger, 1, probe, quality, gallery=False)
+    gt, gn = templates(spec, ids, finger, 0, gallery, quality, gallery=True)
+    pt, pn = templates(spec, ids, finger, 1, probe, quality, gallery=False)
     per = max(1, n_impostor // n_genuine)
     ia, ib = _pairs(seed + 1, n_genuine, min(n_genuine, -(-n_impostor // per)), per)
     ia, ib = ia[:n_impostor], ib[:n_impostor]
     hid = HELD_OUT_BASE + np.arange(n_held_out // 10, dtype=np.int64)
-    ht, hn = templates(seed, hid, finger, 1, probe, quality, gallery=False)
+    ht, hn = templates(spec, hid, finger, 1, probe, quality, gallery=False)
     ha = np.repeat(np.arange(len(hid)), 10)
     hb = np.random.default_rng(seed + 2).integers(0, n_genuine, len(ha))
     out = {"seed": seed, "finger": finger, "probe": probe, "gallery": gallery, "quality": quality,
-           "fmr": fmr, "genuine": int(n_genuine), "impostor": int(len(ia)),
+           "fmr": fmr, "extraction_noise": spec.extraction_noise,
+           "quality_correlation": spec.quality_correlation, "genuine": int(n_genuine), "impostor": int(len(ia)),
            "held_out_impostor": int(len(ha)),
            "minutiae_probe_mean": float(pn.mean()), "minutiae_gallery_mean": float(gn.mean())}
     for name, fn in (("old", minutiae.match_many), ("mcc", mcc.match_many)):
@@ -193,8 +202,8 @@ def truth(seed: int = 0, finger: int = 2, probe: str = "plain", gallery: str = "
     pair, the number of minutiae captured in both (the same master minutia)
     and their displacement after the best rigid alignment of those pairs."""
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    qg = qualities(seed, ids, finger, 0, quality, gallery=True)
-    qp = qualities(seed, ids, finger, 1, quality, gallery=False)
+    qg = qualities(PopulationSpec(seed=seed), ids, finger, 0, quality, gallery=True)
+    qp = qualities(PopulationSpec(seed=seed), ids, finger, 1, quality, gallery=False)
     common = np.zeros(len(ids), dtype=np.int64)
     np_, ng = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
     disp_all = []
@@ -319,9 +328,16 @@ def main(argv=None) -> None:
     p.add_argument("--fmr", type=float, default=1e-4)
     p.add_argument("--save", help="write genuine and impostor scores to this .npz")
     p.add_argument("--scores", nargs="+", help="failures: one .npz; cross: plain-rolled and plain-plain .npz")
+    p.add_argument("--profile", help="accuracy: a matcher profile's extraction noise, quality "
+                   "shares and correlation (profiles/NAME.toml) instead of fpscale's defaults")
     a = p.parse_args(argv)
     if a.what == "accuracy":
-        r = accuracy(a.seed, a.finger, a.probe, a.gallery, a.quality, a.genuine, a.impostor, fmr=a.fmr)
+        try:
+            pop = spec_from_dict(read_profile(a.profile).get("population", {})) if a.profile else None
+        except (ProfileError, ValueError) as e:
+            p.exit(2, f"fpscale: error: {e}\n")
+        r = accuracy(a.seed, a.finger, a.probe, a.gallery, a.quality, a.genuine, a.impostor,
+                     fmr=a.fmr, pop=pop)
         if a.save:
             np.savez_compressed(a.save, **{f"{m}_{k}": v for m in ("old", "mcc")
                                            for k, v in r[m + "_scores"].items()})
