@@ -77,7 +77,11 @@ MCC_TEMPLATE_BYTES = 8 << 10
 MCC_CYLINDER_BYTES = 8 * (CYL_WORDS + WORDS + 5 + 2)
 PAD_FACTOR = 1.8
 FULL_TEMPLATE_BYTES = {"paired": 256 * 4 * 8 + 6 * 256 * 8, "mcc": 256 * (4 * 8 + 2 * 24 * 8 + 64)}
-
+# Writing a searches table (fpscale.bench.store.tables, TABLE_SLICE searches
+# at a time): pyarrow.parquet imported and its first table built, 80 MiB, and
+# about 700 bytes a row of a slice (searches x candidates): RSS growth over
+# the write of 10 to 60,000 searches x 100 candidates in a fresh process,
+# 77-109 MiB, kept after it (Linux x86-64, December 2026). Built whole, the
 # table took 159, 318 and 568 MiB for 4,500, 20,000 and 60,000 searches.
 TABLE_BYTES, TABLE_ROW_BYTES = 80 << 20, 700
 DET_POINT_BYTES = 3 * 8 * 8  # threshold, FNIR, FPIR: arrays, Python floats and their JSON
