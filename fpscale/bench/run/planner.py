@@ -236,10 +236,10 @@ def distinct_candidates(n: int, searches: int, per_search: float) -> float:
     listing per_search records of a gallery of n: at most searches x
     per_search, and, as lists drawn uniformly would hold (lists that share
     records hold fewer), n (1 - (1 - per_search / n) ** searches)."""
-    if n <= 0:
-        return 0.0
-    u = min(per_search, n)
-    return min(searches * u, n * -math.expm1(searches * math.log1p(-u / n)) if u < n else n)
+    if per_search >= n:  # every list holds the whole gallery
+        return float(max(n, 0))
+    uniform = n * -math.expm1(searches * math.log1p(-per_search / n))
+    return min(searches * per_search, uniform)
 
 
 def available_memory() -> int | None:
