@@ -243,3 +243,88 @@ def test_code_ladder_on_a_cluster_equals_one_process(tmp_path):
         for k in za.files:
             assert np.array_equal(za[k], zb[k]), (fs, k)
     assert sb["ladder_s"] > 0
+
+
+class _Bar:
+    # records what a progress Stage is moved by
+    def __init__(self, *args, **kwargs):
+        self.updates = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        self.updates.append(n)
+
+
+def test_built_records_counts_finished_shards_and_the_reports_of_the_rest():
+    assert cluster_mod.built_records({}, {}) == 0
+    assert cluster_mod.built_records({}, {0: 500, 1: 200}) == 700
+    # a finished shard counts its final records, reported or not
+    assert cluster_mod.built_records({0: 1000}, {0: 500, 1: 200}) == 1200
+    assert cluster_mod.built_records({0: 1000, 2: 3000}, {1: 200}) == 4200
+
+
+def test_gallery_bar_moves_with_the_workers_reports(monkeypatch):
+    # a fake client: two shards of 1,000 records; the first wait times out
+    # with reports of 300 and 100 records, the second sees shard 0 done and
+    # shard 1 at 600, the third shard 1 done
+    import distributed
+
+    class Token:
+        def __init__(self, key):
+            self.key = key
+
+    tokens = [Token("s0"), Token("s1")]
+    script = iter([(TimeoutError, [(0.0, {"shard": 0, "records": 300}),
+                                   (0.0, {"shard": 1, "records": 100})]),
+                   ([tokens[0]], [(0.0, {"shard": 1, "records": 600})]),
+                   ([tokens[1]], [])])
+    events = []
+
+    def wait(pending, timeout, return_when):
+        done, evs = next(script)
+        events.extend(evs)
+        if done is TimeoutError:
+            raise TimeoutError
+        return set(done), {t for t in pending if t not in done}
+
+    class Client:
+        def get_events(self, topic):
+            assert topic == "fpscale-build-x"
+            return tuple(events)
+
+        def gather(self, futures):
+            return [{"stats": {"records": 1000, "shard": int(f.key[1])}} for f in futures]
+
+    monkeypatch.setattr(distributed, "wait", wait)
+    bar = _Bar()
+    stats = cluster_mod._follow_builds(Client(), tokens, "fpscale-build-x", bar)
+    assert bar.updates == [400, 1200, 400]
+    assert [st["shard"] for st in stats] == [0, 1]
+
+
+def test_workers_report_the_records_of_every_chunk(scenario, monkeypatch):
+    # a real cluster: each worker logs its shard's records after every
+    # chunk (no minimum interval here), and the bar ends at the gallery size
+    from distributed import Client, LocalCluster
+
+    from fpscale.bench.run.submissions import make_submissions
+    monkeypatch.setattr(cluster_mod, "REPORT_EVERY_S", 0.0)
+    bar = _Bar()
+    monkeypatch.setattr(cluster_mod, "stage", lambda *a, **k: bar)
+    sc = _on_cluster(scenario, 1, 2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        ex = cluster_mod.DaskExecutor(client, cluster_mod.plan_cluster(sc, client), 1, progress=False)
+        ex.build(sc, make_submissions(sc.population, sc.search.chunk_size, progress=False), None)
+        events = client.get_events(f"fpscale-build-{ex.cluster_info().run}")
+        ex.release()
+    by_shard = {}
+    for _, msg in events:
+        by_shard.setdefault(msg["shard"], []).append(msg["records"])
+    assert by_shard == {0: [1000, 2000, 3000], 1: [1000, 2000, 3000]}
+    assert sum(bar.updates) == sc.population.gallery_size and min(bar.updates) > 0

@@ -37,6 +37,11 @@ from fpscale.synth.population import PopulationSpec, chunks
 CONNECT_TIMEOUT_S = 20  # seconds to reach a scheduler before giving up
 DASK_PORT = 8786        # Dask's default scheduler port
 HANDSHAKE_MAX = 1 << 20  # bytes: a Dask handshake is a few hundred
+# a shard of a national gallery takes tens of minutes to build: its worker
+# reports the records built at most this often, and the client reads the
+# reports (Dask's event log) whenever it has waited this long for a shard
+REPORT_EVERY_S = 5.0
+POLL_S = 2.0
 
 
 class ClusterError(RuntimeError):
@@ -73,8 +78,6 @@ class DaskExecutor:
         places them; the ladder scans hold every shard's accumulators merged.
         (Shards live in the workers' memory: a resumed run rebuilds them from
         the seed, so ck is not used here.)"""
-        from distributed import as_completed
-
         client, pop = self.client, sc.population
         workers, ranges = self.layout["workers"], self.layout["ranges"]
         placement = self.layout["placement"]
@@ -94,21 +97,18 @@ class DaskExecutor:
 
         run = f"{sc.fingerprint()}-{uuid.uuid4().hex[:8]}"
         sc_dict = sc.to_dict()
+        topic = f"fpscale-build-{run}"
         self.tokens = []
         for s, r in enumerate(ranges):
             job = {"run": run, "scenario": sc_dict, "shard": s, "chunks": r, "trained": trained,
-                   "threads": threads, "ladder": bool(sc.projection.ladder)}
+                   "threads": threads, "ladder": bool(sc.projection.ladder),
+                   "progress": [topic, REPORT_EVERY_S]}
             self.tokens.append(client.submit(build_shard, job, key=f"fpscale-shard-{s}-{run}",
                                              workers=[placement[s]], allow_other_workers=True))
         t0 = time.perf_counter()
-        stats = [None] * len(self.tokens)
         say(f"{GALLERY_STAGE}: {len(ranges)} shards on {len(workers)} workers", self.progress)
-        index_of = {t.key: i for i, t in enumerate(self.tokens)}
         with stage(GALLERY_STAGE, pop.gallery_size, "records", self.progress) as bar:
-            for fut in as_completed(self.tokens):
-                st = _gather(client, [fut], f"building shard {index_of[fut.key]}")[0]["stats"]
-                stats[index_of[fut.key]] = st
-                bar.update(st["records"])
+            stats = _follow_builds(client, self.tokens, topic, bar)
         build_wall_s = time.perf_counter() - t0
 
         runs = [BackendRun(b, i, None, train_s=train_s[b.key],
@@ -165,6 +165,51 @@ class DaskExecutor:
         if self._info is not None:
             with contextlib.suppress(Exception):
                 self.client.run(forget_run, self._info.run)
+
+
+def built_records(finished: dict[int, int], reported: dict[int, int]) -> int:
+    """Records built so far: a finished shard's count, else the most its
+    worker has reported (a shard rebuilt after a lost worker reports from 0
+    again; its earlier count stands until the rebuild passes it)."""
+    return sum(finished.get(s, n) for s, n in reported.items()) + sum(
+        n for s, n in finished.items() if s not in reported)
+
+
+def _read_reports(client, topic: str, reported: dict[int, int]) -> None:
+    # the workers' reports so far, (time, {"shard", "records"}) events
+    for _, msg in client.get_events(topic):
+        s = int(msg["shard"])
+        reported[s] = max(reported.get(s, 0), int(msg["records"]))
+
+
+def _follow_builds(client, tokens: list, topic: str, bar) -> list[dict]:
+    """Wait for every shard's build token, moving bar (a progress Stage) as
+    the workers report records built; returns each shard's statistics, in
+    shard order. The final count of a shard comes with its token."""
+    from distributed import wait
+
+    index_of = {t.key: i for i, t in enumerate(tokens)}
+    stats: list[dict] = [{}] * len(tokens)
+    finished: dict[int, int] = {}
+    reported: dict[int, int] = {}
+    pending, shown = list(tokens), 0
+    while pending:
+        try:
+            done, not_done = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done, not_done = (), pending
+        for fut in done:
+            s = index_of[fut.key]
+            stats[s] = _gather(client, [fut], f"building shard {s}")[0]["stats"]
+            finished[s] = stats[s]["records"]
+        pending = list(not_done)
+        if pending:
+            _read_reports(client, topic, reported)
+        now = built_records(finished, reported)
+        if now > shown:
+            bar.update(now - shown)
+            shown = now
+    return stats
 
 
 def shard_ranges(pop: PopulationSpec, chunk_size: int, n_shards: int) -> list[list[tuple[int, int]]]:

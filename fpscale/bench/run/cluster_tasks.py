@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,9 +48,11 @@ def _shard_lock(key: tuple[str, int]) -> threading.Lock:
         return _BUILDING.setdefault(key, threading.Lock())
 
 
-def _build(job: dict, ladder: bool) -> tuple[list[Backend], dict]:
+def _build(job: dict, ladder: bool,
+           report: Callable[[int], None] | None = None) -> tuple[list[Backend], dict]:
     """Generate and index one shard, and scan its part of the ladder when
-    asked; returns (indexes, stats)."""
+    asked; report(records built so far) after every chunk, if given;
+    returns (indexes, stats)."""
     sc = scenario_from_dict(job["scenario"])
     runs = []
     for slot, b in enumerate(sc.search.backends):
@@ -62,9 +66,13 @@ def _build(job: dict, ladder: bool) -> tuple[list[Backend], dict]:
                                  rung_list_length(sc.search))
                    if ladder and job["ladder"] else ({}, {}))
     builder = GalleryBuilder(sc.population, runs, scans, cols)
+    built = 0
     with thread_count(job["threads"]):
         for a, b in job["chunks"]:
             builder.add_chunk(a, b)
+            built += b - a
+            if report is not None:
+                report(built)
     indexes = [r.index for r in runs]
     stats = {"shard": job["shard"], "records": sum(b - a for a, b in job["chunks"]),
              "generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
@@ -85,12 +93,30 @@ def _shard(job: dict) -> list[Backend]:
         return _SHARDS[key]
 
 
+def _progress_reporter(job: dict) -> Callable[[int], None] | None:
+    # records built, sent to the client through Dask's event log at most
+    # once per job["progress"][1] seconds (the client reads the topic)
+    if not job.get("progress"):
+        return None
+    from distributed import get_worker
+    worker = get_worker()
+    topic, every = job["progress"][0], float(job["progress"][1])
+    last = [-float("inf")]
+
+    def report(built: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            worker.log_event(topic, {"shard": job["shard"], "records": built})
+    return report
+
+
 def build_shard(job: dict) -> dict:
     """Task: build one shard on this worker and keep it; returns the token
     (the job, for a rebuild, and the shard's statistics)."""
     key = (job["run"], job["shard"])
     with _shard_lock(key):
-        _SHARDS[key], stats = _build(job, ladder=True)
+        _SHARDS[key], stats = _build(job, ladder=True, report=_progress_reporter(job))
     return {"job": job, "stats": stats}
 
 
