@@ -61,6 +61,28 @@ def test_numba_hamming_equals_faiss_bflat(n, q, words, k, seed):
     assert np.array_equal(ns[:, :kk], rs) and np.array_equal(ni[:, :kk], ri)
 
 
+@pytest.mark.parametrize("listed", [False, True])
+@pytest.mark.parametrize("k", [1, 10])
+def test_numba_hamming_skips_only_tiles_that_cannot_enter(listed, k):
+    # 15 tiles of 2,048 codes: after the first, most tiles hold no code that
+    # can enter a full list and are skipped whole; 64-bit codes near the
+    # probes make ties at the list's last score common, and shuffled ids
+    # (listed) put lower ids later in the scan, where a tie must still enter
+    rng = np.random.default_rng(k)
+    n, q = 30_000, 12
+    p = rng.integers(0, 256, (q, 8), dtype=np.uint8)
+    flips = rng.random((n, 64)) < 0.3
+    g = np.packbits(np.unpackbits(p[rng.integers(0, q, n)], axis=1) ^ flips, axis=1)
+    ids = rng.permutation(n).astype(np.int64) * 3 if listed else np.arange(n, dtype=np.int64)
+    b = make_backend("numba-hamming", 64)
+    b.add(ids, g)
+    ni, ns = b.search(p, k)
+    s = 64 - np.unpackbits(p[:, None, :] ^ g[None, :, :], axis=2).sum(2)
+    order = np.lexsort((np.broadcast_to(ids, s.shape), -s), axis=1)[:, :k]
+    assert np.array_equal(ni, ids[order])
+    assert np.array_equal(ns, np.take_along_axis(s, order, axis=1).astype(np.float32))
+
+
 def _numpy_topk_int(s, k):
     order = np.lexsort((np.broadcast_to(np.arange(s.shape[1]), s.shape), -s), axis=1)[:, :k]
     return order, np.take_along_axis(s, order, axis=1).astype(np.float32)

@@ -21,7 +21,8 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_distance
+from fpscale.matcher.exact import (NumbaHamming, can_enter, hamming_distances, max_distance,
+                                   offer_distance)
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
@@ -31,6 +32,8 @@ def _keep_top(dist: np.ndarray, lo: int, hi: int, gid0: int, bits: int, hs: np.n
               hi_ids: np.ndarray) -> None:
     # offer records dist[lo:hi] (ids gid0 + j) to one segment's top-keep heap
     maxd = max_distance(bits, hs[0])
+    if not can_enter(dist[lo:], hi - lo, maxd):
+        return
     for j in range(lo, hi):
         if dist[j] <= maxd:
             maxd = offer_distance(dist[j], bits, gid0 + j, hs, hi_ids)
