@@ -131,16 +131,19 @@ def test_worker_killed_mid_search_is_rebuilt_elsewhere(scenario, single, tmp_pat
 @pytest.mark.slow
 def test_worker_killed_while_shards_are_built(scenario, single, tmp_path, monkeypatch):
     import distributed
-    real = distributed.as_completed
+    real = distributed.wait
     seen = {}
 
     def kill_after_first(futures, *args, **kwargs):
-        for i, fut in enumerate(real(futures, *args, **kwargs)):
-            if i == 0:  # its result is lost with the worker and must be built again
-                seen["killed"] = _kill_worker_holding(fut.client, fut)
-            yield fut
+        res = real(futures, *args, **kwargs)
+        if res.done and "killed" not in seen:
+            # the first shard built: its result is lost with the worker and
+            # must be built again
+            fut = next(iter(res.done))
+            seen["killed"] = _kill_worker_holding(fut.client, fut)
+        return res
 
-    monkeypatch.setattr(distributed, "as_completed", kill_after_first)
+    monkeypatch.setattr(distributed, "wait", kill_after_first)
     summary = run_scenario(_on_cluster(scenario, 2, 4), tmp_path, progress=False)
     assert seen["killed"]
     assert summary.cluster.shards == 4
