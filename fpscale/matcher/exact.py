@@ -318,6 +318,21 @@ def can_enter(dist: np.ndarray, m: int, maxd: np.uint64) -> bool:
     return cnt > 0
 
 
+@njit(cache=True, inline="always")
+def offer_tile(dist: np.ndarray, lo: int, hi: int, gids: np.ndarray, gid0: int, bits: int,
+               hs: np.ndarray, hi_ids: np.ndarray) -> None:
+    """Offer codes lo..hi-1 of a tile, at Hamming distances dist[j], to one
+    probe's top-L heap (hs, hi_ids); code j's id is gids[j], or gid0 + j
+    where gids is empty. A tile none of whose codes can enter is skipped."""
+    maxd = max_distance(bits, hs[0])
+    if not can_enter(dist[lo:], hi - lo, maxd):
+        return
+    listed = gids.shape[0] > 0
+    for j in range(lo, hi):
+        if dist[j] <= maxd:
+            maxd = offer_distance(dist[j], bits, gids[j] if listed else gid0 + j, hs, hi_ids)
+
+
 @njit(cache=True, parallel=True)
 def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, gid0: int, bits: int,
                   hs: np.ndarray, hi: np.ndarray, tile: int, nthreads: int) -> None:
@@ -329,7 +344,6 @@ def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, gid0: in
     # still enter the top-L. Comparisons stay in integers. Code j's id is
     # gids[j], or gid0 + j where gids is empty (consecutive ids).
     nq, W = qc.shape
-    listed = gids.shape[0] > 0
     n = planes.shape[1]
     per = (nq + nthreads - 1) // nthreads
     for t in prange(nthreads):
@@ -338,16 +352,9 @@ def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, gid0: in
         dist = np.empty(tile, dtype=np.uint64)
         for g0 in range(0, n, tile):
             g1 = min(n, g0 + tile)
-            m = g1 - g0
             for q in range(q0, q1):
                 hamming_distances(qc[q], planes, g0, g1, dist)
-                maxd = max_distance(bits, hs[q, 0])
-                if not can_enter(dist, m, maxd):
-                    continue
-                for j in range(m):
-                    if dist[j] <= maxd:
-                        gid = gids[g0 + j] if listed else gid0 + g0 + j
-                        maxd = offer_distance(dist[j], bits, gid, hs[q], hi[q])
+                offer_tile(dist, 0, g1 - g0, gids[g0:g1], gid0 + g0, bits, hs[q], hi[q])
 
 
 class NumbaHamming(Backend):

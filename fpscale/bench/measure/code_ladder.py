@@ -21,22 +21,9 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import (NumbaHamming, can_enter, hamming_distances, max_distance,
-                                   offer_distance)
+from fpscale.matcher.exact import NumbaHamming, hamming_distances, offer_tile
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
-
-
-@njit(cache=True)
-def _keep_top(dist: np.ndarray, lo: int, hi: int, gid0: int, bits: int, hs: np.ndarray,
-              hi_ids: np.ndarray) -> None:
-    # offer records dist[lo:hi] (ids gid0 + j) to one segment's top-keep heap
-    maxd = max_distance(bits, hs[0])
-    if not can_enter(dist[lo:], hi - lo, maxd):
-        return
-    for j in range(lo, hi):
-        if dist[j] <= maxd:
-            maxd = offer_distance(dist[j], bits, gid0 + j, hs, hi_ids)
 
 
 @njit(cache=True, parallel=True)
@@ -60,6 +47,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
         q0 = t * per
         q1 = min(Q, q0 + per)
         dist = np.empty(TILE, dtype=np.uint64)
+        no_ids = np.empty(0, dtype=np.int64)  # the records' ids are consecutive
         # counts by distance; slot bits + 1 takes the mate, left out
         h = np.zeros((4, bits + 2), dtype=np.int64)
         for g0 in range(0, n, TILE):
@@ -72,8 +60,8 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                         lo = max(seg_lo[k], g0)
                         hi = min(seg_hi[k], g1)
                         if lo < hi:
-                            _keep_top(dist, lo - g0, hi - g0, start + g0, bits,
-                                      top_s[q, seg_id[k]], top_i[q, seg_id[k]])
+                            offer_tile(dist, lo - g0, hi - g0, no_ids, start + g0, bits,
+                                       top_s[q, seg_id[k]], top_i[q, seg_id[k]])
                 mj = mate[q] - start - g0
                 if 0 <= mj < m:
                     dist[mj] = np.uint64(bits + 1)

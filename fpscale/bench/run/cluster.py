@@ -171,8 +171,7 @@ def built_records(finished: dict[int, int], reported: dict[int, int]) -> int:
     """Records built so far: a finished shard's count, else the most its
     worker has reported (a shard rebuilt after a lost worker reports from 0
     again; its earlier count stands until the rebuild passes it)."""
-    return sum(finished.get(s, n) for s, n in reported.items()) + sum(
-        n for s, n in finished.items() if s not in reported)
+    return sum({**reported, **finished}.values())
 
 
 def _read_reports(client, topic: str, reported: dict[int, int]) -> None:
