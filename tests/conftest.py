@@ -67,3 +67,18 @@ def tiny():
 def write_toml():
     """write_toml(path, scenario dict): the scenario as a TOML file at path."""
     return _write_toml
+
+
+@pytest.fixture(scope="session")
+def rescored_run(tmp_path_factory):
+    """(summary, folder) of a small finished run, read only: numba-flat on
+    two index fingers, two of its ten candidates re-scored (so that many
+    mates go unlisted)."""
+    from fpscale.bench.run.steps import run_scenario
+    from fpscale.bench.scenario import scenario_from_dict
+    d = _tiny(population__gallery_size=400, population__n_submissions=120,
+              search__backends=[{"name": "numba-flat"}], search__rescore=True,
+              search__rescore_candidates=2, projection__ladder=[20, 40, 200, 400],
+              projection__finger_sets=["two_index"])
+    out = tmp_path_factory.mktemp("rescored") / "run"
+    return run_scenario(scenario_from_dict(d), out, progress=False), out

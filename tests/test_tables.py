@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fpscale.bench.run.steps import run_scenario
-from fpscale.bench.scenario import scenario_from_dict
 from fpscale.bench.store.files import read_npz
 from fpscale.bench.store.schema import schema_text
 from fpscale.bench.store.summary import SCHEMA_VERSION, read_summary
@@ -21,14 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory, tiny):
-    d = tiny(population__gallery_size=400, population__n_submissions=120,
-             search__backends=[{"name": "numba-flat"}], search__rescore=True,
-             search__rescore_candidates=2, projection__ladder=[20, 40, 200, 400],
-             projection__finger_sets=["two_index"])
-    out = tmp_path_factory.mktemp("tables") / "run"
-    run_scenario(scenario_from_dict(d), out, progress=False)
-    return out
+def small_run(rescored_run):
+    return rescored_run[1]
 
 
 def _tables(out: Path) -> list[Path]:

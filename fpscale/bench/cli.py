@@ -52,6 +52,10 @@ def _print_table(summary, out: Path) -> None:
             print("  ".join("-" * w for w in widths))
     if any(not op.resolved for b in summary.backends for op in b.metrics.operating_points[:2]):
         print("* fewer non-mated searches than 1/FPIR: the threshold is an upper bound")
+    from fpscale.bench.report.console import miss_source_line
+    for b in summary.backends:
+        for ms in (b.miss_sources or [])[-1:]:  # the strictest target
+            print(miss_source_line(b.key, ms))
     cal = summary.scenario.calibration
     if cal.profile:
         fits = ", ".join(f"target {f.target} at N = {f.gallery_size:,}: FNIR {f.fnir:.2g} "

@@ -294,6 +294,15 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
     return Impressions(ident, finger, encounter, capture, quality, row, slot)
 
 
+def booking_best_quality(spec: PopulationSpec, n: int) -> np.ndarray:
+    """The best (lowest) capture quality 1..5 among the booking fingers of
+    each of submissions 0..n-1, (n,) int64."""
+    imp = submission_impressions(spec, 0, n)
+    best = np.full(n, 5, dtype=np.int64)
+    np.minimum.at(best, imp.row, imp.quality)
+    return best
+
+
 def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,

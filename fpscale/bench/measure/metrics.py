@@ -106,7 +106,8 @@ def binomial_ci(k, n, method: str = "wilson", level: float = 0.95) -> tuple[np.n
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
-def _rate(k, n, method="wilson") -> Rate:
+def rate_of(k: int, n: int, method: str = "wilson") -> Rate:
+    """The proportion k/n as a Rate with its 95% interval (``binomial_ci``)."""
     lo, hi = binomial_ci(k, n, method)
     return Rate(float(k / n) if n else float("nan"), [float(lo), float(hi)], int(k), int(n))
 
@@ -115,12 +116,12 @@ def fnir(rank: np.ndarray, mate_score: np.ndarray, mated: np.ndarray, R: int, T:
     """FNIR(N, R, T) with CI over the mated searches."""
     r, s = rank[mated], mate_score[mated]
     miss = (r == 0) | (r > R) | (s < T)
-    return _rate(int(miss.sum()), int(mated.sum()))
+    return rate_of(int(miss.sum()), int(mated.sum()))
 
 
 def fpir(top_score: np.ndarray, nonmated: np.ndarray, T: float) -> Rate:
     """FPIR(N, T) with CI over the non-mated searches (their best score only)."""
-    return _rate(int((top_score[nonmated] >= T).sum()), int(nonmated.sum()))
+    return rate_of(int((top_score[nonmated] >= T).sum()), int(nonmated.sum()))
 
 
 def sel(scores: np.ndarray, nonmated: np.ndarray, T: float) -> float:
@@ -184,7 +185,7 @@ def summarize(ids: np.ndarray, scores: np.ndarray, mate: np.ndarray,
     L = ids.shape[1]
     out = MetricsSummary(
         int(len(mate)), int(mated.sum()), int(nonmated.sum()),
-        _rate(int(((rank == 1) & mated).sum()), int(mated.sum())),
+        rate_of(int(((rank == 1) & mated).sum()), int(mated.sum())),
         fnir(rank, mscore, mated, spec.rank, -np.inf),
         cmc(rank, mated, L).tolist(),
         det_curve(top, mscore, rank, mated, spec.thresholds))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fpscale.bench.measure.miss_sources import MissSources
 from fpscale.bench.measure.projection import FingerSetProjection, Figure
 from fpscale.bench.scenario import TargetSpec
 
@@ -53,3 +54,15 @@ def projection_lines(target: TargetSpec, projection: dict[str, FingerSetProjecti
                    + (f"T >= {u.value:.4f} [{u.ci95[0]:.4f}, {u.ci95[1]:.4f}]" if u.value is not None
                       else u.note))
     return out
+
+
+def miss_source_line(key: str, ms: MissSources) -> str:
+    """One sentence: where a re-scored backend's misses at one FPIR target come from."""
+    f = ms.fnir_all_listed
+    lo, hi = f.ci95
+    return (f"{key} at FPIR {ms.target_fpir:g}: {ms.misses:,} of {ms.mated:,} mated searches "
+            f"missed: {ms.not_listed_above:,} not listed by the candidate stage though the 1:1 "
+            f"score reaches T, {ms.not_listed_below:,} not listed and below T, "
+            f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed "
+            f"{f.value:.4f} [{lo:.4f}, {hi:.4f}]")
+

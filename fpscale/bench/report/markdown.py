@@ -45,6 +45,25 @@ def _operating_points(summary: Summary) -> list[str]:
     return lines
 
 
+def _miss_sources(summary: Summary) -> list[str]:
+    rows = [(b.key, ms) for b in summary.backends for ms in b.miss_sources or []]
+    if not rows:
+        return []
+    lines = ["", "Where the misses come from: a re-scored backend misses a mate the candidate stage "
+             "did not list, or one it listed that the 1:1 matcher scores below T (or past rank R). "
+             "Unlisted mates were scored 1:1 as if listed; FNIR had every mate been listed is the "
+             "floor the 1:1 stage sets (docs/calibration.md).", "",
+             "| backend | FPIR target | misses / mated | not listed, 1:1 reaches T | not listed, below T "
+             "| listed, missed | FNIR had every mate been listed | misses / mated by best booking quality 1..5 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, ms in rows:
+        by_q = ", ".join(f"{m:,}/{n:,}" for m, n in zip(ms.misses_by_quality, ms.mated_by_quality))
+        lines.append(f"| {key} | {ms.target_fpir:g} | {ms.misses:,} / {ms.mated:,} | "
+                     f"{ms.not_listed_above:,} | {ms.not_listed_below:,} | {ms.listed_missed:,} | "
+                     f"{_fmt_rate(ms.fnir_all_listed)} | {by_q} |")
+    return lines
+
+
 def _rate_cells(b: BackendResult) -> str:
     # the first cells of a row of either table: rank-1, FNIR and FPIR at the
     # first FPIR target, and its threshold
@@ -66,7 +85,7 @@ def _backends(summary: Summary) -> list[str]:
             f"{_num(t.throughput_searches_per_s, 0)} | {t.latency_ms.p50:.2f} | "
             f"{b.memory.estimate_bytes / 1e6:.1f} / {b.memory.actual_bytes / 1e6:.1f} | "
             f"{_recall_cell(b)} |")
-    lines += _operating_points(summary)
+    lines += _operating_points(summary) + _miss_sources(summary)
     lines += ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)",
               "![throughput against recall](plots/throughput_recall.png)", ""]
     return lines
@@ -243,7 +262,7 @@ def _evaluated_rows(summary: Summary) -> list[str]:
              "|---|---|---|---|---|"]
     for b in summary.backends:
         lines.append(_rate_cells(b))
-    lines += _operating_points(summary)
+    lines += _operating_points(summary) + _miss_sources(summary)
     return lines + ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)", ""]
 def _text(text: str) -> list[str]:
     """Free text from the scenario as plain paragraphs: a line that Markdown

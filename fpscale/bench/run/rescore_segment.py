@@ -11,6 +11,7 @@ gallery of any size costs nothing until its candidates are re-scored.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -98,3 +99,14 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
             "comparisons_per_s": comparisons / compare_s if compare_s > 0 else None,
             "candidates": k, "fusion": fusion}
     return out_i, out_s, info
+
+
+def unlisted_mate_scores(spec: PopulationSpec, mate: np.ndarray, unlisted: np.ndarray,
+                         rescoring: Rescoring) -> np.ndarray:
+    """The fused 1:1 score (Q,) of each search's (probe, mate) pair where
+    unlisted (Q,) bool is set, scored as ``rescore_segment`` scores a listed
+    candidate (-inf elsewhere): what a mate the candidate stage missed would
+    have scored had it been listed. mate (Q,): gallery ids of submissions 0..Q-1."""
+    ids = np.where(unlisted & (mate >= 0), mate, -1).astype(np.int64)[:, None]
+    _, scores, _ = rescore_segment(spec, ids, replace(rescoring, candidates=1))
+    return scores[:, 0].astype(np.float64)

@@ -21,6 +21,7 @@ import numpy as np
 
 from fpscale.bench.measure import metrics
 from fpscale.bench.measure.individuality import compare as individuality
+from fpscale.bench.measure.miss_sources import MissSources, miss_sources
 from fpscale.bench.measure.projection import Study, project
 from fpscale.bench.measure.recall import recall_against
 from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX, rescored_ladder_state, rung_union
@@ -33,6 +34,7 @@ from fpscale.bench.run.host import fpscale_version, host_info, peak_rss
 from fpscale.bench.run.local import LocalExecutor
 from fpscale.bench.run.planner import Plan, check
 from fpscale.bench.run.rescore import rescore_lists
+from fpscale.bench.run.rescore_segment import unlisted_mate_scores
 from fpscale.bench.run.resume import notice, verify_resume
 from fpscale.bench.run.search import search_backend
 from fpscale.bench.run.submissions import Submissions, make_submissions
@@ -43,6 +45,7 @@ from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryP
                                          RescoreTimings, Summary, read_summary, to_json_dict)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
+from fpscale.synth.population import booking_best_quality
 
 
 INDIVIDUALITY_PAIRS = 2000  # impostor pairs of the individuality comparison
@@ -252,9 +255,28 @@ def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
                                                        "wall_s": info.wall_s})
     timings = type(t)(t.train_s, t.build_s, t.search_s, len(ri) / total if total > 0 else None,
                       t.latency_ms, info)
+    measured = _measure(ctx, rkey, (ri, rs), mate)
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
                          binary=row.binary, rescored_from=row.key, memory=row.memory,
-                         timings=timings, metrics=_measure(ctx, rkey, (ri, rs), mate))
+                         timings=timings, metrics=measured,
+                         miss_sources=_miss_sources(ctx, (ri, rs), mate, measured))
+
+
+def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray], mate: np.ndarray,
+                  measured: metrics.MetricsSummary) -> list[MissSources]:
+    """Each operating point's misses split by where they arise: the mates the
+    candidate stage did not list are scored 1:1 here, as if listed."""
+    ids, scores = lists
+    pop = ctx.scenario.population
+    rank, pair = metrics.mate_rank(ids, mate, scores)
+    unlisted = (mate >= 0) & (rank == 0)
+    if unlisted.any():
+        pair = np.where(unlisted, unlisted_mate_scores(pop, mate, unlisted,
+                                                       ctx.scenario.search.rescoring), pair)
+    best = booking_best_quality(pop, len(mate))
+    found = (miss_sources(rank, pair, mate >= 0, best, ctx.scenario.metrics.rank, op)
+             for op in measured.operating_points)
+    return [m for m in found if m is not None]
 
 
 def _rescored_ladder(ctx: RunContext, fs: str, st: dict,

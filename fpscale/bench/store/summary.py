@@ -25,6 +25,7 @@ import dacite
 
 from fpscale.bench.measure.individuality import Individuality
 from fpscale.bench.measure.metrics import MetricsSummary
+from fpscale.bench.measure.miss_sources import QUALITY_LEVELS, MissSources
 from fpscale.bench.measure.projection import OMIT_IF_NONE, FingerSetProjection
 from fpscale.bench.measure.recall import Recall
 from fpscale.bench.scenario import PROJECTIONS, Scenario, ScenarioError, nesting, scenario_from_dict
@@ -96,6 +97,8 @@ class BackendResult:
     timings: Timings
     metrics: MetricsSummary
     vs_exact: Recall | None = field(default=None, metadata=OMIT_IF_NONE)
+    # re-scored rows: each operating point's misses by where they arise
+    miss_sources: list[MissSources] | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass
@@ -363,6 +366,17 @@ def _projection_problem(fs: str, p: FingerSetProjection) -> str | None:
     return None
 
 
+def _miss_sources_problem(ms: MissSources, key: str) -> str | None:
+    parts = (ms.not_listed_above, ms.not_listed_below, ms.listed_missed)
+    by_q = (ms.mated_by_quality, ms.misses_by_quality)
+    if (min(parts) < 0 or sum(parts) != ms.misses or ms.misses > ms.mated
+            or any(len(x) != QUALITY_LEVELS or min(x) < 0 for x in by_q)
+            or sum(ms.mated_by_quality) != ms.mated or sum(ms.misses_by_quality) != ms.misses
+            or any(m > n for m, n in zip(ms.misses_by_quality, ms.mated_by_quality))):
+        return f"the miss sources of {key} are not counts that add up"
+    return _rate_problem(ms.fnir_all_listed, f"{key} fnir_all_listed")
+
+
 def _problem(s: Summary) -> str | None:
     """What a summary that passed the type check still gets wrong, or None."""
     if not s.backends or len(s.backends) > 1000:
@@ -382,6 +396,10 @@ def _problem(s: Summary) -> str | None:
                 return bad
         if b.timings.latency_ms.samples < 0 or not _finite(b.timings.search_s):
             return f"the timings of {b.key[:60]} are not valid"
+        for ms in b.miss_sources or []:
+            bad = _miss_sources_problem(ms, b.key[:60])
+            if bad:
+                return bad
     for fs, p in (s.projection or {}).items():
         bad = _projection_problem(fs, p)
         if bad:

@@ -1,0 +1,73 @@
+"""Where a re-scored pipeline's misses come from: the candidate stage or the 1:1 matcher.
+
+At an operating point (threshold T, rank R) a mated search of a re-scored
+backend is missed when its mate is not among the re-scored candidates, or
+is but ranks past R or scores below T. Given the 1:1 score of every mated
+search's own (probe, mate) pair (for a listed mate, the score it was
+re-ranked by; for an unlisted one, computed as if it had been listed), the
+misses split into three counts that add up to FNIR's:
+
+- not listed, though the 1:1 matcher gives the mate T or more: the
+  candidate stage's own misses, which a better candidate stage would turn
+  into hits;
+- not listed, and below T anyway;
+- listed, and below T or past rank R.
+
+FNIR if every mate had been listed counts the last two (an unlisted mate at
+T or more is counted as a hit, as if no other candidate outranked it past R):
+the floor that the 1:1 stage sets. The mated searches and the misses are
+also counted by the best capture quality among a search's booking fingers
+(1 best .. 5), which is where a population's hard searches show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fpscale.bench.measure.metrics import OperatingPoint, Rate, rate_of
+
+QUALITY_LEVELS = 5
+
+
+@dataclass
+class MissSources:
+    """The misses of one operating point of a re-scored backend, by where they arise."""
+
+    target_fpir: float
+    threshold: float
+    mated: int
+    misses: int
+    not_listed_above: int   # unlisted, but the 1:1 score reaches T
+    not_listed_below: int   # unlisted, and below T
+    listed_missed: int      # listed, below T or past rank R
+    fnir_all_listed: Rate   # (not_listed_below + listed_missed) / mated
+    mated_by_quality: list[int]   # mated searches by best booking quality 1..5
+    misses_by_quality: list[int]  # their misses
+
+
+def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
+                 best_quality: np.ndarray, R: int, op: OperatingPoint) -> MissSources | None:
+    """Split one operating point's misses by where they arise.
+
+    rank (Q,): the mate's rank in the re-scored list, 1-based, 0 when not
+    listed; pair_score (Q,): the 1:1 score of each search's (probe, mate)
+    pair (read for mated searches only); mated (Q,) bool; best_quality (Q,)
+    int 1..5; R: the rank FNIR counts to; op: the operating point (None is
+    returned where its threshold is not set)."""
+    if op.threshold is None:
+        return None
+    T = op.threshold
+    r, s, q = rank[mated], np.asarray(pair_score, dtype=np.float64)[mated], best_quality[mated]
+    listed = r > 0
+    reaches = s >= T
+    miss = ~listed | (r > R) | ~reaches
+    above = int((~listed & reaches).sum())
+    below = int((~listed & ~reaches).sum())
+    listed_missed = int((listed & miss).sum())
+    levels = np.arange(1, QUALITY_LEVELS + 1)
+    return MissSources(
+        float(op.target_fpir), float(T), int(mated.sum()), int(miss.sum()), above, below,
+        listed_missed, rate_of(below + listed_missed, int(mated.sum())),
+        [int((q == v).sum()) for v in levels], [int((miss & (q == v)).sum()) for v in levels])

@@ -1,0 +1,89 @@
+"""Where a re-scored backend's misses come from: the split adds up to FNIR's
+count, an unlisted mate is scored as if listed, and a summary whose counts
+do not add up is refused."""
+
+import numpy as np
+import pytest
+
+from fpscale.bench.measure.metrics import OperatingPoint, mate_rank
+from fpscale.bench.measure.miss_sources import miss_sources
+from fpscale.bench.run.rescore_segment import rescore_segment, unlisted_mate_scores
+from fpscale.bench.scenario import scenario_from_dict
+from fpscale.bench.store.files import ResultsError, read_npz
+from fpscale.bench.store.summary import summary_from_dict, to_json_dict
+from fpscale.synth.population import booking_best_quality, submission_impressions, submission_truth
+
+
+def _op(T):
+    return OperatingPoint(target_fpir=0.01, threshold=T, resolved=True)
+
+
+def test_misses_split_by_where_they_arise():
+    # eight searches, two non-mated; ranks 0 = not listed; R = 3, T = 0.5
+    rank = np.array([1, 0, 0, 2, 5, 3, 0, 0])
+    pair = np.array([0.9, 0.7, 0.2, 0.3, 0.8, 0.5, np.nan, np.nan])
+    mated = np.array([True] * 6 + [False] * 2)
+    quality = np.array([1, 2, 5, 5, 3, 1, 4, 4])
+    ms = miss_sources(rank, pair, mated, quality, 3, _op(0.5))
+    # hits: search 0 (rank 1, 0.9) and 5 (rank R, exactly T); misses: 1 (not
+    # listed, reaches T), 2 (not listed, below), 3 (listed, below T), 4 (past R)
+    assert (ms.mated, ms.misses) == (6, 4)
+    assert (ms.not_listed_above, ms.not_listed_below, ms.listed_missed) == (1, 1, 2)
+    assert ms.fnir_all_listed.count == 3 and ms.fnir_all_listed.of == 6
+    assert ms.mated_by_quality == [2, 1, 1, 0, 2]
+    assert ms.misses_by_quality == [0, 1, 1, 0, 2]
+    assert miss_sources(rank, pair, mated, quality, 3, _op(None)) is None
+
+
+def test_booking_best_quality_is_the_lowest_level_of_a_search(tiny):
+    spec = scenario_from_dict(tiny()).population
+    imp = submission_impressions(spec, 0, 50)
+    want = [min(imp.quality[imp.row == q]) for q in range(50)]
+    assert booking_best_quality(spec, 50).tolist() == want
+
+
+def test_an_unlisted_mate_scores_what_it_would_have_scored_listed(tiny):
+    sc = scenario_from_dict(tiny(search__rescore=True))
+    spec, rescoring = sc.population, sc.search.rescoring
+    _, mate = submission_truth(spec, 0, 40)
+    mated = mate >= 0
+    assert mated.sum() >= 5
+    # the mate listed third of three candidates, beside two others
+    others = (mate[:, None] + np.array([[1, 2]])) % spec.gallery_size
+    listed = np.where(mated[:, None], np.hstack([others, mate[:, None]]), -1)
+    ids, scores, _ = rescore_segment(spec, listed, rescoring)
+    _, as_listed = mate_rank(ids, mate, scores)
+    got = unlisted_mate_scores(spec, mate, mated, rescoring)
+    assert np.all(np.isfinite(got[mated]))
+    np.testing.assert_array_equal(got[mated], as_listed[mated])
+    assert np.all(got[~mated] == -np.inf)
+
+
+def test_a_rescored_row_says_where_its_misses_come_from(rescored_run):
+    summary, out = rescored_run
+    row = {b.key: b for b in summary.backends}["numba-flat+minutiae"]
+    assert {b.key: b for b in summary.backends}["numba-flat"].miss_sources is None
+    t = read_npz(out / "searches_numba-flat+minutiae.npz")
+    mated = t["mate"] >= 0
+    unlisted = int((mated & (t["mate_rank"] == 0)).sum())
+    assert unlisted > 0
+    assert len(row.miss_sources) == len(row.metrics.operating_points)
+    for ms, op in zip(row.miss_sources, row.metrics.operating_points):
+        assert ms.threshold == op.threshold and ms.mated == op.fnir.of
+        assert ms.misses == op.fnir.count
+        assert ms.not_listed_above + ms.not_listed_below == unlisted
+        assert ms.not_listed_above + ms.not_listed_below + ms.listed_missed == ms.misses
+        assert sum(ms.mated_by_quality) == ms.mated and sum(ms.misses_by_quality) == ms.misses
+        # every mate listed can only help
+        assert ms.fnir_all_listed.count <= ms.misses
+    report = (out / "report.md").read_text()
+    assert "Where the misses come from" in report
+
+
+def test_miss_sources_that_do_not_add_up_are_refused(rescored_run):
+    summary, _ = rescored_run
+    d = to_json_dict(summary)
+    row = next(b for b in d["backends"] if b["key"] == "numba-flat+minutiae")
+    row["miss_sources"][0]["listed_missed"] += 1
+    with pytest.raises(ResultsError, match="miss sources of numba-flat\\+minutiae"):
+        summary_from_dict(d)
