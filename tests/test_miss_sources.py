@@ -33,6 +33,7 @@ def test_misses_split_by_where_they_arise():
     assert ms.mated_by_quality == [2, 1, 1, 0, 2]
     assert ms.misses_by_quality == [0, 1, 1, 0, 2]
     assert miss_sources(rank, pair, mated, quality, 3, _op(None)) is None
+    assert miss_sources(rank, pair, np.zeros(8, bool), quality, 3, _op(0.5)) is None
 
 
 def test_booking_best_quality_is_the_lowest_level_of_a_search(tiny):
@@ -87,3 +88,15 @@ def test_miss_sources_that_do_not_add_up_are_refused(rescored_run):
     row["miss_sources"][0]["listed_missed"] += 1
     with pytest.raises(ResultsError, match="miss sources of numba-flat\\+minutiae"):
         summary_from_dict(d)
+
+
+def test_the_console_line_reads_a_split_without_an_interval():
+    from fpscale.bench.measure.metrics import Rate
+    from fpscale.bench.measure.miss_sources import MissSources
+    from fpscale.bench.report.console import miss_source_line
+    ms = MissSources(0.001, 0.5, 10, 3, 1, 1, 1, Rate(0.2, [0.05, 0.5], 2, 10), [10, 0, 0, 0, 0],
+                     [3, 0, 0, 0, 0])
+    line = miss_source_line("x+minutiae", ms)
+    assert "3 of 10 mated searches missed: 1 not listed" in line and line.endswith("0.2000 [0.0500, 0.5000]")
+    ms.fnir_all_listed = Rate(None, [None, None], 0, 0)
+    assert miss_source_line("x+minutiae", ms).endswith("listed n/a")

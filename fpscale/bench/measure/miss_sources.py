@@ -55,8 +55,8 @@ def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
     listed; pair_score (Q,): the 1:1 score of each search's (probe, mate)
     pair (read for mated searches only); mated (Q,) bool; best_quality (Q,)
     int 1..5; R: the rank FNIR counts to; op: the operating point (None is
-    returned where its threshold is not set)."""
-    if op.threshold is None:
+    returned where its threshold is not set or no search is mated)."""
+    if op.threshold is None or not mated.any():
         return None
     T = op.threshold
     r, s, q = rank[mated], np.asarray(pair_score, dtype=np.float64)[mated], best_quality[mated]

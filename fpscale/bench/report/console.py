@@ -59,10 +59,10 @@ def projection_lines(target: TargetSpec, projection: dict[str, FingerSetProjecti
 def miss_source_line(key: str, ms: MissSources) -> str:
     """One sentence: where a re-scored backend's misses at one FPIR target come from."""
     f = ms.fnir_all_listed
-    lo, hi = f.ci95
+    floor = (f"{f.value:.4f} [{f.ci95[0]:.4f}, {f.ci95[1]:.4f}]"
+             if f.value is not None and None not in f.ci95 else "n/a")
     return (f"{key} at FPIR {ms.target_fpir:g}: {ms.misses:,} of {ms.mated:,} mated searches "
             f"missed: {ms.not_listed_above:,} not listed by the candidate stage though the 1:1 "
             f"score reaches T, {ms.not_listed_below:,} not listed and below T, "
-            f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed "
-            f"{f.value:.4f} [{lo:.4f}, {hi:.4f}]")
+            f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed {floor}")
 
