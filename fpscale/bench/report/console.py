@@ -65,4 +65,3 @@ def miss_source_line(key: str, ms: MissSources) -> str:
             f"missed: {ms.not_listed_above:,} not listed by the candidate stage though the 1:1 "
             f"score reaches T, {ms.not_listed_below:,} not listed and below T, "
             f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed {floor}")
-

@@ -69,6 +69,8 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
     for a in range(0, Q, step):
         b = min(Q, a + step)
         cand = ids[a:b, :k]
+        if not (cand >= 0).any():  # nothing listed: the -1 / -inf rows stand
+            continue
         pimp = submission_impressions(spec, offset + a, offset + b)
         pt, pn = _templates(spec, pimp)
         p_index = np.full((b - a, F), -1, dtype=np.int64)
