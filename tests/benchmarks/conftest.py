@@ -63,6 +63,8 @@ def pytest_terminal_summary(terminalreporter):
             lines.append(f"  {a} / {b} throughput: {MEDIANS[b] / MEDIANS[a]:.2f}x")
     for name, unit, count in (("synth-plain-impressions", "impressions/s (plain)", "synth_n"),
                               ("synth-rolled-impressions", "impressions/s (rolled)", "synth_n"),
+                              ("synth-rolled-national", "impressions/s (rolled, 256-d, ITQ)", "synth_n"),
+                              ("synth-legacy-flat-national", "impressions/s (legacy flat, 256-d, ITQ)", "synth_n"),
                               ("minutiae-1to1", "comparisons/s", "minutiae_n"),
                               ("1to1-paired-count", "comparisons/s (plain vs rolled)", "1to1_n"),
                               ("1to1-mcc", "comparisons/s (plain vs rolled)", "1to1_n"),

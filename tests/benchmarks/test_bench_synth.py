@@ -6,7 +6,7 @@ from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import load_scenario
 from fpscale.matcher.minutiae import match_many
 from fpscale.synth.embedding import encode
-from fpscale.synth.impressions import PLAIN, ROLLED, impression_batch
+from fpscale.synth.impressions import LEGACY_FLAT, PLAIN, ROLLED, impression_batch
 
 from .conftest import MEDIANS, ROUNDS, record, scaled
 
@@ -34,6 +34,35 @@ def test_generate_and_encode_rolled_impressions(benchmark):
     """Rolled gallery impressions (about 96 minutiae against 52 plain): the
     project aims at 200,000 per second on 2 cores."""
     _generate_and_encode(benchmark, ROLLED, "synth-rolled-impressions")
+
+
+# the national scenarios' encoding (scomm-130m, ident-300m): the best-2012
+# profile's 256 dimensions, a 256-bit ITQ code and extraction noise, with
+# qualities 1..5 in turn; fingers 2 and 7 as those scenarios search
+NATIONAL = {"dim": 256, "bits": 256, "noise": 0.5355, "code": "itq"}
+
+
+def _generate_and_encode_national(benchmark, capture: int, name: str) -> None:
+    n = scaled(N_IMPRESSIONS)
+    ids = np.arange(n)
+    fingers = np.where(ids % 2 == 0, 2, 7)
+    quality = 1 + ids % 5
+    encode(1, ids[:10], fingers[:10], 0, capture, quality[:10], **NATIONAL)
+    benchmark.pedantic(encode, args=(1, ids, fingers, 0, capture, quality), kwargs=NATIONAL,
+                       rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, name)
+    MEDIANS["synth_n"] = n
+    benchmark.extra_info["impressions_per_s"] = n / benchmark.stats.stats.median
+
+
+def test_generate_and_encode_rolled_impressions_national(benchmark):
+    """Rolled gallery impressions as the 130M and 300M scenarios encode them."""
+    _generate_and_encode_national(benchmark, ROLLED, "synth-rolled-national")
+
+
+def test_generate_and_encode_legacy_flats_national(benchmark):
+    """Legacy flat gallery impressions as the 130M and 300M scenarios encode them."""
+    _generate_and_encode_national(benchmark, LEGACY_FLAT, "synth-legacy-flat-national")
 
 
 def test_minutiae_comparisons(benchmark):
