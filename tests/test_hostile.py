@@ -350,6 +350,9 @@ def test_checkpoint_with_ids_shorter_than_its_vectors_is_not_used(partial, ref_p
     (lambda s: s.update({"build_parts": [2, 1, 3]}), "build_parts is not the increasing"),
     (lambda s: s.update({"build_parts": [1, 3]}), "index_numba-flat@1-3.npz is not listed"),
     (lambda s: s.update({"search_next:numba-flat": "lots"}), "not [count, seconds]"),
+    (lambda s: s.update({"run_time": [2, float("nan")]}), "run_time = nan is not a time"),
+    (lambda s: s.update({"run_time": [0, 5.0]}), "run_time = 0 is not in [1,"),
+    (lambda s: s.update({"run_time": {"starts": 2}}), "not [starts, seconds]"),
 ])
 def test_hand_edited_checkpoint_values_are_not_trusted(partial, ref_plain, tmp_path, tiny, capsys,
                                                        edit, needle):

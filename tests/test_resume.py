@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpscale.bench.store.files import read_npz
+from fpscale.bench.store.files import ResultsError, read_npz
+from fpscale.bench.store.summary import summary_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +82,18 @@ def test_killed_at_chosen_checkpoints_resumes_to_identical_results(resumable, tm
     code, err = _run(scen, out, env)
     assert code == 0, err.decode()[-2000:]
     _same_as_reference(ref, out)
+    # the summary says the run was resumed, and what its earlier starts did;
+    # an uninterrupted run says nothing of it
+    assert "resumed" not in json.loads((ref / "summary.json").read_text())
+    r = json.loads((out / "summary.json").read_text())["resumed"]
+    assert r["starts"] == len(CRASH_CHAIN) + 1 and r["earlier_s"] > 0
+    assert r["gallery_records_before"] == 6000  # the last start began after the gallery pass
+    assert f"Resumed: {len(CRASH_CHAIN) + 1} starts." in (out / "report.md").read_text()
+    for k, v in (("starts", 1), ("earlier_s", -1.0), ("gallery_records_before", 6001)):
+        d = json.loads((out / "summary.json").read_text())
+        d["resumed"][k] = v
+        with pytest.raises(ResultsError, match="earlier starts"):
+            summary_from_dict(d)
 
 
 @pytest.mark.slow  # the chosen checkpoints above are the deterministic check

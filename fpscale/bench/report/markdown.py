@@ -307,7 +307,18 @@ def _host(summary: Summary) -> list[str]:
             f"Thread pools: {pools or 'not recorded'}.",
             f"Source: git commit {h.git_commit or 'unknown'}; summary written {h.timestamp or 'n/a'} "
             f"(schema version {summary.schema_version}).",
-            f"Wall time {summary.wall_s:.1f} s ({_gallery_pass(summary)}).", ""]
+            f"Wall time {summary.wall_s:.1f} s ({_gallery_pass(summary)}).", *_resumed(summary), ""]
+
+
+def _resumed(summary: Summary) -> list[str]:
+    r = summary.resumed
+    if r is None:
+        return []
+    return [f"Resumed: {r.starts} starts. The wall time above is the last start's; the earlier "
+            f"ones ran {r.earlier_s:,.1f} s up to their last checkpoint and built "
+            f"{r.gallery_records_before:,} of the {summary.scenario.population.gallery_size:,} "
+            "gallery records. The stage times (generation, ladder, search, re-scoring) add up "
+            "every start's."]
 
 
 def _gallery_pass(summary: Summary) -> str:

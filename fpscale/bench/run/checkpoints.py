@@ -33,6 +33,10 @@ CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
 # copies at most these chunks' records, whatever the generation rate, which
 # is what the memory plan counts for it
 PART_CHUNKS = 8
+# the manifest's record of the run's starts: [starts, wall seconds up to the
+# last manifest write of the latest], so that a resumed run can say what
+# its earlier starts did
+RUN_TIME = "run_time"
 
 
 class Checkpoints:
@@ -43,6 +47,8 @@ class Checkpoints:
         self.out = folder.path
         self.manifest = folder.manifest
         self.last = time.monotonic()
+        self._t0 = self.last
+        self._earlier: tuple[int, float] | None = None
         self._crash = _crash_point(os.environ.get("FPSCALE_CRASH_AT", ""))
         self._seen = 0
         self._verified: dict[str, dict] = {}  # state files checked on resume, by name
@@ -51,8 +57,19 @@ class Checkpoints:
         """What the manifest recorded for a step (default when nothing)."""
         return self.manifest["steps"].get(step, default)
 
+    def earlier(self) -> tuple[int, float]:
+        """(starts, wall seconds) of this run's earlier starts, up to the last
+        manifest write of each, as the manifest held them when first asked
+        (ask after ``fpscale.bench.run.resume`` has checked it)."""
+        if self._earlier is None:
+            n, s = self.get(RUN_TIME, [0, 0.0])
+            self._earlier = (int(n), float(s))
+        return self._earlier
+
     def mark(self, step: str, info: Any = True) -> None:
-        """Record a finished step in the manifest."""
+        """Record a finished step in the manifest, with the run's time so far."""
+        n, s = self.earlier()
+        self.note(RUN_TIME, [n + 1, s + time.monotonic() - self._t0])
         self.folder.mark(step, info)
 
     def forget(self, step: str) -> None:

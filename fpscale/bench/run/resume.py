@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from fpscale.bench.measure.ladder import HIST_BINS
-from fpscale.bench.run.checkpoints import Checkpoints, part_files, state_file
+from fpscale.bench.run.checkpoints import RUN_TIME, Checkpoints, part_files, state_file
 from fpscale.bench.run.gallery import finger_set_columns, rung_list_length
 from fpscale.bench.run.rescore import SEGMENT
 from fpscale.bench.scenario import Scenario, pipeline_finger_set
@@ -172,6 +172,11 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                         _seconds(t[0], k), _seconds(t[1], k)
                     else:
                         raise _Bad(f"{step} holds {str(k)[:40]!r}")
+            elif step == RUN_TIME:
+                if not isinstance(v, list) or len(v) != 2:
+                    raise _Bad(f"{step} is not [starts, seconds]")
+                _int(v[0], 1, 10**9, step)
+                _seconds(v[1], step)
             elif step.startswith("search_next:") and step[12:] in keys:
                 if not isinstance(v, list) or len(v) != 2:
                     raise _Bad(f"{step} is not [count, seconds]")

@@ -42,7 +42,8 @@ from fpscale.bench.run.warmup import warm_up
 from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
 from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan,
-                                         RescoreTimings, Summary, read_summary, to_json_dict)
+                                         RescoreTimings, Resumed, Summary, read_summary,
+                                         to_json_dict)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
 from fpscale.synth.population import booking_best_quality
@@ -131,6 +132,16 @@ def _complete(ctx: RunContext) -> Summary | None:
     return None
 
 
+def _resumed(ck: Checkpoints, sc: Scenario) -> Resumed | None:
+    """What the earlier starts of this run did, or None on its first start."""
+    starts, earlier_s = ck.earlier()
+    if not starts:
+        return None
+    N = sc.population.gallery_size
+    built = N if ck.get("build") else min(ck.get("build_next", 0) * sc.search.chunk_size, N)
+    return Resumed(starts + 1, earlier_s, built)
+
+
 def _write_report(folder: ResultsFolder, summary: Summary) -> None:
     for rel, data in report_files(summary).items():
         folder.write_bytes(rel, data)
@@ -149,6 +160,7 @@ def _executor(sc: Scenario, progress: bool) -> Iterator[Executor]:
 def _run(ctx: RunContext, plan: Plan) -> Summary:
     sc, out, ck = ctx.scenario, ctx.out, ctx.checkpoints
     t_start = time.perf_counter()
+    resumed = _resumed(ck, sc)
     warm_up(sc, ctx.progress)
     subs = make_submissions(sc.population, sc.search.chunk_size, ctx.progress)
     folder = ctx.folder
@@ -187,6 +199,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
                                                   pop.search_fingers[0], pop.booking_capture, 2)
             prog.update(INDIVIDUALITY_PAIRS)
     summary.wall_s = time.perf_counter() - t_start
+    summary.resumed = resumed
     # read when every step that can grow memory has run (the re-scored
     # ladder's batches come after the searches)
     summary.memory_plan.peak_rss_bytes = peak_rss()

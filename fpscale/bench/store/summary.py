@@ -165,6 +165,16 @@ class ClusterInfo:
 
 
 @dataclass
+class Resumed:
+    """A run that was stopped and resumed: what its earlier starts did.
+    The summary's wall_s is the last start's alone."""
+
+    starts: int                   # starts whose work the results hold, the last included
+    earlier_s: float              # wall seconds of the earlier starts, up to their last checkpoint
+    gallery_records_before: int   # gallery records built before the last start
+
+
+@dataclass
 class CandidateFile:
     """One file of candidate lists read by ``fpscale evaluate``."""
 
@@ -243,6 +253,7 @@ class Summary:
     evaluation: Evaluation | None = field(default=None, metadata=OMIT_IF_NONE)
     vector_search: VectorSearch | None = field(default=None, metadata=OMIT_IF_NONE)
     wall_s: float = 0.0
+    resumed: Resumed | None = field(default=None, metadata=OMIT_IF_NONE)
 
     def backend(self, key: str) -> BackendResult:
         """The row with this key (KeyError naming the keys there are)."""
@@ -404,6 +415,10 @@ def _problem(s: Summary) -> str | None:
         bad = _projection_problem(fs, p)
         if bad:
             return bad
+    r = s.resumed
+    if r is not None and (r.starts < 2 or not _finite(r.earlier_s) or r.earlier_s < 0
+                          or not 0 <= r.gallery_records_before <= s.scenario.population.gallery_size):
+        return "its record of earlier starts is not one fpscale writes"
     return None
 
 
