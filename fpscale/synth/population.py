@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.synth.embedding import CODES, ITQ_SHIPPED, check_dims, encode
-from fpscale.synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, capture_index
+from fpscale.synth.impressions import CAPTURE_TYPES, LEGACY_FLAT, QUALITY_LEVELS, capture_index
 from fpscale.synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
                        categorical, normal, open_stream, uniform)
 
@@ -298,7 +298,7 @@ def booking_best_quality(spec: PopulationSpec, n: int) -> np.ndarray:
     """The best (lowest) capture quality 1..5 among the booking fingers of
     each of submissions 0..n-1, (n,) int64."""
     imp = submission_impressions(spec, 0, n)
-    best = np.full(n, 5, dtype=np.int64)
+    best = np.full(n, max(QUALITY_LEVELS), dtype=np.int64)
     np.minimum.at(best, imp.row, imp.quality)
     return best
 

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fpscale.bench.measure.metrics import OperatingPoint, Rate, rate_of
+from fpscale.synth.impressions import QUALITY_LEVELS as LEVELS
 
-QUALITY_LEVELS = 5
+QUALITY_LEVELS = len(LEVELS)  # how many quality levels the counts by quality hold
 
 
 @dataclass
@@ -66,7 +67,7 @@ def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
     above = int((~listed & reaches).sum())
     below = int((~listed & ~reaches).sum())
     listed_missed = int((listed & miss).sum())
-    levels = np.arange(1, QUALITY_LEVELS + 1)
+    levels = np.asarray(LEVELS)
     return MissSources(
         float(op.target_fpir), float(T), int(mated.sum()), int(miss.sum()), above, below,
         listed_missed, rate_of(below + listed_missed, int(mated.sum())),
