@@ -324,9 +324,16 @@ def offer_tile(dist: np.ndarray, lo: int, hi: int, gids: np.ndarray, gid0: int, 
     """Offer codes lo..hi-1 of a tile, at Hamming distances dist[j], to one
     probe's top-L heap (hs, hi_ids); code j's id is gids[j], or gid0 + j
     where gids is empty. A tile none of whose codes can enter is skipped."""
+    if can_enter(dist[lo:], hi - lo, max_distance(bits, hs[0])):
+        offer_codes(dist, lo, hi, gids, gid0, bits, hs, hi_ids)
+
+
+@njit(cache=True, inline="always")
+def offer_codes(dist: np.ndarray, lo: int, hi: int, gids: np.ndarray, gid0: int, bits: int,
+                hs: np.ndarray, hi_ids: np.ndarray) -> None:
+    """``offer_tile`` without its test of the whole tile, for a caller that
+    knows some code can enter (the ladder scan has the tile's minimum)."""
     maxd = max_distance(bits, hs[0])
-    if not can_enter(dist[lo:], hi - lo, maxd):
-        return
     listed = gids.shape[0] > 0
     for j in range(lo, hi):
         if dist[j] <= maxd:

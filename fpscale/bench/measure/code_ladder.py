@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.exact import NumbaHamming, hamming_distances, offer_tile
+from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_codes
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
@@ -48,23 +48,13 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
         q1 = min(Q, q0 + per)
         dist = np.empty(TILE, dtype=np.uint64)
         no_ids = np.empty(0, dtype=np.int64)  # the records' ids are consecutive
-        # counts by distance; slot bits + 1 takes the mate, left out
-        h = np.zeros((4, bits + 2), dtype=np.int64)
+        # counts by distance
+        h = np.zeros((4, bits + 1), dtype=np.int64)
         for g0 in range(0, n, TILE):
             g1 = min(n, g0 + TILE)
-            m = g1 - g0
             for q in range(q0, q1):
                 hamming_distances(qc[q], planes, g0, g1, dist)
-                if keep > 0:  # the lists hold the mate too, as the search's do
-                    for k in range(len(seg_id)):
-                        lo = max(seg_lo[k], g0)
-                        hi = min(seg_hi[k], g1)
-                        if lo < hi:
-                            offer_tile(dist, lo - g0, hi - g0, no_ids, start + g0, bits,
-                                       top_s[q, seg_id[k]], top_i[q, seg_id[k]])
-                mj = mate[q] - start - g0
-                if 0 <= mj < m:
-                    dist[mj] = np.uint64(bits + 1)
+                mj = mate[q] - start  # the mate's local record, if in this chunk
                 ms = mate_score[q]
                 # s > ms is d < bits - ms; a non-mated search counts every non-mate
                 dthr = bits + 1 if ms == -np.inf else bits - np.int64(np.floor(ms))
@@ -73,9 +63,13 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                     hi = min(seg_hi[k], g1)
                     if lo >= hi:
                         continue
-                    # min and count vectorise; the histogram's scatter goes
-                    # to four copies in turn, so that repeated scores do
-                    # not wait on each other's stores
+                    # one pass over every record, the mate included: the
+                    # minimum and count vectorise, and the minimum tells
+                    # whether any record can enter the lists (no second
+                    # pass to find out); the mate's share is taken back
+                    # below. The histogram's scatter goes to four copies in
+                    # turn, so that repeated scores do not wait on each
+                    # other's stores
                     best = bits + 1
                     above = 0
                     for j in range(lo - g0, hi - g0):
@@ -93,6 +87,19 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                         h[0, dist[j]] += 1
                         j += 1
                     g = seg_id[k]
+                    # the lists hold the mate too, as the search's do
+                    if keep > 0 and best <= np.int64(max_distance(bits, top_s[q, g, 0])):
+                        offer_codes(dist, lo - g0, hi - g0, no_ids, start + g0, bits,
+                                    top_s[q, g], top_i[q, g])
+                    if lo <= mj < hi:  # the mate is no non-mate
+                        dm = np.int64(dist[mj - g0])
+                        h[0, dm] -= 1
+                        above -= dm < dthr
+                        if dm == best:
+                            best = bits + 1
+                            for j in range(lo - g0, hi - g0):
+                                if j != mj - g0:
+                                    best = min(best, np.int64(dist[j]))
                     if best <= bits and np.float32(bits - best) > seg_max[q, g]:
                         seg_max[q, g] = np.float32(bits - best)
                     seg_better[q, g] += above
