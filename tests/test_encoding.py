@@ -123,3 +123,15 @@ def test_candidate_recall_on_codes_ranks_as_numpy_does():
     for r, k in zip(got, (1, 20)):
         assert r.listed == int((above < k).sum()) and r.rank1 == int((above == 0).sum())
     assert got[0].listed < got[1].listed
+
+
+def test_codes_without_vectors_are_the_same_codes():
+    # a codes-only run leaves the (n x dim) vectors out, not the codes
+    from fpscale.synth.embedding import encode
+    ids = np.arange(300, dtype=np.int64)
+    v, c, k = encode(3, ids, 2, 0, np.arange(300) % 4, 1 + np.arange(300) % 5, 32, 128,
+                     code="simhash")
+    v0, c0, k0 = encode(3, ids, 2, 0, np.arange(300) % 4, 1 + np.arange(300) % 5, 32, 128,
+                        code="simhash", vectors=False)
+    assert v0.shape == (300, 0) and v.shape == (300, 32)
+    assert np.array_equal(c, c0) and np.array_equal(k, k0)

@@ -97,13 +97,18 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
                   simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray) -> None:
+    # out_v with no rows: the vectors are not wanted (a codes-only run), and
+    # each block normalises into a small scratch instead: no (n x dim) array
+    # to allocate and fault in for every chunk of the gallery
     n = identities.shape[0]
     nf = proj.shape[0]
+    keep_v = out_v.shape[0] > 0
     for blk in prange((n + BLOCK - 1) // BLOCK):
         work = work_arrays()
         feat = np.empty(N_FEATURES)
         xs = np.empty((PROJECT_BATCH, nf), dtype=np.float32)
         v32 = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
+        scratch = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         end = min((blk + 1) * BLOCK, n)
         for t0 in range(blk * BLOCK, end, PROJECT_BATCH):
             nb = min(PROJECT_BATCH, end - t0)
@@ -116,7 +121,7 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                     xs[b, h] = np.float32(feat[h] - mean[h])
             _project_rows(xs, nb, proj, v32)
             for b in range(nb):
-                _finish(v32[b], simhash, out_v[t0 + b], out_b[t0 + b])
+                _finish(v32[b], simhash, out_v[t0 + b] if keep_v else scratch[b], out_b[t0 + b])
 
 
 _DATA = Path(__file__).with_name("lda_basis.npz")
@@ -185,14 +190,15 @@ def check_dims(dim: int, bits: int) -> None:
 def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
            encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
            dim: int = 64, bits: int = 128, noise: float = 1.0,
-           code: str = "simhash") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           code: str = "simhash", vectors: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate and encode one impression per row of the key arrays.
 
     All inputs have shape (n,) or broadcast to it: identity, finger position
     1..10, encounter (0 = enrolment), capture type index, quality 1..5;
     noise scales the extraction errors (``fpscale.synth.impressions``);
     code picks the code matrix (``projections``). Returns float32 unit
-    vectors (n, dim), packed binary codes uint8 (n, bits // 8), and the
+    vectors (n, dim) ((n, 0) with vectors=False: the same codes, no
+    vectors kept), packed binary codes uint8 (n, bits // 8), and the
     minutiae count of each impression (n,) int32.
     Row t depends only on (seed, row t of the keys): any split of the rows
     gives the same bytes.
@@ -203,13 +209,13 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     keys = [np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.int64)
             for a in (fingers, encounters, captures, qualities)]
     mean, proj, simhash = projections(int(dim), int(bits), code)
-    out_v = np.empty((n, dim), dtype=np.float32)
+    out_v = np.empty((n if vectors else 0, dim), dtype=np.float32)
     out_b = np.empty((n, bits // 8), dtype=np.uint8)
     counts = np.empty(n, dtype=np.int32)
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
                       mean, proj, simhash, out_v, out_b, counts)
-    return out_v, out_b, counts
+    return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 
 
 @njit(cache=True)

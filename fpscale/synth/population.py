@@ -307,7 +307,7 @@ def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
                           imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise,
-                          spec.code)
+                          spec.code, with_vectors)
     F = len(spec.search_fingers)
     nb = spec.bits // 8
     codes = np.full((n_rows, F, nb), ABSENT_CODE_BYTE, dtype=np.uint8)
