@@ -272,3 +272,9 @@ def test_fingerprint_of_a_vector_ladder_is_what_it_was_before_codes(tiny):
     # key is left out at its default (the value below is from that version)
     assert scenario_from_dict(tiny()).fingerprint() == "8c8d2ed600d6d434"
     assert scenario_from_dict(tiny(projection__scores="codes")).fingerprint() != "8c8d2ed600d6d434"
+    # and before search.streamed: false is left out, true is a result's input
+    assert scenario_from_dict(tiny(search__streamed=False)).fingerprint() == "8c8d2ed600d6d434"
+    streamed = tiny(search__streamed=True, search__backends=[{"name": "numba-hamming"}],
+                    projection__scores="codes")
+    assert scenario_from_dict(streamed).fingerprint() != scenario_from_dict(
+        dict(streamed, search=dict(streamed["search"], streamed=False))).fingerprint()

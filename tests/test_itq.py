@@ -34,7 +34,8 @@ def test_itq_lists_mates_better_than_simhash_at_the_same_length():
                                         "population.n_submissions=300",
                                         "population.mated_share=1.0",
                                         "population.code=\"simhash\"",
-                                        "projection.ladder=[]"]).population
+                                        "projection.ladder=[]",
+                                        "search.streamed=false"]).population
     sim = _hamming_above(base)
     learned = _hamming_above(dataclasses.replace(base, code="itq"))
     assert learned.sum() < 0.5 * sim.sum(), (learned.sum(), sim.sum())

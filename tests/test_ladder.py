@@ -209,3 +209,61 @@ def test_a_code_ladder_run_agrees_with_the_hamming_search_and_ignores_chunk_size
     assert (lad[0]["better_than_mate"][listed, -1] <= s["mate_rank"][listed] - 1).all()
     assert read_summary(outs[0]).scenario.projection.scores == "codes"
     assert "bits minus Hamming distance" in (outs[0] / "report.md").read_text()
+
+
+def test_a_streamed_search_lists_what_the_hamming_search_lists(tiny, write_toml, tmp_path):
+    # the scan of every searched finger keeps each search's top candidates:
+    # its largest rung's lists are numba-hamming's, candidate by candidate,
+    # and so are their re-scored lists and the re-scored ladder's
+    from fpscale.bench.store.files import read_npz
+    from fpscale.bench.store.summary import read_summary
+    outs = {}
+    for streamed in (False, True):
+        d = tiny(search__backends=[{"name": "numba-hamming"}], search__rescore=True,
+                 search__rescore_candidates=4, search__streamed=streamed,
+                 projection__scores="codes", projection__rescored=True,
+                 projection__finger_sets=["one", "two_index"])
+        outs[streamed] = tmp_path / f"s{streamed}"
+        _run(write_toml(tmp_path / f"s{streamed}.toml", d), outs[streamed])
+    for name in ("searches_numba-hamming.npz", "searches_numba-hamming+minutiae.npz",
+                 "ladder_two_index+minutiae.npz", "ladder_one.npz"):
+        a, b = read_npz(outs[False] / name), read_npz(outs[True] / name)
+        assert set(a) == set(b), name
+        for k in a:
+            assert np.array_equal(a[k], b[k]), (name, k)
+    # the streamed scan keeps whole lists; the indexed one the re-scored part
+    a, b = read_npz(outs[False] / "ladder_two_index.npz"), read_npz(outs[True] / "ladder_two_index.npz")
+    assert a["list_ids"].shape[2] == 4 and b["list_ids"].shape[2] == 10
+    assert np.array_equal(a["list_ids"], b["list_ids"][:, :, :4])
+    s = read_npz(outs[True] / "searches_numba-hamming.npz")
+    assert np.array_equal(b["list_ids"][:, -1], s["cand_ids"])
+    assert (s["mate_rank"] >= 1).sum() > 50
+    summary = read_summary(outs[True])
+    row = summary.backends[0]
+    assert row.memory.actual_bytes == 0 and row.timings.throughput_searches_per_s is None
+    assert summary.memory_plan.indexes == {}
+    assert summary.backends[1].metrics == read_summary(outs[False]).backends[1].metrics
+    assert "The search was streamed" in (outs[True] / "report.md").read_text()
+
+
+@pytest.mark.parametrize("over, says", [
+    ({"search__backends": [{"name": "numba-flat"}]}, "numba-hamming"),
+    ({"projection__scores": "vectors"}, "largest rung"),
+    ({"projection__ladder": [40, 80, 400]}, "largest rung"),
+    ({"projection__finger_sets": ["one"]}, "every searched finger"),
+])
+def test_a_streamed_search_needs_the_scan_that_does_it(tiny, over, says):
+    from fpscale.bench.scenario import ScenarioError, scenario_from_dict
+    d = tiny(search__backends=[{"name": "numba-hamming"}], search__streamed=True,
+             projection__scores="codes")
+    scenario_from_dict(d)
+    for k, v in over.items():
+        sec, key = k.split("__")
+        d[sec][key] = v
+    with pytest.raises(ScenarioError, match=f"streamed.*{says}"):
+        scenario_from_dict(d)
+    d = tiny(search__backends=[{"name": "numba-hamming"}], search__streamed=True,
+             projection__scores="codes")
+    d["cluster"] = {"scheduler": "local"}
+    with pytest.raises(ScenarioError, match="streamed.*one process"):
+        scenario_from_dict(d)

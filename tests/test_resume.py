@@ -112,3 +112,32 @@ def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_p
         break
     assert kills >= 1
     _same_as_reference(ref, out)
+
+
+def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml, tmp_path):
+    # the streamed search's lists live in the ladder scan's checkpoints: no
+    # index is written, and a resumed run lists what an uninterrupted one does
+    d = tiny(population__gallery_size=3000, population__n_submissions=300,
+             search__chunk_size=400, search__rescore=True, search__rescore_candidates=5,
+             search__backends=[{"name": "numba-hamming"}], search__streamed=True,
+             projection__ladder=[500, 1500, 3000], projection__scores="codes",
+             projection__finger_sets=["two_index"])
+    scen = write_toml(tmp_path / "s.toml", d)
+    env = dict(os.environ, FPSCALE_CHECKPOINT_S="0")
+    env.pop("FPSCALE_CRASH_AT", None)
+    code, err = _run(scen, tmp_path / "ref", env)
+    assert code == 0, err.decode()[-2000:]
+    out = tmp_path / "killed"
+    for point in ("build_next/3", "build_next/2/before", "rescore_next/1"):
+        code, err = _run(scen, out, dict(env, FPSCALE_CRASH_AT=point))
+        assert code == -signal.SIGKILL, (point, code, err.decode()[-2000:])
+        assert not any(p.name.startswith("index_") for p in (out / "state").iterdir())
+    code, err = _run(scen, out, env)
+    assert code == 0, err.decode()[-2000:]
+    files = sorted(f.name for f in (tmp_path / "ref").glob("*.npz"))
+    assert "searches_numba-hamming+minutiae.npz" in files
+    assert files == sorted(f.name for f in out.glob("*.npz"))
+    for name in files:
+        x, y = read_npz(tmp_path / "ref" / name), read_npz(out / name)
+        for k in x:
+            assert np.array_equal(x[k], y[k]), (name, k)

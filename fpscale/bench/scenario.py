@@ -104,6 +104,10 @@ class SearchSpec:
     rescore_candidates: int = 10
     rescore_fusion: str = "sum"  # fuse per-finger scores: sum or max
     rescore_matcher: str = "paired"  # 1:1 matcher: paired (count) or mcc (cylinder code)
+    # the exact Hamming search done in the gallery pass: the code ladder's
+    # scan keeps every search's top candidates as it scores each chunk, and
+    # no index is held (the searches are known before the gallery is built)
+    streamed: bool = False
 
     @property
     def rescoring(self) -> Rescoring:
@@ -210,6 +214,8 @@ class Scenario:
             d["projection"].pop("scores")
         if not d["projection"]["rescored"]:
             d["projection"].pop("rescored")
+        if not d["search"]["streamed"]:
+            d["search"].pop("streamed")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -351,6 +357,9 @@ def _search(t: dict) -> SearchSpec:
     matcher = t.get("rescore_matcher", "paired")
     if matcher not in RESCORE_MATCHERS:
         raise _err("search", "rescore_matcher", matcher, "allowed: " + ", ".join(RESCORE_MATCHERS))
+    streamed = t.get("streamed", False)
+    if not isinstance(streamed, bool):
+        raise _err("search", "streamed", streamed, "must be true or false")
     if rescore and vals["rescore_candidates"] > vals["candidates"]:
         raise _err("search", "rescore_candidates", vals["rescore_candidates"],
                    f"must not exceed candidates ({vals['candidates']}): only the list is re-scored")
@@ -363,7 +372,7 @@ def _search(t: dict) -> SearchSpec:
     if len(set(names)) != len(names):
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
-                      backends, rescore, vals["rescore_candidates"], fusion, matcher)
+                      backends, rescore, vals["rescore_candidates"], fusion, matcher, streamed)
 
 
 def _metrics(t: dict, candidates: int) -> MetricsSpec:
@@ -562,9 +571,30 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
             raise _err("projection", "rescored", True,
                        "needs a finger set in projection.finger_sets holding every searched "
                        "finger (\"all\")")
+    cluster = _cluster(d.get("cluster", {}))
+    if search.streamed:
+        check_streamed(pop, search, proj, cluster)
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {}), search.candidates),
-                    proj,
-                    _target(d.get("target", {})), _cluster(d.get("cluster", {})), calibration)
+                    proj, _target(d.get("target", {})), cluster, calibration)
+
+
+def check_streamed(pop: PopulationSpec, search: SearchSpec, proj: ProjectionSpec,
+                    cluster: ClusterSpec) -> None:
+    """A streamed search is the code ladder's scan of the whole gallery over
+    every searched finger, in this process: ScenarioError naming what is missing."""
+    why = None
+    if [(b.name, b.params) for b in search.backends] != [("numba-hamming", "")]:
+        why = 'needs backends = [{ name = "numba-hamming" }] alone: the exact Hamming search is what the scan does'
+    elif proj.scores != "codes" or not proj.ladder or proj.ladder[-1] != pop.gallery_size:
+        why = (f"needs projection.scores = \"codes\" and a ladder whose largest rung is "
+               f"population.gallery_size ({pop.gallery_size}): the scan of that rung is the search")
+    elif pipeline_finger_set(pop.search_fingers, proj.finger_sets) is None:
+        why = ("needs a finger set in projection.finger_sets holding every searched finger "
+               "(\"all\")")
+    elif cluster.scheduler:
+        why = "runs in one process; drop [cluster] scheduler"
+    if why:
+        raise _err("search", "streamed", True, why + "; or set search.streamed = false")
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(?:\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}")

@@ -80,11 +80,17 @@ def _backends(summary: Summary) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for b in summary.backends:
         t = b.timings
+        lat = f"{t.latency_ms.p50:.2f}" if t.latency_ms.samples else "n/a"
         lines.append(
             f"{_rate_cells(b)} "
-            f"{_num(t.throughput_searches_per_s, 0)} | {t.latency_ms.p50:.2f} | "
+            f"{_num(t.throughput_searches_per_s, 0)} | {lat} | "
             f"{b.memory.estimate_bytes / 1e6:.1f} / {b.memory.actual_bytes / 1e6:.1f} | "
             f"{_recall_cell(b)} |")
+    if summary.scenario.search.streamed:
+        lines += ["", "The search was streamed (search.streamed): the ladder's scan kept every "
+                  "search's top candidates as the gallery was generated, the lists an exact "
+                  "Hamming search returns; no index was held, and the search's time is inside "
+                  "the ladder scan's seconds (below), so it has no searches/s or latency of its own."]
     lines += _operating_points(summary) + _miss_sources(summary)
     lines += ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)",
               "![throughput against recall](plots/throughput_recall.png)", ""]
@@ -329,7 +335,8 @@ def _gallery_pass(summary: Summary) -> str:
     simulated = g > 0 and summary.evaluation is None and summary.vector_search is None
     per = " per worker" if summary.cluster is not None else ""
     rate = f", {n / g:,.0f} gallery records/s{per}" if simulated else ""
-    lad = f"; ladder scan {summary.ladder_s:.1f} s" if summary.ladder_s else ""
+    streamed = " with the streamed search" if summary.scenario.search.streamed else ""
+    lad = f"; ladder scan{streamed} {summary.ladder_s:.1f} s" if summary.ladder_s else ""
     lr = summary.ladder_rescore
     if lr is not None:
         lad += (f"; the rungs' lists re-scored: {lr.comparisons:,} comparisons in "

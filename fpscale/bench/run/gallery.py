@@ -32,7 +32,8 @@ class BackendRun:
     """One backend of the scenario and the index built for it.
 
     slot is the backend's position in the scenario; index is None where the
-    index lives elsewhere (in shards on a cluster's workers)."""
+    index lives elsewhere (in shards on a cluster's workers) or nowhere (a
+    streamed search, which the ladder scan does)."""
 
     spec: BackendSpec
     slot: int
@@ -97,16 +98,26 @@ def rung_list_length(search: SearchSpec) -> int:
     return min(search.rescore_candidates, search.candidates)
 
 
+def scan_list_length(search: SearchSpec, proj: ProjectionSpec) -> int:
+    """Records per search and rung that the scan of every searched finger
+    keeps: the whole candidate list when the search is streamed (the top
+    rung's list is the search's), the re-scored part of it for the
+    re-scored ladder, else none."""
+    if search.streamed:
+        return search.candidates
+    return rung_list_length(search) if proj.rescored else 0
+
+
 def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
                  keep: int = 0) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
     """Empty ladder scans per finger set, and each set's record columns
-    (vector columns, or code bytes when the ladder scores codes); with
-    proj.rescored, the set of every searched finger keeps each rung's top
-    keep records."""
+    (vector columns, or code bytes when the ladder scores codes); the set
+    of every searched finger keeps each rung's top keep records
+    (``scan_list_length``)."""
     scans, scan_cols = {}, {}
     if not proj.ladder:
         return scans, scan_cols
-    piped = pipeline_finger_set(pop.search_fingers, proj.finger_sets) if proj.rescored else None
+    piped = pipeline_finger_set(pop.search_fingers, proj.finger_sets) if keep else None
     on_codes = proj.scores == "codes"
     rungs, mates = np.array(proj.ladder), subs.mate
     has = mates >= 0
@@ -154,6 +165,8 @@ class GalleryBuilder:
         ch = gallery_chunk(self.pop, a, b, self.vectors)
         self.generation_s += time.perf_counter() - t0
         for run in self.runs:
+            if run.index is None:  # a streamed search: the scan searches the chunk
+                continue
             t0 = time.perf_counter()
             run.index.add(ch.ids, ch.codes if run.spec.binary else ch.vectors)
             run.build_s += time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """The in-process executor: the gallery built and searched here, resumable.
 
-The gallery pass checkpoints every backend's index and the ladder
-accumulators every ``CHECKPOINT_S`` seconds (``fpscale.bench.run.checkpoints``), so
+The gallery pass checkpoints every backend's index (none for a streamed
+search) and the ladder accumulators every ``CHECKPOINT_S`` seconds (``fpscale.bench.run.checkpoints``), so
 a killed run goes on from the last checkpoint.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from fpscale.bench.run.checkpoints import Checkpoints, part_counts, part_files
 from fpscale.bench.run.executor import RescoredSegment
 from fpscale.bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, GalleryBuilder, ladder_scans,
-                               new_backend, rung_list_length, train_backend)
+                               new_backend, scan_list_length, train_backend)
 from fpscale.bench.run.progress import stage
 from fpscale.bench.run.rescore_segment import rescore_segment
 from fpscale.bench.run.submissions import Submissions
@@ -40,6 +40,9 @@ class LocalExecutor:
         timing = ck.get("build_timing", {})
         runs = []
         for slot, b in enumerate(sc.search.backends):
+            if sc.search.streamed:  # the ladder scan searches; no index is held
+                runs.append(BackendRun(b, slot, None))
+                continue
             idx = new_backend(pop, b, self.threads)
             run = BackendRun(b, slot, idx)
             if done:
@@ -53,7 +56,7 @@ class LocalExecutor:
                 run.train_s = train_backend(pop, b, idx, self.progress)
                 idx.set_search_params(b.params)
             runs.append(run)
-        scans, cols = ladder_scans(pop, sc.projection, subs, rung_list_length(sc.search))
+        scans, cols = ladder_scans(pop, sc.projection, subs, scan_list_length(sc.search, sc.projection))
         if done:
             for fs, scan in scans.items():
                 scan.import_state(ck.load(f"ladder_{fs}", done))
@@ -61,7 +64,7 @@ class LocalExecutor:
         builder.generation_s = timing.get("generation_s", 0.0)
         builder.ladder_s = timing.get("ladder_s", 0.0)
         all_chunks = list(chunks(pop.gallery_size, sc.search.chunk_size))
-        appends = any(r.index.appendable for r in runs)
+        appends = any(r.index is not None and r.index.appendable for r in runs)
         before = sum(b - a for a, b in all_chunks[:done])
         with thread_count(self.threads), \
                 stage(GALLERY_STAGE, pop.gallery_size, "records", self.progress, before) as st:
@@ -88,7 +91,7 @@ class LocalExecutor:
         return info["compare_s"]
 
     def index_nbytes(self, run: BackendRun) -> int:
-        return run.index.nbytes()
+        return 0 if run.index is None else run.index.nbytes()
 
     def cluster_info(self) -> ClusterInfo | None:
         return None
@@ -114,6 +117,8 @@ def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk
     bounds = [*before, next_chunk]
     names, parts = [], {}
     for run in builder.runs:
+        if run.index is None:
+            continue
         name = f"index_{run.spec.key}"
         if run.index.appendable:
             ck.save(name, f"{prev}-{next_chunk}", run.index.export_rows(prev * chunk_size))

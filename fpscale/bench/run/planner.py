@@ -35,8 +35,9 @@ import numba
 
 from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
+from fpscale.bench.run.gallery import scan_list_length
 from fpscale.bench.run.rescore_segment import batch_searches
-from fpscale.bench.scenario import BackendSpec, Scenario
+from fpscale.bench.scenario import BackendSpec, Scenario, ScenarioError, check_streamed
 from fpscale.bench.store.tables import TABLE_SLICE
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
@@ -153,6 +154,8 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     F = len(pop.search_fingers)
     vec = 4 * pop.record_dim
     code = pop.record_bits // 8
+    # a streamed search holds no index: the ladder scan keeps its lists
+    indexes = indexes and not srch.streamed
     sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
     Q = pop.n_submissions
     L = srch.candidates
@@ -161,12 +164,15 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     k = min(srch.rescore_candidates, L)
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
+    keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
+    if keep:
+        # every rung's top lists kept by the scan (heaps, the sorted lists,
+        # the re-scored lists)
+        lists += 4 * Q * len(sc.projection.ladder) * keep * 12
     if sc.projection.rescored and sc.projection.ladder:
-        # every rung's top k kept by the scan (heaps, the sorted lists, the
-        # re-scored lists), and their union re-scored in batches: each batch
-        # sized for R x k candidates a search, holding the distinct ones
+        # the rung lists' union re-scored in batches: each batch sized for
+        # R x k candidates a search, holding the distinct ones
         R = len(sc.projection.ladder)
-        lists += 4 * Q * R * k * 12
         S = batch_searches(R * k)
         union = distinct_candidates(pop.gallery_size, S, union_width(sc.projection.ladder, k))
         after_search = int((union + S) * F * per)
@@ -185,7 +191,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         ladder = tile + chunk * cols + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     batch = min(srch.probe_batch, Q)
     threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
-    search = batch * (vec + code) + 3 * batch * L * 12 \
+    search = 0 if srch.streamed else batch * (vec + code) + 3 * batch * L * 12 \
         + threads * NumbaFlatIP.PROBE_BLOCK * NumbaFlatIP.GALLERY_BLOCK * 4
     train = 0
     for b in srch.backends:
@@ -322,7 +328,12 @@ def _ways_to_fit(sc: Scenario, p: Plan, budget: int) -> list[str]:
     fits_n = _largest_gallery(sc, budget)
     if fits_n >= 1000:
         ways.append(f"set population.gallery_size to at most {fits_n:,}")
-    largest = max(p.indexes, key=p.indexes.get)
+    if not sc.search.streamed and _can_stream(sc):
+        ps = plan(replace(sc, search=replace(sc.search, streamed=True)))
+        if ps.total <= budget:
+            ways.append(f"set search.streamed = true (the ladder's scan does the search and no "
+                        f"index is held; the plan is then {_fmt(ps.total)})")
+    largest = max(p.indexes, key=p.indexes.get) if p.indexes else "numba-hamming"
     if largest != "numba-hamming":
         codes = _with(sc, backends=tuple(
             BackendSpec("numba-hamming") if f"{b.name} {b.params}".strip() == largest else b
@@ -343,6 +354,15 @@ def _ways_to_fit(sc: Scenario, p: Plan, budget: int) -> list[str]:
         ways.append("set population.n_submissions, search.candidates or search.chunk_size "
                     "smaller: the searches, candidate lists and working set alone do not fit")
     return ways
+
+
+def _can_stream(sc: Scenario) -> bool:
+    """Whether sc's search could be streamed as it stands (``search.streamed``)."""
+    try:
+        check_streamed(sc.population, replace(sc.search, streamed=True), sc.projection, sc.cluster)
+    except ScenarioError:
+        return False
+    return True
 
 
 # a Dask worker process: the interpreter and libraries above plus dask,

@@ -21,7 +21,7 @@ import numpy as np
 
 from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.run.checkpoints import RUN_TIME, Checkpoints, part_files, state_file
-from fpscale.bench.run.gallery import finger_set_columns, rung_list_length
+from fpscale.bench.run.gallery import finger_set_columns, rung_list_length, scan_list_length
 from fpscale.bench.run.rescore import SEGMENT
 from fpscale.bench.scenario import Scenario, pipeline_finger_set
 from fpscale.bench.store.files import ResultsError, read_npz
@@ -86,6 +86,9 @@ class _Expect:
         self.k = min(sc.search.rescore_candidates, self.L)
         self.n_chunks = len(list(chunks(self.N, sc.search.chunk_size)))
         self.backends = {b.key: b for b in sc.search.backends}
+        # the backends whose indexes the gallery pass checkpoints: none when
+        # the search is streamed (the ladder scan holds its lists)
+        self.indexed = {} if sc.search.streamed else self.backends
         self.scanned = [fs for fs in sc.projection.finger_sets
                         if sc.projection.ladder and finger_set_columns(pop, fs) is not None]
         # list lengths of what is re-scored: each backend's lists and, with
@@ -93,9 +96,10 @@ class _Expect:
         self.widths = {key: self.k for key in self.backends} if sc.search.rescore else {}
         self.keep = {}
         piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
+        if scan_list_length(sc.search, sc.projection) and piped in self.scanned:
+            self.keep[piped] = scan_list_length(sc.search, sc.projection)
         if sc.projection.rescored and piped in self.scanned:
-            self.keep[piped] = rung_list_length(sc.search)
-            self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * self.keep[piped]
+            self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * rung_list_length(sc.search)
 
     def records(self, done: int) -> int:
         return min(done * self.sc.search.chunk_size, self.N)
@@ -154,7 +158,7 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 if not isinstance(bounds, list) or not bounds or bounds[-1] != n or any(
                         _int(b, 1, n, "build_parts") <= a for a, b in zip([0, *bounds], bounds)):
                     raise _Bad("build_parts is not the increasing chunk counts up to build_next")
-                needs["build"] = [rel for k, b in keys.items()
+                needs["build"] = [rel for k, b in ex.indexed.items()
                                   for rel in (part_files(f"index_{k}", bounds)
                                               if appends_checkpoints(b.name)
                                               else [state_file(f"index_{k}", n)])] + \

@@ -29,7 +29,7 @@ from fpscale.bench.report.write import REPORT_FILES, projection_plots, report_fi
 from fpscale.bench.run.checkpoints import Checkpoints
 from fpscale.bench.run.context import RunContext
 from fpscale.bench.run.executor import Executor
-from fpscale.bench.run.gallery import BackendRun, Gallery, finger_set_columns
+from fpscale.bench.run.gallery import BackendRun, Gallery, finger_set_columns, rung_list_length
 from fpscale.bench.run.host import fpscale_version, host_info, peak_rss
 from fpscale.bench.run.local import LocalExecutor
 from fpscale.bench.run.planner import Plan, check
@@ -41,8 +41,8 @@ from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.run.warmup import warm_up
 from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
-from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan,
-                                         RescoreTimings, Resumed, Summary, read_summary,
+from fpscale.bench.store.summary import (SUMMARY, BackendResult, LatencyMs, Memory, MemoryPlan,
+                                         RescoreTimings, Resumed, Summary, Timings, read_summary,
                                          to_json_dict)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
@@ -225,7 +225,10 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
     exact_key = None
     for run in gallery.runs:
         key = run.spec.key
-        ids, scores, timings = search_backend(ctx, run, subs.probes(run.spec.binary))
+        if ctx.scenario.search.streamed:
+            ids, scores, timings = _streamed_lists(ctx, gallery)
+        else:
+            ids, scores, timings = search_backend(ctx, run, subs.probes(run.spec.binary))
         lists[key] = (ids, scores)
         if exact_key is None and is_exact_float(run.spec.name):
             exact_key = key
@@ -244,6 +247,18 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
             if not row.binary and row.key != exact_key and row.key in lists:
                 row.vs_exact = recall_against(lists[exact_key], lists[row.key])
     return rows
+
+
+def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.ndarray, Timings]:
+    """A streamed search's lists (Q, L): the top rung's lists of the scan of
+    every searched finger, which is the whole gallery. Their time is in the
+    gallery pass's ladder seconds, not measured apart: no search time,
+    throughput or latency."""
+    sc = ctx.scenario
+    piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
+    ids, scores = gallery.scans[piped].rung_lists()
+    return (np.ascontiguousarray(ids[:, -1]), np.ascontiguousarray(scores[:, -1]),
+            Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0)))
 
 
 def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
@@ -266,7 +281,9 @@ def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
     t = row.timings
     total = t.search_s + ctx.executor.rescore_seconds({"compare_s": info.compare_s,
                                                        "wall_s": info.wall_s})
-    timings = type(t)(t.train_s, t.build_s, t.search_s, len(ri) / total if total > 0 else None,
+    # a streamed search's time is inside the gallery pass: no throughput
+    qps = len(ri) / total if total > 0 and not ctx.scenario.search.streamed else None
+    timings = type(t)(t.train_s, t.build_s, t.search_s, qps,
                       t.latency_ms, info)
     measured = _measure(ctx, rkey, (ri, rs), mate)
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
@@ -297,15 +314,20 @@ def _rescored_ladder(ctx: RunContext, fs: str, st: dict,
     """The re-scored pipeline's ladder state: the distinct candidates of
     every rung's list re-scored once (checkpointed as a backend's lists
     are), then each rung's list re-ranked by them; and the work it took."""
-    union = rung_union(st["list_ids"])
+    # a streamed search's scan keeps whole candidate lists; the pipeline
+    # re-scores each rung's top k, as the searches' re-scoring does
+    list_ids = st["list_ids"][:, :, :rung_list_length(ctx.scenario.search)]
+    union = rung_union(list_ids)
     rescoring = replace(ctx.scenario.search.rescoring, candidates=union.shape[1])
     ri, rs, timings = rescore_lists(ctx, f"ladder_{fs}", union, rescoring)
     ctx.checkpoints.mark(f"rescore:ladder_{fs}")
-    out = rescored_ladder_state(st["rungs"], st["list_ids"], ri, rs, subs.mate)
+    out = rescored_ladder_state(st["rungs"], list_ids, ri, rs, subs.mate)
     out["person"] = subs.person
     return out, timings
 
 
 def _estimate(sc: Scenario, run: BackendRun) -> int:
     pop = sc.population
+    if sc.search.streamed:
+        return 0  # no index is held
     return final_index_bytes(run.spec.name, pop.gallery_size, pop.record_width(run.spec.binary))

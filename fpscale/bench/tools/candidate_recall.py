@@ -73,7 +73,7 @@ def spec_for(scenario: str, profile: str | None, gallery_size: int, searches: in
              sets: tuple[str, ...] = ()) -> PopulationSpec:
     """The scenario's population (with the profile applied), resized, every search mated."""
     over = [f"population.gallery_size={gallery_size}", f"population.n_submissions={searches}",
-            "population.mated_share=1.0", "projection.ladder=[]"]
+            "population.mated_share=1.0", "projection.ladder=[]", "search.streamed=false"]
     if profile:
         over.insert(0, f"calibration.profile={profile}")
     return load_scenario(scenario, over + list(sets)).population
