@@ -333,7 +333,7 @@ def _ways_to_fit(sc: Scenario, p: Plan, budget: int) -> list[str]:
         if ps.total <= budget:
             ways.append(f"set search.streamed = true (the ladder's scan does the search and no "
                         f"index is held; the plan is then {_fmt(ps.total)})")
-    largest = max(p.indexes, key=p.indexes.get) if p.indexes else "numba-hamming"
+    largest = max(p.indexes, key=p.indexes.get, default="numba-hamming")
     if largest != "numba-hamming":
         codes = _with(sc, backends=tuple(
             BackendSpec("numba-hamming") if f"{b.name} {b.params}".strip() == largest else b

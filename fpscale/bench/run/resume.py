@@ -96,8 +96,9 @@ class _Expect:
         self.widths = {key: self.k for key in self.backends} if sc.search.rescore else {}
         self.keep = {}
         piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
-        if scan_list_length(sc.search, sc.projection) and piped in self.scanned:
-            self.keep[piped] = scan_list_length(sc.search, sc.projection)
+        keep = scan_list_length(sc.search, sc.projection)
+        if keep and piped in self.scanned:
+            self.keep[piped] = keep
         if sc.projection.rescored and piped in self.scanned:
             self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * rung_list_length(sc.search)
 

@@ -41,9 +41,9 @@ from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.run.warmup import warm_up
 from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
-from fpscale.bench.store.summary import (SUMMARY, BackendResult, LatencyMs, Memory, MemoryPlan,
+from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan,
                                          RescoreTimings, Resumed, Summary, Timings, read_summary,
-                                         to_json_dict)
+                                         to_json_dict, untimed)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
 from fpscale.synth.population import booking_best_quality
@@ -257,8 +257,7 @@ def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.n
     sc = ctx.scenario
     piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
     ids, scores = gallery.scans[piped].rung_lists()
-    return (np.ascontiguousarray(ids[:, -1]), np.ascontiguousarray(scores[:, -1]),
-            Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0)))
+    return np.ascontiguousarray(ids[:, -1]), np.ascontiguousarray(scores[:, -1]), untimed()
 
 
 def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],

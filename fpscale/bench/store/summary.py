@@ -76,6 +76,12 @@ class Timings:
     rescore: RescoreTimings | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
+def untimed() -> Timings:
+    """Timings of a row whose searches were not timed on their own (zeros,
+    no throughput, no latency samples)."""
+    return Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0))
+
+
 @dataclass
 class Memory:
     """Bytes of one backend's index: planned before the build, held after."""

@@ -23,9 +23,9 @@ from fpscale.bench.report.write import report_files
 from fpscale.bench.run.host import fpscale_version, host_info
 from fpscale.bench.scenario import Scenario, load_scenario, scenario_from_dict
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
-from fpscale.bench.store.summary import (BackendResult, CandidateFile, Evaluation, LatencyMs, Memory,
-                                 MemoryPlan, Summary, Timings, SUMMARY, read_summary,
-                                 to_json_dict)
+from fpscale.bench.store.summary import (BackendResult, CandidateFile, Evaluation, Memory,
+                                 MemoryPlan, Summary, SUMMARY, read_summary, to_json_dict,
+                                 untimed)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.bench.tools.evaluate import CandidateLists, EvaluateOptions, Inputs, read_inputs
 
@@ -98,9 +98,8 @@ def _row(folder: ResultsFolder, matcher: str, lists: CandidateLists, inputs: Inp
     key = f"{matcher}-N{lists.gallery_size}"
     ids, scores, mate = lists.ids, lists.scores, inputs.mate
     write_lists(folder, key, (ids, scores), mate, (inputs.probe_ids, inputs.candidate_ids))
-    untimed = Timings(0.0, 0.0, 0.0, None, LatencyMs(0.0, 0.0, 0.0, 0))
     return BackendResult(name=matcher, params=f"gallery_size={lists.gallery_size}", key=key,
-                         binary=False, memory=Memory(0, 0), timings=untimed,
+                         binary=False, memory=Memory(0, 0), timings=untimed(),
                          metrics=metrics.summarize(ids, scores, mate, sc.metrics))
 
 
