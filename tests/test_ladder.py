@@ -69,7 +69,7 @@ def _code_reference(rungs, probes, gallery, mate, mate_score, nbins):
     return seg_max.astype(np.float32), better, np.bincount(s[~own].astype(np.int64), minlength=nbins)
 
 
-@pytest.mark.parametrize("nbytes", [8, 32, 40])
+@pytest.mark.parametrize("nbytes", [8, 32, 40, 64])
 def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes):
     rng = np.random.default_rng(nbytes)
     Q, n = 37, 5000

@@ -275,64 +275,82 @@ def max_distance(bits: int, worst: float) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
+def _four_words(a: np.ndarray, planes: np.ndarray, w: int, g0: int, g1: int,
+                dist: np.ndarray, first: bool) -> None:
+    # dist[j - g0] (+)= the popcounts of words w..w+3 of code j xor a
+    a0, a1, a2, a3 = a[w], a[w + 1], a[w + 2], a[w + 3]
+    p0 = planes[w, g0:g1]
+    p1 = planes[w + 1, g0:g1]
+    p2 = planes[w + 2, g0:g1]
+    p3 = planes[w + 3, g0:g1]
+    if first:
+        for j in range(g1 - g0):
+            dist[j] = (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
+                       + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+    else:
+        for j in range(g1 - g0):
+            dist[j] += (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
+                        + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+
+
+@njit(cache=True, inline="always")
 def hamming_distances(a: np.ndarray, planes: np.ndarray, g0: int, g1: int,
-                      dist: np.ndarray) -> None:
+                      dist: np.ndarray, below: int = 0) -> tuple:
     """dist[j - g0] (uint64) = Hamming distance of the code a (W uint64
-    words) to code j of the (W, n) word planes, for j in [g0, g1)."""
-    # four planes per pass when W allows: dist is read once per four words
+    words) to code j of the (W, n) word planes, for j in [g0, g1). Returns
+    (the smallest of them (64 W + 1 when none), how many are below
+    ``below``), both int64."""
+    # Four planes per pass when W allows: dist is read once per four words.
+    # The last pass also takes the minimum and the count, while dist[j] is
+    # still in a register: a separate pass over dist cost the code ladder's
+    # scan 30% of its time (dist had left L1 behind the planes).
     W = a.shape[0]
     m = g1 - g0
+    best = np.uint64(64 * W + 1)
+    count = np.uint64(0)
+    under = np.uint64(max(below, 0))
     if W % 4 == 0:
-        for w in range(0, W, 4):
-            a0, a1, a2, a3 = a[w], a[w + 1], a[w + 2], a[w + 3]
-            p0 = planes[w, g0:g1]
-            p1 = planes[w + 1, g0:g1]
-            p2 = planes[w + 2, g0:g1]
-            p3 = planes[w + 3, g0:g1]
-            if w == 0:
-                for j in range(m):
-                    dist[j] = (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
-                               + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
-            else:
-                for j in range(m):
-                    dist[j] += (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
-                                + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+        for w in range(0, W - 4, 4):
+            _four_words(a, planes, w, g0, g1, dist, w == 0)
+        w = W - 4
+        a0, a1, a2, a3 = a[w], a[w + 1], a[w + 2], a[w + 3]
+        p0 = planes[w, g0:g1]
+        p1 = planes[w + 1, g0:g1]
+        p2 = planes[w + 2, g0:g1]
+        p3 = planes[w + 3, g0:g1]
+        if W == 4:
+            dist[:m] = 0
+        for j in range(m):
+            d = dist[j] + (_popcount64(a0 ^ p0[j]) + _popcount64(a1 ^ p1[j])
+                           + _popcount64(a2 ^ p2[j]) + _popcount64(a3 ^ p3[j]))
+            dist[j] = d
+            best = d if d < best else best
+            count += np.uint64(d < under)
     else:
         dist[:m] = 0
-        for w in range(W):
+        for w in range(W - 1):
             aw = a[w]
             p = planes[w, g0:g1]
             for j in range(m):
                 dist[j] += _popcount64(aw ^ p[j])
-
-
-@njit(cache=True, inline="always")
-def can_enter(dist: np.ndarray, m: int, maxd: np.uint64) -> bool:
-    """Whether any of dist[:m] is at most maxd. Once a list is full, most
-    tiles of a large gallery hold no code that can enter it; a count
-    vectorises where the offering loop, with its branch, does not (1.8x
-    the search's speed when one tile in a hundred holds a candidate)."""
-    cnt = 0
-    for j in range(m):
-        cnt += dist[j] <= maxd
-    return cnt > 0
-
-
-@njit(cache=True, inline="always")
-def offer_tile(dist: np.ndarray, lo: int, hi: int, gids: np.ndarray, gid0: int, bits: int,
-               hs: np.ndarray, hi_ids: np.ndarray) -> None:
-    """Offer codes lo..hi-1 of a tile, at Hamming distances dist[j], to one
-    probe's top-L heap (hs, hi_ids); code j's id is gids[j], or gid0 + j
-    where gids is empty. A tile none of whose codes can enter is skipped."""
-    if can_enter(dist[lo:], hi - lo, max_distance(bits, hs[0])):
-        offer_codes(dist, lo, hi, gids, gid0, bits, hs, hi_ids)
+        aw = a[W - 1]
+        p = planes[W - 1, g0:g1]
+        for j in range(m):
+            d = dist[j] + _popcount64(aw ^ p[j])
+            dist[j] = d
+            best = d if d < best else best
+            count += np.uint64(d < under)
+    return np.int64(best), np.int64(count)
 
 
 @njit(cache=True, inline="always")
 def offer_codes(dist: np.ndarray, lo: int, hi: int, gids: np.ndarray, gid0: int, bits: int,
                 hs: np.ndarray, hi_ids: np.ndarray) -> None:
-    """``offer_tile`` without its test of the whole tile, for a caller that
-    knows some code can enter (the ladder scan has the tile's minimum)."""
+    """Offer codes lo..hi-1 of a tile, at Hamming distances dist[j], to one
+    probe's top-L heap (hs, hi_ids); code j's id is gids[j], or gid0 + j
+    where gids is empty. Callers skip a tile whose smallest distance cannot
+    enter (``hamming_distances`` returns it): once a list is full, most
+    tiles of a large gallery hold no code that can."""
     maxd = max_distance(bits, hs[0])
     listed = gids.shape[0] > 0
     for j in range(lo, hi):
@@ -360,8 +378,9 @@ def _hamming_scan(qc: np.ndarray, planes: np.ndarray, gids: np.ndarray, gid0: in
         for g0 in range(0, n, tile):
             g1 = min(n, g0 + tile)
             for q in range(q0, q1):
-                hamming_distances(qc[q], planes, g0, g1, dist)
-                offer_tile(dist, 0, g1 - g0, gids[g0:g1], gid0 + g0, bits, hs[q], hi[q])
+                best, _ = hamming_distances(qc[q], planes, g0, g1, dist)
+                if best <= np.int64(max_distance(bits, hs[q, 0])):
+                    offer_codes(dist, 0, g1 - g0, gids[g0:g1], gid0 + g0, bits, hs[q], hi[q])
 
 
 class NumbaHamming(Backend):

@@ -53,29 +53,31 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
         for g0 in range(0, n, TILE):
             g1 = min(n, g0 + TILE)
             for q in range(q0, q1):
-                hamming_distances(qc[q], planes, g0, g1, dist)
                 mj = mate[q] - start  # the mate's local record, if in this chunk
                 ms = mate_score[q]
                 # s > ms is d < bits - ms; a non-mated search counts every non-mate
                 dthr = bits + 1 if ms == -np.inf else bits - np.int64(np.floor(ms))
+                # the tile's minimum and count, the mate included, come with
+                # its distances; the minimum tells whether any record can
+                # enter the lists, and the mate's share is taken back below
+                tile_best, tile_above = hamming_distances(qc[q], planes, g0, g1, dist, dthr)
                 for k in range(len(seg_id)):
                     lo = max(seg_lo[k], g0)
                     hi = min(seg_hi[k], g1)
                     if lo >= hi:
                         continue
-                    # one pass over every record, the mate included: the
-                    # minimum and count vectorise, and the minimum tells
-                    # whether any record can enter the lists (no second
-                    # pass to find out); the mate's share is taken back
-                    # below. The histogram's scatter goes to four copies in
-                    # turn, so that repeated scores do not wait on each
-                    # other's stores
-                    best = bits + 1
-                    above = 0
-                    for j in range(lo - g0, hi - g0):
-                        d = np.int64(dist[j])
-                        best = min(best, d)
-                        above += d < dthr
+                    best = tile_best
+                    above = tile_above
+                    if lo > g0 or hi < g1:  # a rung boundary inside the tile
+                        best = bits + 1
+                        above = 0
+                        for j in range(lo - g0, hi - g0):
+                            d = np.int64(dist[j])
+                            best = min(best, d)
+                            above += d < dthr
+                    # the histogram's scatter goes to four copies in turn,
+                    # so that repeated scores do not wait on each other's
+                    # stores
                     j = lo - g0
                     while j + 4 <= hi - g0:
                         h[0, dist[j]] += 1
