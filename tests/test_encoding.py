@@ -135,3 +135,50 @@ def test_codes_without_vectors_are_the_same_codes():
                         code="simhash", vectors=False)
     assert v0.shape == (300, 0) and v.shape == (300, 32)
     assert np.array_equal(c, c0) and np.array_equal(k, k0)
+
+
+def _sequential_bits(v, w):
+    # plain Python: bit r is the sign of the float64 sum over k, in
+    # increasing k, of w[k, r] * v[k] (no fused multiply-add)
+    out = np.zeros(w.shape[1], dtype=bool)
+    for r in range(w.shape[1]):
+        s = 0.0
+        for k in range(w.shape[0]):
+            s += float(w[k, r]) * float(v[k])
+        out[r] = s > 0.0
+    return np.packbits(out, bitorder="little")
+
+
+@pytest.mark.parametrize("dim, bits, code", [(64, 128, "simhash"), (256, 256, "itq")])
+def test_screened_code_bits_are_those_of_the_float64_sums(dim, bits, code):
+    # the encoder takes a bit's sign from a float32 sum (any order) unless
+    # that sum lies within its error bound of 0, and from the float64 sum
+    # then: the bits must be the float64 sums' signs, including vectors
+    # built to put a sum at 0 (orthogonal to a column of the code matrix)
+    w = embedding.projections(dim, bits, code)[2]
+    screen = embedding.sign_screen(dim, bits, code)
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((300, dim))
+    near = np.arange(120)
+    for i in near:
+        c = w[:, i % bits]
+        x[i] -= (x[i] @ c) / (c @ c) * c
+    v32s, acc = np.empty(dim, np.float32), np.empty(bits, np.float32)
+    out_v = np.empty(dim, np.float32)
+    fell_back = 0
+    for i, xi in enumerate(x.astype(np.float32)):
+        v = embedding._normalised(xi, out_v)
+        want = np.empty(bits // 8, np.uint8)
+        embedding._signs(v, w, want)
+        got = np.empty(bits // 8, np.uint8)
+        embedding._screened_signs(v, w, screen, v32s, acc, got)
+        assert np.array_equal(got, want), i
+        embedding._screen_sums(v.astype(np.float32), screen[0], acc)
+        fell_back += int((np.abs(acc) <= screen[1]).sum())
+        if i < 6 or i in (near[0], near[1]):
+            assert np.array_equal(want, _sequential_bits(v, w)), i
+    assert fell_back >= len(near)  # the float64 path decided those bits
+    # the bound covers the float32 sums' distance from the float64 ones
+    v = x / np.linalg.norm(x, axis=1, keepdims=True)
+    err = np.abs(v.astype(np.float32) @ screen[0].T - v @ w).max(axis=0)
+    assert (err <= screen[1]).all() and screen[1].max() < 1e-3

@@ -40,7 +40,7 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
         if x != 0.0:
             for k in range(dim):
                 v32[k] += x * proj[h, k]
-    _finish(v32, simhash, out_v, out_b)
+    _signs(_normalised(v32, out_v), simhash, out_b)
 
 
 # impressions projected together by ``_encode_batch``: each row of the basis
@@ -65,24 +65,36 @@ def _project_rows(xs: np.ndarray, nb: int, proj: np.ndarray, v32: np.ndarray) ->
 
 
 @njit(cache=True)
-def _finish(v32: np.ndarray, simhash: np.ndarray, out_v: np.ndarray,
-            out_b: np.ndarray) -> None:
-    # normalise a projected vector (dim,) float32; then SimHash bits
-    dim = v32.shape[0]
+def _normalised(v32: np.ndarray, out_v: np.ndarray) -> np.ndarray:
+    # a projected vector (dim,) float32 at unit length: float64 (returned,
+    # what the code bits are taken from) and float32 (into out_v)
     v = v32.astype(np.float64)
     norm = np.sqrt((v * v).sum())
     if norm > 0.0:
         v /= norm
-    for k in range(dim):
+    for k in range(v.shape[0]):
         out_v[k] = v[k]
+    return v
+
+
+@njit(cache=True)
+def _signs(v: np.ndarray, simhash: np.ndarray, out_b: np.ndarray) -> None:
+    # the code of a unit vector v (dim,) float64: bit r is set when the sum
+    # over k, in increasing k, of simhash[k, r] * v[k] (float64) is > 0
     # simhash is stored (dim, bits): accumulate whole rows (vectorisable)
     # rather than one long dependent sum per bit
     nbits = simhash.shape[1]
     acc = np.zeros(nbits)
-    for k in range(dim):
+    for k in range(v.shape[0]):
         vk = v[k]
         for r in range(nbits):
             acc[r] += simhash[k, r] * vk
+    _pack_signs(acc, out_b)
+
+
+@njit(cache=True, inline="always")
+def _pack_signs(acc: np.ndarray, out_b: np.ndarray) -> None:
+    # bit r of out_b (little-endian within a byte) is acc[r] > 0
     for byte in range(out_b.shape[0]):
         b = 0
         for bit in range(8):
@@ -91,11 +103,46 @@ def _finish(v32: np.ndarray, simhash: np.ndarray, out_v: np.ndarray,
         out_b[byte] = b
 
 
+@njit(cache=True, fastmath=True)
+def _screen_sums(v32: np.ndarray, w32t: np.ndarray, acc: np.ndarray) -> None:
+    # acc[r] = the float32 sum of w32t[r, k] * v32[k] over k, in whatever
+    # order (and with whatever fused multiply-adds) the compiler picks:
+    # ``sign_screen`` bounds how far it can be from the float64 sum
+    for r in range(w32t.shape[0]):
+        w = w32t[r]
+        s = np.float32(0.0)
+        for k in range(w.shape[0]):
+            s += w[k] * v32[k]
+        acc[r] = s
+
+
+@njit(cache=True)
+def _screened_signs(v: np.ndarray, simhash: np.ndarray, screen: tuple, v32: np.ndarray,
+                    acc: np.ndarray, out_b: np.ndarray) -> None:
+    # ``_signs``'s bits, bit for bit: each sum is first taken in float32
+    # (twice the SIMD lanes, any order), and where that sum lies within its
+    # error bound of 0 (about one bit in ten thousand) its sign is taken
+    # from the float64 sum, in the order ``_signs`` adds. Elsewhere the two
+    # sums have the same sign. v32 (dim,), acc (bits,) float32: scratch.
+    w32t, bound = screen
+    dim = v.shape[0]
+    for k in range(dim):
+        v32[k] = np.float32(v[k])
+    _screen_sums(v32, w32t, acc)
+    for r in range(acc.shape[0]):
+        if abs(acc[r]) <= bound[r]:
+            e = 0.0
+            for k in range(dim):
+                e += simhash[k, r] * v[k]
+            acc[r] = np.float32(1.0) if e > 0.0 else np.float32(-1.0)
+    _pack_signs(acc, out_b)
+
+
 @njit(cache=True, parallel=True)
 def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
                   qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
-                  simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray,
+                  simhash: np.ndarray, screen: tuple, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray) -> None:
     # out_v with no rows: the vectors are not wanted (a codes-only run), and
     # each block normalises into a small scratch instead: no (n x dim) array
@@ -109,6 +156,8 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
         xs = np.empty((PROJECT_BATCH, nf), dtype=np.float32)
         v32 = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         scratch = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
+        v32s = np.empty(proj.shape[1], dtype=np.float32)
+        acc = np.empty(simhash.shape[1], dtype=np.float32)
         end = min((blk + 1) * BLOCK, n)
         for t0 in range(blk * BLOCK, end, PROJECT_BATCH):
             nb = min(PROJECT_BATCH, end - t0)
@@ -121,7 +170,8 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                     xs[b, h] = np.float32(feat[h] - mean[h])
             _project_rows(xs, nb, proj, v32)
             for b in range(nb):
-                _finish(v32[b], simhash, out_v[t0 + b] if keep_v else scratch[b], out_b[t0 + b])
+                v = _normalised(v32[b], out_v[t0 + b] if keep_v else scratch[b])
+                _screened_signs(v, simhash, screen, v32s, acc, out_b[t0 + b])
 
 
 _DATA = Path(__file__).with_name("lda_basis.npz")
@@ -179,6 +229,36 @@ def projections(dim: int, bits: int,
     return mean, np.ascontiguousarray(basis[:, :dim]), simhash
 
 
+# unit roundoff of float32
+_U32 = 2.0 ** -24
+
+
+@lru_cache(maxsize=None)
+def sign_screen(dim: int, bits: int, code: str = "simhash") -> tuple[np.ndarray, np.ndarray]:
+    """The code matrix W (dim, bits) of ``projections`` as float32 rows
+    (bits, dim), and for each bit a bound (bits,) float32 on how far a
+    float32 sum of W[:, r] * v, in any order, can lie from the float64 sum,
+    for any unit vector v: a float32 sum farther than that from 0 has the
+    float64 sum's sign.
+
+    The bound: rounding W and v to float32 moves each product by at most
+    2u of itself and a sum of dim products in any order by at most
+    gamma_dim = dim u / (1 - dim u) of the sum of their magnitudes (u =
+    2^-24; Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed.,
+    2002, section 3.1), the float64 sum's own error is a billionth of that,
+    and the magnitudes sum to at most |W[:, r]| |v| = |W[:, r]|
+    (Cauchy-Schwarz). It is doubled for margin, and a floor covers products
+    that underflow."""
+    w = projections(dim, bits, code)[2]
+    gamma = dim * _U32 / (1.0 - dim * _U32)
+    norms = np.sqrt((w * w).sum(axis=0))
+    bound = 2.0 * (gamma * (1.0 + 2.0 * _U32) + 2.0 * _U32 + _U32 ** 2) * norms * (1.0 + 1e-9) + 1e-30
+    # rounded up to float32, so that the comparison in float32 loses nothing
+    b32 = bound.astype(np.float32)
+    b32 = np.where(b32.astype(np.float64) < bound, np.nextafter(b32, np.float32(np.inf)), b32)
+    return np.ascontiguousarray(w.T.astype(np.float32)), b32.astype(np.float32)
+
+
 def check_dims(dim: int, bits: int) -> None:
     """Raise ValueError naming the bad argument."""
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
@@ -214,7 +294,8 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     counts = np.empty(n, dtype=np.int32)
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
-                      mean, proj, simhash, out_v, out_b, counts)
+                      mean, proj, simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
+                      counts)
     return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 
 

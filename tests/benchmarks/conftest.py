@@ -56,7 +56,8 @@ def binary_data():
 def pytest_terminal_summary(terminalreporter):
     pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat"),
              ("1to1-mcc", "1to1-paired-count"), ("ladder-vectors", "ladder-vectors-search"),
-             ("ladder-codes", "ladder-codes-search")]
+             ("ladder-codes", "ladder-codes-search"),
+             ("code-bits-screened", "code-bits-float64")]
     lines = []
     for a, b in pairs:
         if a in MEDIANS and b in MEDIANS:

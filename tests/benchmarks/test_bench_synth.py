@@ -1,14 +1,16 @@
 """Generation and encoding, minutiae re-scoring, and the default scenario end to end."""
 
 import numpy as np
+from numba import njit
 
 from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import load_scenario
 from fpscale.matcher.minutiae import match_many
+from fpscale.synth import embedding
 from fpscale.synth.embedding import encode
 from fpscale.synth.impressions import LEGACY_FLAT, PLAIN, ROLLED, impression_batch
 
-from .conftest import MEDIANS, ROUNDS, record, scaled
+from .conftest import MEDIANS, ROUNDS, ratio, record, scaled
 
 N_IMPRESSIONS = 50_000
 
@@ -61,6 +63,58 @@ def test_generate_and_encode_rolled_impressions_national(benchmark):
 def test_generate_and_encode_legacy_flats_national(benchmark):
     """Legacy flat gallery impressions as the 130M and 300M scenarios encode them."""
     _generate_and_encode_national(benchmark, LEGACY_FLAT, "synth-legacy-flat-national")
+
+
+@njit(cache=True)
+def _float64_signs(v: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    for i in range(v.shape[0]):
+        embedding._signs(v[i], w, out[i])
+
+
+@njit(cache=True)
+def _screened_signs(v: np.ndarray, w: np.ndarray, screen: tuple, out: np.ndarray) -> None:
+    v32 = np.empty(v.shape[1], dtype=np.float32)
+    acc = np.empty(w.shape[1], dtype=np.float32)
+    for i in range(v.shape[0]):
+        embedding._screened_signs(v[i], w, screen, v32, acc, out[i])
+
+
+def _unit_vectors(dim: int) -> np.ndarray:
+    v = np.random.default_rng(2).standard_normal((scaled(N_IMPRESSIONS), dim))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_code_bits_from_float64_sums(benchmark):
+    """The national code's bits (256-d, 256-bit ITQ) as float64 sums, one thread."""
+    w = embedding.projections(256, 256, "itq")[2]
+    v = _unit_vectors(256)
+    out = np.empty((len(v), 32), np.uint8)
+    _float64_signs(v[:2], w, out[:2])
+    benchmark.pedantic(_float64_signs, args=(v, w, out), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, "code-bits-float64")
+
+
+def test_code_bits_screened(benchmark):
+    """The same bits as the encoder takes them: float32 sums, float64 where
+    a sum lies within its error bound of 0 (the same bytes)."""
+    w = embedding.projections(256, 256, "itq")[2]
+    screen = embedding.sign_screen(256, 256, "itq")
+    v = _unit_vectors(256)
+    out = np.empty((len(v), 32), np.uint8)
+    _screened_signs(v[:2], w, screen, out[:2])
+    benchmark.pedantic(_screened_signs, args=(v, w, screen, out), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, "code-bits-screened")
+    want = np.empty_like(out)
+    _float64_signs(v, w, want)
+    assert np.array_equal(out, want)
+
+
+def test_ratio_screened_code_bits_vs_float64():
+    r = ratio("code-bits-screened", "code-bits-float64")
+    print(f"code bits, screened / float64 throughput: {r:.2f}x")
+    # a floor well under the measured ratio: it fails if the float32 sums
+    # lost their vectorisation or the float64 path ran for every bit
+    assert r > 1.3
 
 
 def test_minutiae_comparisons(benchmark):
