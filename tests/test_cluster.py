@@ -14,6 +14,7 @@ from fpscale.bench.run import cluster as cluster_mod
 from fpscale.bench.run.planner import PlanError, plan_shards, shard_bytes
 from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
+from fpscale.matcher.registry import peak_index_bytes
 
 SMALL = {
     "name": "cluster-small",
@@ -246,6 +247,48 @@ def test_code_ladder_on_a_cluster_equals_one_process(tmp_path):
         for k in za.files:
             assert np.array_equal(za[k], zb[k]), (fs, k)
     assert sb["ladder_s"] > 0
+
+
+def test_streamed_search_on_a_cluster_equals_one_process(tmp_path):
+    # each shard's scan keeps every search's whole list, no index is built
+    # anywhere, and the shards' lists merge into the one-process lists
+    d = json.loads(json.dumps(SMALL))
+    d["search"]["backends"] = [{"name": "numba-hamming"}]
+    d["search"]["streamed"] = True
+    d["projection"]["scores"] = "codes"
+    d["projection"]["rescored"] = True
+    sc = scenario_from_dict(d)
+    run_scenario(sc, tmp_path / "one", progress=False)
+    run_scenario(_on_cluster(sc, 2, 3), tmp_path / "two", progress=False)
+    files = sorted(p.name for p in (tmp_path / "one").glob("*.npz"))
+    assert files == sorted(p.name for p in (tmp_path / "two").glob("*.npz")) and len(files) == 6
+    for f in files:
+        za, zb = np.load(tmp_path / "one" / f), np.load(tmp_path / "two" / f)
+        for k in za.files:
+            assert np.array_equal(za[k], zb[k]), (f, k)
+    sa = json.loads((tmp_path / "one" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for x, y in zip(sa["backends"], sb["backends"], strict=True):
+        assert json.dumps(x["metrics"], sort_keys=True) == json.dumps(y["metrics"], sort_keys=True)
+    assert json.dumps(sa["projection"], sort_keys=True) == json.dumps(sb["projection"], sort_keys=True)
+    assert sb["cluster"]["shards"] == 3 and sb["backends"][0]["memory"]["actual_bytes"] == 0
+    listed = np.load(tmp_path / "two" / "searches_numba-hamming.npz")["mate_rank"]
+    assert (listed >= 1).sum() > 100  # the merged lists find mates
+
+
+def test_a_streamed_shard_plans_no_index(scenario):
+    d = json.loads(json.dumps(SMALL))
+    d["search"]["backends"] = [{"name": "numba-hamming"}]
+    d["projection"]["scores"] = "codes"
+    indexed = scenario_from_dict(d)
+    d["search"]["streamed"] = True
+    streamed = scenario_from_dict(d)
+    n = 2_000_000
+    index = peak_index_bytes("numba-hamming", n, indexed.population.record_width(True))
+    lists = 2 * 400 * 3 * 10 * 12  # 400 searches' lists of 10 on 3 rungs, and their copy
+    assert index > 0
+    assert shard_bytes(indexed, n) - shard_bytes(streamed, n) == index - lists
+    assert shard_bytes(streamed, n) == shard_bytes(streamed, 1)
 
 
 class _Bar:

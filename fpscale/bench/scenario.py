@@ -573,15 +573,14 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
                        "finger (\"all\")")
     cluster = _cluster(d.get("cluster", {}))
     if search.streamed:
-        check_streamed(pop, search, proj, cluster)
+        check_streamed(pop, search, proj)
     return Scenario(nm, desc, pop, search, _metrics(d.get("metrics", {}), search.candidates),
                     proj, _target(d.get("target", {})), cluster, calibration)
 
 
-def check_streamed(pop: PopulationSpec, search: SearchSpec, proj: ProjectionSpec,
-                    cluster: ClusterSpec) -> None:
+def check_streamed(pop: PopulationSpec, search: SearchSpec, proj: ProjectionSpec) -> None:
     """A streamed search is the code ladder's scan of the whole gallery over
-    every searched finger, in this process: ScenarioError naming what is missing."""
+    every searched finger: ScenarioError naming what is missing."""
     why = None
     if [(b.name, b.params) for b in search.backends] != [("numba-hamming", "")]:
         why = 'needs backends = [{ name = "numba-hamming" }] alone: the exact Hamming search is what the scan does'
@@ -591,8 +590,6 @@ def check_streamed(pop: PopulationSpec, search: SearchSpec, proj: ProjectionSpec
     elif pipeline_finger_set(pop.search_fingers, proj.finger_sets) is None:
         why = ("needs a finger set in projection.finger_sets holding every searched finger "
                "(\"all\")")
-    elif cluster.scheduler:
-        why = "runs in one process; drop [cluster] scheduler"
     if why:
         raise _err("search", "streamed", True, why + "; or set search.streamed = false")
 

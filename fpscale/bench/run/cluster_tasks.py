@@ -2,7 +2,9 @@
 
 A build task generates one shard's records from (seed, id range), adds them
 to every backend and scans its part of the ladder, and keeps the indexes in
-this worker process; search tasks answer probe batches from those indexes;
+this worker process (a streamed search builds none: the scan returns the
+shard's lists with its ladder state); search tasks answer probe batches from
+those indexes;
 re-scoring tasks re-score segments of candidate lists. docs/cluster.md
 explains how a run is spread and how it recovers from lost workers.
 """
@@ -56,6 +58,9 @@ def _build(job: dict, ladder: bool,
     sc = scenario_from_dict(job["scenario"])
     runs = []
     for slot, b in enumerate(sc.search.backends):
+        if sc.search.streamed:  # the shard's ladder scan keeps its lists; no index
+            runs.append(BackendRun(b, slot, None))
+            continue
         idx = new_backend(sc.population, b, job["threads"])
         trained = job["trained"].get(b.key)
         if trained is not None:
@@ -77,7 +82,7 @@ def _build(job: dict, ladder: bool,
     stats = {"shard": job["shard"], "records": sum(b - a for a, b in job["chunks"]),
              "generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
              "build_s": [r.build_s for r in runs],
-             "nbytes": [idx.nbytes() for idx in indexes],
+             "nbytes": [0 if idx is None else idx.nbytes() for idx in indexes],
              "ladder": {fs: scan.export_state() for fs, scan in scans.items()},
              "pid": os.getpid()}
     return indexes, stats

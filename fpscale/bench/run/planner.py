@@ -359,7 +359,7 @@ def _ways_to_fit(sc: Scenario, p: Plan, budget: int) -> list[str]:
 def _can_stream(sc: Scenario) -> bool:
     """Whether sc's search could be streamed as it stands (``search.streamed``)."""
     try:
-        check_streamed(sc.population, replace(sc.search, streamed=True), sc.projection, sc.cluster)
+        check_streamed(sc.population, replace(sc.search, streamed=True), sc.projection)
     except ScenarioError:
         return False
     return True
@@ -372,11 +372,15 @@ WORKER_BASELINE = BASELINE + (60 << 20)
 
 def shard_bytes(sc: Scenario, n: int) -> int:
     """Peak bytes of one gallery shard of n records on a worker: every
-    backend's index and the shard's ladder accumulators."""
+    backend's index (none for a streamed search) and the shard's ladder
+    accumulators, with the rungs' lists its scan keeps (and their copy
+    sent to the client)."""
     pop = sc.population
-    total = sum(_index_sizes(sc, n).values())
+    total = 0 if sc.search.streamed else sum(_index_sizes(sc, n).values())
     if sc.projection.ladder:
-        total += len(sc.projection.finger_sets) * pop.n_submissions * len(sc.projection.ladder) * 12
+        R = len(sc.projection.ladder)
+        total += len(sc.projection.finger_sets) * pop.n_submissions * R * 12
+        total += 2 * pop.n_submissions * R * scan_list_length(sc.search, sc.projection) * 12
     return total
 
 
