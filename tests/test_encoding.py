@@ -182,3 +182,37 @@ def test_screened_code_bits_are_those_of_the_float64_sums(dim, bits, code):
     v = x / np.linalg.norm(x, axis=1, keepdims=True)
     err = np.abs(v.astype(np.float32) @ screen[0].T - v @ w).max(axis=0)
     assert (err <= screen[1]).all() and screen[1].max() < 1e-3
+
+
+def _sequential_projection(xs, proj):
+    # plain numpy: for each row, the float32 sum over h, in increasing h,
+    # of xs[h] * proj[h], skipping the zero xs[h] (as the encoder always did)
+    out = np.zeros((len(xs), proj.shape[1]), np.float32)
+    for b, x in enumerate(xs):
+        for h in np.flatnonzero(x):
+            out[b] = out[b] + x[h] * proj[h]
+    return out
+
+
+@pytest.mark.parametrize("nf", [N_FEATURES, 21])
+def test_projection_is_the_sequential_float32_sum(nf):
+    # the encoder adds eight basis rows per pass and zeros without a branch:
+    # its float32 sums must be, bit for bit, the one-row-at-a-time sums
+    # that skip zeros, on real centred features with zeros among them and
+    # on a basis whose row count is not a multiple of eight
+    mean, proj = embedding.projections(256, 256, "itq")[:2]
+    n = 20
+    ids = np.arange(n, dtype=np.int64)
+    two = np.full(n, 2, np.int64)
+    feat = feature_batch(5, ids, two, two * 0, ids % 4, 1 + ids % 5, mean)
+    xs = (feat - mean).astype(np.float32)
+    xs[:, ::7] = 0.0
+    assert (xs == 0).any(axis=1).all() and (xs != 0).any(axis=1).all()
+    if nf != N_FEATURES:
+        proj = np.random.default_rng(nf).standard_normal((nf, 40)).astype(np.float32)
+        xs = np.ascontiguousarray(xs[:, :nf])
+    got = np.full((embedding.PROJECT_BATCH, proj.shape[1]), np.nan, np.float32)
+    nb = min(n, embedding.PROJECT_BATCH)
+    embedding._project_rows(xs, nb, np.ascontiguousarray(proj), got)
+    want = _sequential_projection(xs[:nb], proj)
+    assert np.array_equal(got[:nb].view(np.uint32), want.view(np.uint32))

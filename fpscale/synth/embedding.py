@@ -30,17 +30,15 @@ _PROJECTION_SEED = 0x5EED_F95C  # fixed: encodings are comparable across scenari
 @njit(cache=True)
 def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
              simhash: np.ndarray, out_v: np.ndarray, out_b: np.ndarray) -> None:
-    # centre, project, normalise; then SimHash bits
-    dim = proj.shape[1]
-    # float32 sums (the output is float32): twice the SIMD width of float64;
-    # no fast-math, so the order of the additions, and the bits, are fixed
-    v32 = np.zeros(dim, dtype=np.float32)
+    # centre, project (float32 sums: the output is float32; no fast-math,
+    # so the order of the additions, and the bits, are fixed), normalise;
+    # then SimHash bits
+    xs = np.empty((1, feat.shape[0]), dtype=np.float32)
     for h in range(feat.shape[0]):
-        x = np.float32(feat[h] - mean[h])
-        if x != 0.0:
-            for k in range(dim):
-                v32[k] += x * proj[h, k]
-    _signs(_normalised(v32, out_v), simhash, out_b)
+        xs[0, h] = np.float32(feat[h] - mean[h])
+    v32 = np.empty((1, proj.shape[1]), dtype=np.float32)
+    _project_rows(xs, 1, proj, v32)
+    _signs(_normalised(v32[0], out_v), simhash, out_b)
 
 
 # impressions projected together by ``_encode_batch``: each row of the basis
@@ -50,18 +48,40 @@ PROJECT_BATCH = 16
 
 @njit(cache=True)
 def _project_rows(xs: np.ndarray, nb: int, proj: np.ndarray, v32: np.ndarray) -> None:
-    # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h] for
-    # the non-zero xs[b, h] (float32), for b < nb: for each row exactly the
-    # sums ``_project`` makes, with the loop over h outside, so that a row
-    # of the basis is loaded once for all nb rows
+    # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h]
+    # (float32 products and sums), for b < nb: for each row exactly the sums
+    # ``_project`` makes, with the loop over h outside, so that a row of the
+    # basis is loaded once for all nb rows. Eight rows of the basis are
+    # added per pass over an accumulator, in order: one pass per row was
+    # bound by storing the accumulators back (one store per multiply-add),
+    # eight take an eighth of the stores and leave the sums as they were.
+    # A zero xs[b, h] adds a signed zero, which leaves every sum's bits as
+    # they are (the sums start at +0, so none is ever -0), so zeros need
+    # no branch.
     dim = proj.shape[1]
+    nf = proj.shape[0]
     v32[:nb, :] = 0.0
-    for h in range(proj.shape[0]):
+    h = 0
+    while h + 8 <= nf:
+        p0, p1, p2, p3 = proj[h], proj[h + 1], proj[h + 2], proj[h + 3]
+        p4, p5, p6, p7 = proj[h + 4], proj[h + 5], proj[h + 6], proj[h + 7]
         for b in range(nb):
-            x = xs[b, h]
-            if x != 0.0:
-                for k in range(dim):
-                    v32[b, k] += x * proj[h, k]
+            x = xs[b]
+            x0, x1, x2, x3 = x[h], x[h + 1], x[h + 2], x[h + 3]
+            x4, x5, x6, x7 = x[h + 4], x[h + 5], x[h + 6], x[h + 7]
+            v = v32[b]
+            for k in range(dim):
+                s = ((v[k] + x0 * p0[k]) + x1 * p1[k]) + x2 * p2[k]
+                s = ((s + x3 * p3[k]) + x4 * p4[k]) + x5 * p5[k]
+                v[k] = (s + x6 * p6[k]) + x7 * p7[k]
+        h += 8
+    for r in range(h, nf):
+        p = proj[r]
+        for b in range(nb):
+            x = xs[b, r]
+            v = v32[b]
+            for k in range(dim):
+                v[k] += x * p[k]
 
 
 @njit(cache=True)
