@@ -8,6 +8,7 @@ from fpscale.bench.scenario import load_scenario
 from fpscale.matcher.minutiae import match_many
 from fpscale.synth import embedding
 from fpscale.synth.embedding import encode
+from fpscale.synth.features import feature_batch
 from fpscale.synth.impressions import LEGACY_FLAT, PLAIN, ROLLED, impression_batch
 
 from .conftest import MEDIANS, ROUNDS, ratio, record, scaled
@@ -115,6 +116,69 @@ def test_ratio_screened_code_bits_vs_float64():
     # a floor well under the measured ratio: it fails if the float32 sums
     # lost their vectorisation or the float64 path ran for every bit
     assert r > 1.3
+
+
+@njit(cache=True)
+def _one_row_projection(xs: np.ndarray, proj: np.ndarray, v32: np.ndarray) -> None:
+    # the projection as the encoder made it before: one basis row per pass
+    # over the accumulators, zeros skipped by a branch (the same sums)
+    for t0 in range(0, xs.shape[0], v32.shape[0]):
+        nb = min(v32.shape[0], xs.shape[0] - t0)
+        v32[:nb, :] = 0.0
+        for h in range(proj.shape[0]):
+            for b in range(nb):
+                x = xs[t0 + b, h]
+                if x != 0.0:
+                    for k in range(proj.shape[1]):
+                        v32[b, k] += x * proj[h, k]
+
+
+@njit(cache=True)
+def _eight_row_projection(xs: np.ndarray, proj: np.ndarray, v32: np.ndarray) -> None:
+    for t0 in range(0, xs.shape[0], v32.shape[0]):
+        nb = min(v32.shape[0], xs.shape[0] - t0)
+        embedding._project_rows(xs[t0:t0 + nb], nb, proj, v32)
+
+
+def _centred_features() -> tuple:
+    # centred rolled features as the national scenarios project them
+    mean, proj = embedding.projections(256, 256, "itq")[:2]
+    n = scaled(N_IMPRESSIONS) // 10
+    ids = np.arange(n)
+    feat = feature_batch(1, ids, np.where(ids % 2 == 0, 2, 7), np.zeros(n, np.int64),
+                         np.full(n, ROLLED), 1 + ids % 5, mean)
+    return (feat - mean).astype(np.float32), proj
+
+
+def test_projection_one_row_per_pass(benchmark):
+    """The national projection (752 features to 256 dimensions, float32),
+    one basis row per pass over the accumulators, one thread."""
+    xs, proj = _centred_features()
+    v32 = np.empty((embedding.PROJECT_BATCH, proj.shape[1]), np.float32)
+    _one_row_projection(xs[:2], proj, v32)
+    benchmark.pedantic(_one_row_projection, args=(xs, proj, v32), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, "projection-one-row")
+
+
+def test_projection_eight_rows_per_pass(benchmark):
+    """The same sums as the encoder takes them: eight rows per pass."""
+    xs, proj = _centred_features()
+    v32 = np.empty((embedding.PROJECT_BATCH, proj.shape[1]), np.float32)
+    _eight_row_projection(xs[:2], proj, v32)
+    benchmark.pedantic(_eight_row_projection, args=(xs, proj, v32), rounds=ROUNDS,
+                       warmup_rounds=1)
+    record(benchmark, "projection-eight-rows")
+    want = np.empty_like(v32)
+    _one_row_projection(xs, proj, want)
+    assert np.array_equal(v32.view(np.uint32), want.view(np.uint32))
+
+
+def test_ratio_eight_row_projection_vs_one_row():
+    r = ratio("projection-eight-rows", "projection-one-row")
+    print(f"projection, eight rows / one row per pass throughput: {r:.2f}x")
+    # a floor under the measured ratio: it fails if the eight-row loop
+    # went back to storing its accumulators once per row
+    assert r > 1.2
 
 
 def test_minutiae_comparisons(benchmark):
