@@ -50,8 +50,8 @@ PROJECT_BATCH = 16
 def _project_rows(xs: np.ndarray, nb: int, proj: np.ndarray, v32: np.ndarray) -> None:
     # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h]
     # (float32 products and sums), for b < nb: for each row exactly the sums
-    # ``_project`` makes, with the loop over h outside, so that a row of the
-    # basis is loaded once for all nb rows. Eight rows of the basis are
+    # of one row at a time, with the loop over h outside, so that a row of
+    # the basis is loaded once for all nb rows. Eight rows of the basis are
     # added per pass over an accumulator, in order: one pass per row was
     # bound by storing the accumulators back (one store per multiply-add),
     # eight take an eighth of the stores and leave the sums as they were.
