@@ -204,7 +204,7 @@ def test_projection_is_the_sequential_float32_sum(nf):
     n = 20
     ids = np.arange(n, dtype=np.int64)
     two = np.full(n, 2, np.int64)
-    feat = feature_batch(5, ids, two, two * 0, ids % 4, 1 + ids % 5, mean)
+    feat = feature_batch(5, ids, two, np.zeros(n, np.int64), ids % 4, 1 + ids % 5, mean)
     xs = (feat - mean).astype(np.float32)
     xs[:, ::7] = 0.0
     assert (xs == 0).any(axis=1).all() and (xs != 0).any(axis=1).all()

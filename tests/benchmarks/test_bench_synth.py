@@ -1,5 +1,7 @@
 """Generation and encoding, minutiae re-scoring, and the default scenario end to end."""
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
@@ -140,8 +142,10 @@ def _eight_row_projection(xs: np.ndarray, proj: np.ndarray, v32: np.ndarray) -> 
         embedding._project_rows(xs[t0:t0 + nb], nb, proj, v32)
 
 
+@lru_cache(maxsize=1)
 def _centred_features() -> tuple:
-    # centred rolled features as the national scenarios project them
+    # centred rolled features as the national scenarios project them; made
+    # once for both projection benchmarks (neither writes to them)
     mean, proj = embedding.projections(256, 256, "itq")[:2]
     n = scaled(N_IMPRESSIONS) // 10
     ids = np.arange(n)
