@@ -141,3 +141,40 @@ def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml,
         x, y = read_npz(tmp_path / "ref" / name), read_npz(out / name)
         for k in x:
             assert np.array_equal(x[k], y[k]), (name, k)
+
+
+def test_checkpoints_space_out_when_they_are_slow(monkeypatch):
+    """The gallery pass checkpoints every CHECKPOINT_S seconds, or every
+    cost / CHECKPOINT_SHARE seconds when the last checkpoint took longer
+    than CHECKPOINT_SHARE of that; CHECKPOINT_S = 0 still means every chunk,
+    and a part never waits past PART_CHUNKS chunks."""
+    from types import SimpleNamespace
+
+    from fpscale.bench.run import checkpoints as ck_mod
+    clock = [1000.0]
+    monkeypatch.setattr(ck_mod, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(ck_mod, "CHECKPOINT_S", 30.0)
+    monkeypatch.setattr(ck_mod, "_crash_point", lambda text: None)
+    folder = SimpleNamespace(path=Path("."), manifest={"steps": {}}, mark=lambda step, info: None,
+                             files={}, remove=lambda rel: None)
+    ck = ck_mod.Checkpoints(folder)
+
+    def checkpoint(seconds):
+        started = clock[0]
+        clock[0] += seconds
+        ck.commit("build_next", 1, [], 1, started=started)
+
+    checkpoint(0.01)  # cheap: the 30 s interval stands
+    clock[0] += 29.9
+    assert not ck.due()
+    clock[0] += 0.2
+    assert ck.due()
+    checkpoint(0.13)  # 0.13 s is more than 0.1% of 30 s: 130 s apart
+    clock[0] += 100.0
+    assert not ck.due()
+    assert ck.due(chunks_since=ck_mod.PART_CHUNKS) and ck.due(final=True)
+    clock[0] += 30.1
+    assert ck.due()
+    monkeypatch.setattr(ck_mod, "CHECKPOINT_S", 0.0)
+    checkpoint(5.0)
+    assert ck.due()

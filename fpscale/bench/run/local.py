@@ -1,12 +1,14 @@
 """The in-process executor: the gallery built and searched here, resumable.
 
 The gallery pass checkpoints every backend's index (none for a streamed
-search) and the ladder accumulators every ``CHECKPOINT_S`` seconds (``fpscale.bench.run.checkpoints``), so
-a killed run goes on from the last checkpoint.
+search) and the ladder accumulators every ``CHECKPOINT_S`` seconds, or less
+often when checkpoints are slow (``fpscale.bench.run.checkpoints``), so a
+killed run goes on from the last checkpoint.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -112,6 +114,7 @@ def _load_index(ck: Checkpoints, idx, name: str, done: int) -> None:
 def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk_size: int) -> None:
     # every index (appended: only the records added since the last
     # checkpoint) and ladder accumulator, then the manifest moves on
+    started = time.monotonic()
     before = ck.get("build_parts", [])
     prev = before[-1] if before else 0
     bounds = [*before, next_chunk]
@@ -132,4 +135,4 @@ def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk
     ck.mark("build_timing", {"generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
                              **{r.spec.key: (r.train_s, r.build_s) for r in builder.runs}})
     ck.note("build_parts", bounds)
-    ck.commit("build_next", next_chunk, names, next_chunk, parts)
+    ck.commit("build_next", next_chunk, names, next_chunk, parts, started)
