@@ -54,6 +54,7 @@ class Checkpoints:
         self.last = time.monotonic()
         self._t0 = self.last
         self.cost = 0.0  # seconds the last gallery checkpoint took
+        self._began: float | None = None
         self._earlier: tuple[int, float] | None = None
         self._crash = _crash_point(os.environ.get("FPSCALE_CRASH_AT", ""))
         self._seen = 0
@@ -118,16 +119,20 @@ class Checkpoints:
         """Forget arrays kept by keep_verified."""
         self._verified.pop(rel, None)
 
+    def begin(self) -> None:
+        """Mark the start of a gallery checkpoint: its cost runs to the commit."""
+        self._began = time.monotonic()
+
     def commit(self, step: str, info: Any, names: list[str], count: int,
-               parts: dict[str, list[str]] | None = None, started: float | None = None) -> None:
+               parts: dict[str, list[str]] | None = None) -> None:
         """Move the manifest on to the set for count, then drop older sets;
-        parts names the files an appended state keeps instead; started: the
-        ``time.monotonic()`` at which the checkpoint's first write began."""
+        parts names the files an appended state keeps instead."""
         self._maybe_crash(step, before=True)
         self.mark(step, info)
         self.last = time.monotonic()
-        if started is not None:
-            self.cost = self.last - started
+        if self._began is not None:
+            self.cost = self.last - self._began
+            self._began = None
         for name in names:  # the sets before this one are no longer needed
             keep = set((parts or {}).get(name, [state_file(name, count)]))
             for rel in [r for r in self.folder.files if r.startswith(f"state/{name}@")]:

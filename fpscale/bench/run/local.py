@@ -8,7 +8,6 @@ killed run goes on from the last checkpoint.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -114,7 +113,7 @@ def _load_index(ck: Checkpoints, idx, name: str, done: int) -> None:
 def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk_size: int) -> None:
     # every index (appended: only the records added since the last
     # checkpoint) and ladder accumulator, then the manifest moves on
-    started = time.monotonic()
+    ck.begin()
     before = ck.get("build_parts", [])
     prev = before[-1] if before else 0
     bounds = [*before, next_chunk]
@@ -135,4 +134,4 @@ def _checkpoint(ck: Checkpoints, builder: GalleryBuilder, next_chunk: int, chunk
     ck.mark("build_timing", {"generation_s": builder.generation_s, "ladder_s": builder.ladder_s,
                              **{r.spec.key: (r.train_s, r.build_s) for r in builder.runs}})
     ck.note("build_parts", bounds)
-    ck.commit("build_next", next_chunk, names, next_chunk, parts, started)
+    ck.commit("build_next", next_chunk, names, next_chunk, parts)
