@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from numba import njit
 from scipy import stats
 
+from fpscale.synth import features
 from fpscale.synth.embedding import encode, encode_set
 from fpscale.synth.features import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
                             pair_histogram, pair_scratch, spatial_histogram)
@@ -244,6 +246,41 @@ def test_pair_histogram_matches_numpy_reference():
     # the kernel's atan2 is within 2e-6 rad of the exact one (and could flip
     # the orientation of a pair whose two readings are that close)
     assert np.abs(h - ref).sum() / ref.sum() < 1e-4
+
+
+@njit(cache=True)
+def _listed_pairs(buf, n, r2):
+    # every pair (i, j > i) as pair_histogram lists it, eight candidates at a time
+    k = 0
+    for i in range(n):
+        for j0 in range(i + 1, n, 8):
+            k = features._near_pairs(buf, j0, n, (buf[4, i], buf[5, i], buf[6, i]), r2, k)
+    return k
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 16, 17, 61])
+def test_pair_listing_is_the_scalar_listing_bit_for_bit(n):
+    # the vector compress keeps the pairs within R_MAX, in order, with the
+    # differences the scalar code computes: checked against numpy, with
+    # pairs planted at distance 0 (skipped) and exactly at R_MAX (skipped)
+    rng = np.random.default_rng(n)
+    xyt = np.column_stack([rng.uniform(-9, 9, n), rng.uniform(-9, 9, n), rng.uniform(0, 6.2, n)])
+    if n > 4:
+        xyt[3, :2] = xyt[1, :2]
+        xyt[4, :2] = xyt[2, :2] + [R_MAX, 0.0]
+    buf = np.full((7, max(n * (n - 1) // 2, n) + 8), np.nan)
+    buf[4:7, :n] = xyt.T
+    k = _listed_pairs(buf, n, R_MAX * R_MAX)
+    i, j = np.triu_indices(n, 1)
+    order = np.lexsort((j, i))
+    i, j = i[order], j[order]
+    dx = xyt[j, 0] - xyt[i, 0]
+    dy = xyt[j, 1] - xyt[i, 1]
+    dd = dx * dx + dy * dy
+    keep = (dd < R_MAX * R_MAX) & (dd != 0.0)
+    assert k == keep.sum()
+    want = np.stack([dx[keep], dy[keep], xyt[i[keep], 2], xyt[j[keep], 2]])
+    assert np.array_equal(buf[:4, :k].view(np.uint64), want.view(np.uint64))
 
 
 @pytest.mark.parametrize("layout", ["tall", "flat", "repeated", "tiny"])

@@ -10,8 +10,10 @@ and codes; docs/encoding.md explains the design and its numbers.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
+from fpscale import simd
 from fpscale.synth.angles import fine_atan2, wrap_angle
 from fpscale.synth.fingers import MAX_MASTER, master_finger
 from fpscale.synth.impressions import MAX_IMPRESSION, impression_from_master
@@ -54,10 +56,46 @@ def _bin_wrapped(a: float, nbins: int) -> tuple:
 @njit(cache=True)
 def pair_scratch(n_max: int) -> tuple:
     """Work arrays for ``pair_histogram`` on up to n_max minutiae: (float64
-    (7, P), int64 (4, P)) with P the number of pairs (at least n_max + 8).
-    Allocate once per thread and reuse: the contents never affect a result."""
-    cap = max(n_max * (n_max - 1) // 2, n_max + 8)
+    (7, P), int64 (4, P)) with P the number of pairs plus one block of
+    simd.LANES (at least n_max + 8). Allocate once per thread and reuse:
+    the contents never affect a result."""
+    cap = max(n_max * (n_max - 1) // 2, n_max) + 8
     return np.empty((7, cap)), np.empty((4, cap), dtype=np.int64)
+
+
+@intrinsic
+def _near_pairs(typingctx, buf, j0, stop, xyt, r2, k):
+    # One block of the pair search, eight candidates j0..j0+7 (those below
+    # stop) of a minutia (x, y, theta) = xyt at once: rows 4-6 of buf hold
+    # the band-sorted minutiae, and the differences, the minutia's angle
+    # and the candidate's angle of the pairs within R_MAX are written, in
+    # order, to rows 0-3 from column k on. Returns the new k. The scalar
+    # loop kept a pair by adding its test to k after writing it: numba
+    # cannot vectorise that, so this compacts with a vector compress. Each
+    # lane computes dx, dy and dx * dx + dy * dy as the scalar code does;
+    # a whole block is stored (columns past the new k are scratch).
+    sig = types.int64(buf, types.int64, types.int64, xyt, types.float64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        bufv, j0v, stopv, xytv, r2v, kv = args
+        aty = signature.args[0]
+        xi, yi, ti = (builder.extract_value(xytv, q) for q in range(3))
+        dx = builder.fsub(simd.load(builder, simd.element_pointer(context, builder, aty, bufv, 4, j0v)),
+                          simd.splat(builder, xi))
+        dy = builder.fsub(simd.load(builder, simd.element_pointer(context, builder, aty, bufv, 5, j0v)),
+                          simd.splat(builder, yi))
+        tj = simd.load(builder, simd.element_pointer(context, builder, aty, bufv, 6, j0v))
+        dd = builder.fadd(builder.fmul(dx, dx), builder.fmul(dy, dy))
+        zero = simd.splat(builder, context.get_constant(types.float64, 0.0))
+        keep = builder.and_(builder.fcmp_ordered("<", dd, simd.splat(builder, r2v)),
+                            builder.fcmp_unordered("!=", dd, zero))
+        keep = builder.and_(keep, simd.lanes_below(builder, j0v, stopv))
+        for row, value in ((0, simd.compress(builder, dx, keep)), (1, simd.compress(builder, dy, keep)),
+                           (2, simd.splat(builder, ti)), (3, simd.compress(builder, tj, keep))):
+            simd.store(builder, value, simd.element_pointer(context, builder, aty, bufv, row, kv))
+        return builder.add(kv, simd.count(builder, keep))
+
+    return sig, codegen
 
 
 @njit(cache=True)
@@ -78,9 +116,9 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     the minutiae are ordered by bands of y (a counting sort), so that each
     one is tested only against those of the bands within R_MAX above it
     (about half of all pairs on a rolled impression); the pairs within
-    R_MAX are listed without branches, with their coordinate differences
-    and angles (written for every pair tested, kept for those within
-    R_MAX); their bins and weights are computed in a loop with no branches
+    R_MAX are listed with their coordinate differences and angles, eight
+    candidates at a time (a vector compress keeps those within R_MAX, in
+    order: ``_near_pairs``); their bins and weights are computed in a loop with no branches
     over contiguous arrays, which the compiler turns into SIMD code (one
     pass per pair was latency-bound at about 3x the time); then the
     weights are added to the histogram."""
@@ -126,20 +164,9 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     # start[b] is where band b begins (and start[nb] == n)
     k = 0
     for i in range(n):
-        xi = xs[i]
-        yi = ys[i]
-        ti = ts[i]
-        stop = start[min(int((yi - ymin) / width) + reach + 1, nb)]
-        for j in range(i + 1, stop):
-            dx = xs[j] - xi
-            dy = ys[j] - yi
-            dd = dx * dx + dy * dy
-            # written always, kept only when the pair counts
-            dxb[k] = dx
-            dyb[k] = dy
-            tib[k] = ti
-            tjb[k] = ts[j]
-            k += (dd < r2) & (dd != 0.0)
+        stop = start[min(int((ys[i] - ymin) / width) + reach + 1, nb)]
+        for j0 in range(i + 1, stop, simd.LANES):
+            k = _near_pairs(fbuf, j0, stop, (xs[i], ys[i], ts[i]), r2, k)
     wdb = fbuf[4]
     w1b = fbuf[5]
     w2b = fbuf[6]

@@ -8,7 +8,7 @@ from numba import njit
 from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import load_scenario
 from fpscale.matcher.minutiae import match_many
-from fpscale.synth import embedding
+from fpscale.synth import embedding, features
 from fpscale.synth.embedding import encode
 from fpscale.synth.features import feature_batch
 from fpscale.synth.impressions import LEGACY_FLAT, PLAIN, ROLLED, impression_batch
@@ -183,6 +183,83 @@ def test_ratio_eight_row_projection_vs_one_row():
     # a floor under the measured ratio: it fails if the eight-row loop
     # went back to storing its accumulators once per row
     assert r > 1.2
+
+
+@njit(cache=True)
+def _scalar_pair_listing(ms: np.ndarray, ns: np.ndarray, buf: np.ndarray) -> int:
+    # the pair listing as pair_histogram made it before: one candidate at a
+    # time, written always and kept by adding its test to k
+    r2 = features.R_MAX * features.R_MAX
+    total = 0
+    for a in range(ms.shape[0]):
+        m = ms[a]
+        k = 0
+        for i in range(ns[a]):
+            for j in range(i + 1, ns[a]):
+                dx = m[j, 0] - m[i, 0]
+                dy = m[j, 1] - m[i, 1]
+                dd = dx * dx + dy * dy
+                buf[0, k] = dx
+                buf[1, k] = dy
+                buf[2, k] = m[i, 2]
+                buf[3, k] = m[j, 2]
+                k += (dd < r2) & (dd != 0.0)
+        total += k
+    return total
+
+
+@njit(cache=True)
+def _vector_pair_listing(ms: np.ndarray, ns: np.ndarray, buf: np.ndarray) -> int:
+    # the same pairs, eight candidates at a time (a vector compress)
+    r2 = features.R_MAX * features.R_MAX
+    total = 0
+    for a in range(ms.shape[0]):
+        m = ms[a]
+        for i in range(ns[a]):
+            buf[4, i] = m[i, 0]
+            buf[5, i] = m[i, 1]
+            buf[6, i] = m[i, 2]
+        k = 0
+        for i in range(ns[a]):
+            for j0 in range(i + 1, ns[a], 8):
+                k = features._near_pairs(buf, j0, ns[a], (buf[4, i], buf[5, i], buf[6, i]), r2, k)
+        total += k
+    return total
+
+
+@lru_cache(maxsize=1)
+def _rolled_minutiae() -> tuple:
+    n = scaled(N_IMPRESSIONS) // 10
+    return impression_batch(5, np.arange(n), np.where(np.arange(n) % 2 == 0, 2, 7),
+                            np.zeros(n, np.int64), np.full(n, ROLLED), 1 + np.arange(n) % 5, 1.0)
+
+
+def test_pair_listing_one_candidate_at_a_time(benchmark):
+    """Listing the minutia pairs within R_MAX of rolled impressions (all
+    pairs, no bands), one candidate at a time, one thread."""
+    ms, ns = _rolled_minutiae()
+    buf = features.pair_scratch(ms.shape[1])[0]
+    _scalar_pair_listing(ms[:2], ns[:2], buf)
+    benchmark.pedantic(_scalar_pair_listing, args=(ms, ns, buf), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, "pair-listing-scalar")
+
+
+def test_pair_listing_eight_candidates_at_a_time(benchmark):
+    """The same pairs as pair_histogram lists them: a vector compress."""
+    ms, ns = _rolled_minutiae()
+    buf = features.pair_scratch(ms.shape[1])[0]
+    _vector_pair_listing(ms[:2], ns[:2], buf)
+    benchmark.pedantic(_vector_pair_listing, args=(ms, ns, buf), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, "pair-listing-vector")
+    assert _vector_pair_listing(ms, ns, buf) == _scalar_pair_listing(ms, ns, buf)
+
+
+def test_ratio_vector_pair_listing_vs_scalar():
+    r = ratio("pair-listing-vector", "pair-listing-scalar")
+    print(f"pair listing, eight candidates / one candidate at a time throughput: {r:.2f}x")
+    # a floor under the measured ratio: it fails if the listing went back
+    # to one candidate at a time
+    assert r > 1.5
 
 
 def test_minutiae_comparisons(benchmark):

@@ -1,0 +1,70 @@
+"""LLVM vector operations for numba intrinsics, where numba's code falls short.
+
+numba compiles with LLVM's loop vectoriser only (its straight-line "SLP"
+vectoriser is off), and the loop vectoriser cannot compact a stream (keep
+the elements that pass a test, in order) nor cover a few eight-lane blocks
+without a scalar remainder. The intrinsics that need either build their
+LLVM IR from these helpers: plain IEEE operations on vectors, so that every
+lane computes exactly what the scalar code computes. ``llvm.experimental.
+vector.compress`` is one instruction (vcompresspd) with AVX-512 and a short
+generic sequence elsewhere; the results are the same on every CPU.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils
+
+LANES = 8
+F64 = ir.DoubleType()
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+VEC = ir.VectorType(F64, LANES)
+IVEC = ir.VectorType(I64, LANES)
+MASK = ir.VectorType(ir.IntType(1), LANES)
+
+
+def splat(builder: ir.IRBuilder, x: ir.Value, vt: ir.VectorType = VEC) -> ir.Value:
+    """Every lane of a vector of type vt set to the scalar x."""
+    undef = ir.Constant(vt, ir.Undefined)
+    one = builder.insert_element(undef, x, ir.Constant(I32, 0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(I32, LANES), [0] * LANES))
+
+
+def element_pointer(context, builder: ir.IRBuilder, aryty, ary: ir.Value,
+                    row: ir.Value | int, col: ir.Value) -> ir.Value:
+    """Pointer to element [row, col] of a C-contiguous 2-D float64 array."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    width = builder.extract_value(arr.shape, 1)
+    row = ir.Constant(I64, row) if isinstance(row, int) else row
+    return builder.gep(arr.data, [builder.add(builder.mul(row, width), col)])
+
+
+def load(builder: ir.IRBuilder, ptr: ir.Value) -> ir.Value:
+    """LANES float64 from ptr on (unaligned)."""
+    return builder.load(builder.bitcast(ptr, VEC.as_pointer()), align=8)
+
+
+def store(builder: ir.IRBuilder, value: ir.Value, ptr: ir.Value) -> None:
+    """LANES float64 to ptr on (unaligned)."""
+    builder.store(value, builder.bitcast(ptr, VEC.as_pointer()), align=8)
+
+
+def compress(builder: ir.IRBuilder, value: ir.Value, mask: ir.Value) -> ir.Value:
+    """The lanes of value whose mask bit is set, moved to the front in
+    order (the lanes after them undefined)."""
+    fnty = ir.FunctionType(VEC, [VEC, MASK, VEC])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.experimental.vector.compress.v8f64")
+    return builder.call(fn, [value, mask, ir.Constant(VEC, ir.Undefined)])
+
+
+def count(builder: ir.IRBuilder, mask: ir.Value) -> ir.Value:
+    """Number of set lanes of a mask, as int64."""
+    bits = builder.zext(builder.bitcast(mask, ir.IntType(LANES)), I64)
+    return builder.call(builder.module.declare_intrinsic("llvm.ctpop", [I64]), [bits])
+
+
+def lanes_below(builder: ir.IRBuilder, first: ir.Value, stop: ir.Value) -> ir.Value:
+    """Mask of the lanes first + l (l = 0..LANES-1) that are below stop."""
+    lane = builder.add(splat(builder, first, IVEC), ir.Constant(IVEC, list(range(LANES))))
+    return builder.icmp_signed("<", lane, splat(builder, stop, IVEC))
