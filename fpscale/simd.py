@@ -32,12 +32,11 @@ def splat(builder: ir.IRBuilder, x: ir.Value, vt: ir.VectorType = VEC) -> ir.Val
 
 
 def element_pointer(context, builder: ir.IRBuilder, aryty, ary: ir.Value,
-                    row: ir.Value | int, col: ir.Value) -> ir.Value:
-    """Pointer to element [row, col] of a C-contiguous 2-D float64 array."""
+                    *index: ir.Value | int) -> ir.Value:
+    """Pointer to an element of a float64 array (indexes non-negative)."""
     arr = context.make_array(aryty)(context, builder, ary)
-    width = builder.extract_value(arr.shape, 1)
-    row = ir.Constant(I64, row) if isinstance(row, int) else row
-    return builder.gep(arr.data, [builder.add(builder.mul(row, width), col)])
+    index = [ir.Constant(I64, i) if isinstance(i, int) else i for i in index]
+    return cgutils.get_item_pointer(context, builder, aryty, arr, index, wraparound=False)
 
 
 def load(builder: ir.IRBuilder, ptr: ir.Value) -> ir.Value:
