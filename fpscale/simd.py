@@ -33,7 +33,9 @@ def splat(builder: ir.IRBuilder, x: ir.Value, vt: ir.VectorType = VEC) -> ir.Val
 
 def element_pointer(context, builder: ir.IRBuilder, aryty, ary: ir.Value,
                     *index: ir.Value | int) -> ir.Value:
-    """Pointer to an element of a float64 array (indexes non-negative)."""
+    """Pointer to an element of a float64 array (indexes non-negative).
+    The vector loads and stores read on from there, so callers pass arrays
+    whose last axis is contiguous (their intrinsics type-check for it)."""
     arr = context.make_array(aryty)(context, builder, ary)
     index = [ir.Constant(I64, i) if isinstance(i, int) else i for i in index]
     return cgutils.get_item_pointer(context, builder, aryty, arr, index, wraparound=False)

@@ -249,31 +249,39 @@ def test_pair_histogram_matches_numpy_reference():
 
 
 @njit(cache=True)
-def _listed_pairs(buf, n, r2):
-    # every pair (i, j > i) as pair_histogram lists it, eight candidates at a time
+def _listed_pairs(buf, n, stop, r2):
+    # the pairs (i < n, i < j < stop) as pair_histogram lists them, eight
+    # candidates at a time
     k = 0
     for i in range(n):
-        for j0 in range(i + 1, n, 8):
-            k = features._near_pairs(buf, j0, n, (buf[4, i], buf[5, i], buf[6, i]), r2, k)
+        for j0 in range(i + 1, stop, 8):
+            k = features._near_pairs(buf, j0, stop, (buf[4, i], buf[5, i], buf[6, i]), r2, k)
     return k
 
 
-@pytest.mark.parametrize("n", [1, 2, 9, 16, 17, 61])
-def test_pair_listing_is_the_scalar_listing_bit_for_bit(n):
+@pytest.mark.parametrize("n,stop", [(1, 1), (2, 2), (9, 9), (16, 16), (17, 17), (61, 61),
+                                    (17, 12), (61, 30)])
+def test_pair_listing_is_the_scalar_listing_bit_for_bit(n, stop):
     # the vector compress keeps the pairs within R_MAX, in order, with the
     # differences the scalar code computes: checked against numpy, with
-    # pairs planted at distance 0 (skipped) and exactly at R_MAX (skipped)
-    rng = np.random.default_rng(n)
-    xyt = np.column_stack([rng.uniform(-9, 9, n), rng.uniform(-9, 9, n), rng.uniform(0, 6.2, n)])
+    # pairs planted at distance 0 and exactly at R_MAX (both skipped), and
+    # finite minutiae past stop that the search must not read as candidates
+    rng = np.random.default_rng(n + stop)
+    width = max(n * (n - 1) // 2, n) + 8
+    xyt = np.column_stack([rng.uniform(-9, 9, width), rng.uniform(-9, 9, width),
+                           rng.uniform(0, 6.2, width)])
     if n > 4:
         xyt[3, :2] = xyt[1, :2]
-        xyt[4, :2] = xyt[2, :2] + [R_MAX, 0.0]
-    buf = np.full((7, max(n * (n - 1) // 2, n) + 8), np.nan)
-    buf[4:7, :n] = xyt.T
-    k = _listed_pairs(buf, n, R_MAX * R_MAX)
-    i, j = np.triu_indices(n, 1)
-    order = np.lexsort((j, i))
-    i, j = i[order], j[order]
+        xyt[2, :2] = (1.0, 2.0)
+        xyt[4, :2] = (1.0 + R_MAX, 2.0)
+        assert (xyt[4, 0] - xyt[2, 0]) ** 2 == R_MAX * R_MAX
+    xyt[stop:, :2] = xyt[0, :2] + 0.5  # near every early minutia: listed if read
+    buf = np.full((7, width), np.nan)
+    buf[4:7] = xyt.T
+    k = _listed_pairs(buf, n, stop, R_MAX * R_MAX)
+    assert np.array_equal(buf[4:7], xyt.T)
+    i, j = np.triu_indices(stop, 1)
+    i, j = i[np.lexsort((j, i))], j[np.lexsort((j, i))]
     dx = xyt[j, 0] - xyt[i, 0]
     dy = xyt[j, 1] - xyt[i, 1]
     dd = dx * dx + dy * dy

@@ -56,11 +56,13 @@ def _bin_wrapped(a: float, nbins: int) -> tuple:
 @njit(cache=True)
 def pair_scratch(n_max: int) -> tuple:
     """Work arrays for ``pair_histogram`` on up to n_max minutiae: (float64
-    (7, P), int64 (4, P)) with P the number of pairs plus one block of
-    simd.LANES (at least n_max + 8). Allocate once per thread and reuse:
-    the contents never affect a result."""
-    cap = max(n_max * (n_max - 1) // 2, n_max) + 8
-    return np.empty((7, cap)), np.empty((4, cap), dtype=np.int64)
+    (7, P + simd.LANES), int64 (4, P)) with P the number of pairs (at least
+    n_max + 8); the float64 part has room for one more block of the pair
+    search. Allocate once per thread and reuse: the contents never affect
+    a result (P does, through the band width of very tall sets, and stays
+    as it is)."""
+    cap = max(n_max * (n_max - 1) // 2, n_max + 8)
+    return np.empty((7, cap + simd.LANES)), np.empty((4, cap), dtype=np.int64)
 
 
 @intrinsic
@@ -74,6 +76,8 @@ def _near_pairs(typingctx, buf, j0, stop, xyt, r2, k):
     # cannot vectorise that, so this compacts with a vector compress. Each
     # lane computes dx, dy and dx * dx + dy * dy as the scalar code does;
     # a whole block is stored (columns past the new k are scratch).
+    if buf != types.Array(types.float64, 2, "C") or xyt != types.UniTuple(types.float64, 3):
+        return None  # the vector loads and stores need contiguous float64 rows
     sig = types.int64(buf, types.int64, types.int64, xyt, types.float64, types.int64)
 
     def codegen(context, builder, signature, args):
@@ -118,8 +122,8 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     (about half of all pairs on a rolled impression); the pairs within
     R_MAX are listed with their coordinate differences and angles, eight
     candidates at a time (a vector compress keeps those within R_MAX, in
-    order: ``_near_pairs``); their bins and weights are computed in a loop with no branches
-    over contiguous arrays, which the compiler turns into SIMD code (one
+    order: ``_near_pairs``); their bins and weights are computed in a loop
+    with no branches over contiguous arrays, which the compiler turns into SIMD code (one
     pass per pair was latency-bound at about 3x the time); then the
     weights are added to the histogram."""
     hist[:] = 0.0
