@@ -145,9 +145,9 @@ def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml,
 
 def test_checkpoints_space_out_when_they_are_slow(monkeypatch):
     """The gallery pass checkpoints every CHECKPOINT_S seconds, or every
-    cost / CHECKPOINT_SHARE seconds when the last checkpoint took longer
-    than CHECKPOINT_SHARE of that; CHECKPOINT_S = 0 still means every chunk,
-    and a part never waits past PART_CHUNKS chunks."""
+    cost / CHECKPOINT_SHARE seconds (at most CHECKPOINT_MAX_S) when the last
+    checkpoint took longer than CHECKPOINT_SHARE of that; CHECKPOINT_S = 0
+    still means every chunk, and a part never waits past PART_CHUNKS chunks."""
     from types import SimpleNamespace
 
     from fpscale.bench.run import checkpoints as ck_mod
@@ -174,6 +174,11 @@ def test_checkpoints_space_out_when_they_are_slow(monkeypatch):
     assert not ck.due()
     assert ck.due(chunks_since=ck_mod.PART_CHUNKS) and ck.due(final=True)
     clock[0] += 30.1
+    assert ck.due()
+    checkpoint(5.0)  # a slow save: 5,000 s by the share, capped at 600 s
+    clock[0] += ck_mod.CHECKPOINT_MAX_S - 0.1
+    assert not ck.due()
+    clock[0] += 0.2
     assert ck.due()
     monkeypatch.setattr(ck_mod, "CHECKPOINT_S", 0.0)
     checkpoint(5.0)

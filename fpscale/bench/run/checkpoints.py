@@ -32,8 +32,11 @@ CHECKPOINT_S = float(os.environ.get("FPSCALE_CHECKPOINT_S", "30"))
 # ...or longer, so that checkpoints take at most this share of the pass: a
 # streamed 300M run's lists (38 MB, written and synced in 0.13 s) every
 # 30 s cost 26 s of its two hours; at this share they cost about 7 s and a
-# kill loses at most about two minutes
+# kill loses at most about two minutes...
 CHECKPOINT_SHARE = 0.001
+# ...but never more than this many seconds apart (a whole faiss index that
+# takes 10 s to save would otherwise wait almost three hours)
+CHECKPOINT_MAX_S = 600.0
 # and after at most this many gallery chunks: an appended checkpoint then
 # copies at most these chunks' records, whatever the generation rate, which
 # is what the memory plan counts for it
@@ -86,12 +89,13 @@ class Checkpoints:
     def due(self, final: bool = False, chunks_since: int = 0) -> bool:
         """Whether the gallery pass should checkpoint now, chunks_since
         chunks after the last checkpoint: every CHECKPOINT_S seconds, or
-        less often when the last checkpoint took more than CHECKPOINT_SHARE
-        of that (``FPSCALE_CHECKPOINT_S=0``: after every chunk)."""
+        less often (up to CHECKPOINT_MAX_S) when the last checkpoint took
+        more than CHECKPOINT_SHARE of that; always after PART_CHUNKS chunks
+        and at the end (``FPSCALE_CHECKPOINT_S=0``: after every chunk)."""
         if final or chunks_since >= PART_CHUNKS:
             return True
-        wait = max(CHECKPOINT_S, self.cost / CHECKPOINT_SHARE) if CHECKPOINT_S > 0 else 0.0
-        return time.monotonic() - self.last >= wait
+        wait = max(CHECKPOINT_S, min(self.cost / CHECKPOINT_SHARE, CHECKPOINT_MAX_S))
+        return time.monotonic() - self.last >= (wait if CHECKPOINT_S > 0 else 0.0)
 
     def save(self, name: str, count: int | str, arrays: dict) -> None:
         """Write one state file of the set for progress count (or a part,
