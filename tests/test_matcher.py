@@ -1,3 +1,6 @@
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from faiss.contrib.evaluation import check_ref_knn_with_draws
@@ -216,6 +219,55 @@ def test_inner_products_match_numpy_and_do_not_depend_on_position(d):
     assert np.array_equal(inner_products(p[3:], g[7:]), s[3:, 7:])  # other tile edges
     assert np.array_equal(inner_products(p[5:6], g[9:10]), s[5:6, 9:10])
     assert np.array_equal(paired_inner_products(p, g[:51]), np.diag(s[:, :51]))
+
+
+def _fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
+    # a * b + c rounded once to float32 (nearest, ties to even), exactly:
+    # numpy has no fma, and float64 arithmetic would round twice
+    x = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    if x == 0:
+        return np.float32(0.0)
+    m, e = abs(x), 0
+    while m >= 2 ** 24:
+        m, e = m / 2, e + 1
+    while m < 2 ** 23:
+        m, e = m * 2, e - 1
+    n = math.floor(m)
+    if m - n > Fraction(1, 2) or (m - n == Fraction(1, 2) and n % 2):
+        n += 1
+    return np.float32(math.copysign(math.ldexp(n, e), x))
+
+
+def _lane_order_dot(x: np.ndarray, y: np.ndarray) -> np.float32:
+    # numba-flat's documented order: lane l sums x[k] y[k] for k = l, l + 8,
+    # ... by fused multiply-adds; the upper half of the lanes is added to the
+    # lower half until one is left; the last d % 8 products follow in order
+    lanes = [np.float32(0.0)] * 8
+    full = len(x) - len(x) % 8
+    for k in range(full):
+        lanes[k % 8] = _fma32(x[k], y[k], lanes[k % 8])
+    while len(lanes) > 1:
+        h = len(lanes) // 2
+        lanes = [np.float32(lanes[i] + lanes[i + h]) for i in range(h)]
+    s = lanes[0]
+    for k in range(full, len(x)):
+        s = _fma32(x[k], y[k], s)
+    return s
+
+
+@pytest.mark.parametrize("d", [1, 7, 8, 29, 64])
+def test_inner_products_are_summed_in_the_documented_order(d):
+    # the same bits on every CPU: the order is written in the kernel, not
+    # left to the compiler's vectoriser (which orders sums by target)
+    rng = np.random.default_rng(40 + d)
+    g = rng.standard_normal((9, d)).astype(np.float32)
+    p = rng.standard_normal((6, d)).astype(np.float32)
+    want = np.array([[_lane_order_dot(a, b) for b in g] for a in p], dtype=np.float32)
+    assert np.array_equal(inner_products(p, g).view(np.uint32), want.view(np.uint32))
+    # the sums round: a plain sequential float32 sum differs somewhere
+    seq = np.array([[np.float32(sum((np.float32(a[k] * b[k]) for k in range(d)), np.float32(0)))
+                     for b in g] for a in p])
+    assert d < 8 or not np.array_equal(seq, want)
 
 
 def test_numba_hamming_keeps_no_ids_for_consecutive_records_and_searches_alike():

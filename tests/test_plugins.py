@@ -12,6 +12,7 @@ gives numba-flat's lists on the same data, through make_backend and through
 import itertools
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +158,13 @@ def test_fpscale_search_runs_a_plugin_beside_numba_flat(install, tmp_path):
     a, b = (np.load(out / f"searches_{k}.npz") for k in ("numba-flat", "brute"))
     np.testing.assert_array_equal(a["cand_ids"], b["cand_ids"])
     assert s.backend("brute").metrics.rank1_hit_rate.value == 1.0
-    assert s.backend("brute").metrics.operating_points == s.backend("numba-flat").metrics.operating_points
+    # numpy's BLAS and numba-flat add a pair's products in different orders,
+    # so a threshold (a score) may differ in its last bit; the rates may not
+    brute, ours = (s.backend(k).metrics.operating_points for k in ("brute", "numba-flat"))
+    assert len(brute) == len(ours) > 0
+    for x, y in zip(brute, ours):
+        assert x.threshold == pytest.approx(y.threshold, rel=1e-6, abs=1e-6)
+        assert replace(x, threshold=None) == replace(y, threshold=None)
     assert s.backend("brute").timings.throughput_searches_per_s > 0
 
 

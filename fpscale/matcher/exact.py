@@ -12,7 +12,10 @@ move about 4% of scores by an ulp), so ties and near-ties would be broken
 differently with another chunk size, shard count or thread count. Here
 every pair is summed by the same instructions wherever it sits, and
 ``inner_products`` / ``paired_inner_products`` give the same bits to the
-ladder and to mate scores.
+ladder and to mate scores. The order of each sum is written in the kernel
+(eight lanes of fused multiply-adds, then a fixed tree), not left to the
+vectoriser, which orders it by target: so the bits are also the same on
+every CPU (tests/test_cpu_independence.py).
 
 Binary: a numba kernel XORs and popcounts 64-bit words (LLVM's ctpop, one
 instruction on x86-64 and arm64), a block of probes against each gallery
@@ -27,7 +30,10 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
+
+from fpscale import simd
 
 from fpscale.matcher.checks import MatcherInputError, check_ids, check_vectors
 from fpscale.matcher.interface import Backend
@@ -69,33 +75,67 @@ def _select_row(row: np.ndarray, ids: np.ndarray, row_s: np.ndarray, row_i: np.n
                 worst = row_s[0]
 
 
-# Reassociation lets LLVM keep each sum in vector lanes (the order is then
-# fixed by the compiled loop and d, never by the data's position); contraction
-# allows fused multiply-adds. Nothing else is relaxed.
-_SUM_ORDER = {"reassoc", "contract"}
+def _is_rows(a) -> bool:
+    return (isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 2
+            and a.layout == "C")
 
 
-@njit(cache=True, fastmath=_SUM_ORDER, inline="always")
+@intrinsic
+def _dots_4x2_lanes(typingctx, p, g, rows):
+    # Inner products of probe rows p[a0..a3] with gallery rows g[j0], g[j1]
+    # (rows = (a0, a1, a2, a3, j0, j1)), float32. Hand-written because the
+    # order of a vectorised sum must not be the compiler's: with fastmath
+    # "reassoc" LLVM chose it by target, and AVX2 and AVX-512 machines gave
+    # different last bits. Here every sum is eight lanes, lane l adding
+    # x[k] * y[k] for k = l, l + 8, ... by fused multiply-adds, then the
+    # lanes' halves sum, then the remaining d % 8 products in order.
+    if not (_is_rows(p) and _is_rows(g) and isinstance(rows, types.UniTuple)
+            and rows.count == 6 and isinstance(rows.dtype, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        pty, gty, _ = signature.args
+        pv, gv, rv = args
+        r = cgutils.unpack_tuple(builder, rv, 6)
+        d = cgutils.unpack_tuple(builder, context.make_array(pty)(context, builder, pv).shape, 2)[1]
+        zero = ir.Constant(d.type, 0)
+        xs = [simd.element_pointer(context, builder, pty, pv, r[i], zero) for i in range(4)]
+        ys = [simd.element_pointer(context, builder, gty, gv, r[4 + j], zero) for j in range(2)]
+        acc = [cgutils.alloca_once_value(builder, ir.Constant(simd.VEC32, [0.0] * simd.LANES))
+               for _ in range(8)]
+        blocks = builder.lshr(d, ir.Constant(d.type, 3))
+        with cgutils.for_range(builder, blocks) as loop:
+            k = builder.shl(loop.index, ir.Constant(d.type, 3))
+            x = [simd.load32(builder, builder.gep(xs[i], [k])) for i in range(4)]
+            y = [simd.load32(builder, builder.gep(ys[j], [k])) for j in range(2)]
+            for i in range(4):
+                for j in range(2):
+                    a = acc[2 * i + j]
+                    builder.store(simd.fma(builder, x[i], y[j], builder.load(a)), a)
+        sums = [cgutils.alloca_once_value(builder, simd.halves_sum(builder, builder.load(a)))
+                for a in acc]
+        done = builder.shl(blocks, ir.Constant(d.type, 3))
+        with cgutils.for_range(builder, builder.sub(d, done)) as loop:
+            k = builder.add(done, loop.index)
+            x = [builder.load(builder.gep(xs[i], [k])) for i in range(4)]
+            y = [builder.load(builder.gep(ys[j], [k])) for j in range(2)]
+            for i in range(4):
+                for j in range(2):
+                    s = sums[2 * i + j]
+                    builder.store(simd.fma(builder, x[i], y[j], builder.load(s)), s)
+        return context.make_tuple(builder, signature.return_type, [builder.load(s) for s in sums])
+
+    return types.UniTuple(types.float32, 8)(p, g, rows), codegen
+
+
+@njit(cache=True, inline="always")
 def _dots_4x2(p: np.ndarray, q: tuple, g: np.ndarray, j0: int, j1: int) -> tuple:
     # inner products of probe rows q[0..3] with gallery rows j0, j1: eight
-    # sums in one loop, each accumulated by the same instructions
-    a0, a1, a2, a3 = q
-    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = np.float32(0.0)
-    for k in range(p.shape[1]):
-        b0 = g[j0, k]
-        b1 = g[j1, k]
-        s00 += p[a0, k] * b0
-        s01 += p[a0, k] * b1
-        s10 += p[a1, k] * b0
-        s11 += p[a1, k] * b1
-        s20 += p[a2, k] * b0
-        s21 += p[a2, k] * b1
-        s30 += p[a3, k] * b0
-        s31 += p[a3, k] * b1
-    return s00, s01, s10, s11, s20, s21, s30, s31
+    # sums, each by the same instructions on every CPU
+    return _dots_4x2_lanes(p, g, (q[0], q[1], q[2], q[3], j0, j1))
 
 
-@njit(cache=True, fastmath=_SUM_ORDER)
+@njit(cache=True)
 def _score_tile(p: np.ndarray, q0: int, q1: int, g: np.ndarray, g0: int, g1: int,
                 out: np.ndarray) -> None:
     # out[q - q0, j - g0] = <p[q], g[j]>. Rows past the end repeat the last
