@@ -129,13 +129,17 @@ class DaskExecutor:
     def search(self, run: BackendRun, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every shard's top k for the batch, merged exactly."""
         # prefer the worker holding each shard; after a loss, wherever Dask
-        # has rebuilt it (a loose restriction falls back to the token's place)
+        # has rebuilt it (a loose restriction falls back to the token's place).
+        # A shard lost a moment ago is held nowhere yet: no restriction then
+        # (Dask refuses allow_other_workers without workers)
         client = self.client
         held = client.who_has(self.tokens)
-        futures = [client.submit(search_shard, tok, run.slot, probes, k,
-                                 workers=list(held.get(tok.key, ())) or None,
-                                 allow_other_workers=True, pure=False)
-                   for tok in self.tokens]
+        futures = []
+        for tok in self.tokens:
+            where = list(held.get(tok.key, ()))
+            place = {"workers": where, "allow_other_workers": True} if where else {}
+            futures.append(client.submit(search_shard, tok, run.slot, probes, k, pure=False,
+                                         **place))
         return merge_lists(_gather(client, futures, f"searching {run.spec.name}"), k)
 
     def rescore(self, pop: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
