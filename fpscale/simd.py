@@ -85,8 +85,9 @@ def fma(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Valu
     """a * b + c rounded once (llvm.fma: one instruction where the CPU has
     FMA, an exact library call where it has not), lane by lane for vectors."""
     t = a.type
-    scalar = {str(F32): "f32", str(F64): "f64"}[str(t.element if isinstance(t, ir.VectorType) else t)]
-    name = f"llvm.fma.v{t.count}{scalar}" if isinstance(t, ir.VectorType) else f"llvm.fma.{scalar}"
+    vector = isinstance(t, ir.VectorType)
+    scalar = "f32" if (t.element if vector else t) == F32 else "f64"
+    name = f"llvm.fma.v{t.count}{scalar}" if vector else f"llvm.fma.{scalar}"
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, t]), name)
     return builder.call(fn, [a, b, c])
 

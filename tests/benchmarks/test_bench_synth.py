@@ -234,23 +234,26 @@ def _rolled_minutiae() -> tuple:
                             np.zeros(n, np.int64), np.full(n, ROLLED), 1 + np.arange(n) % 5, 1.0)
 
 
+def _time_pair_listing(benchmark, listing, name: str) -> tuple:
+    # one listing kernel over the rolled impressions, compiled first; returns
+    # its inputs (minutiae, counts, scratch)
+    ms, ns = _rolled_minutiae()
+    buf = features.pair_scratch(ms.shape[1])[0]
+    listing(ms[:2], ns[:2], buf)
+    benchmark.pedantic(listing, args=(ms, ns, buf), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, name)
+    return ms, ns, buf
+
+
 def test_pair_listing_one_candidate_at_a_time(benchmark):
     """Listing the minutia pairs within R_MAX of rolled impressions (all
     pairs, no bands), one candidate at a time, one thread."""
-    ms, ns = _rolled_minutiae()
-    buf = features.pair_scratch(ms.shape[1])[0]
-    _scalar_pair_listing(ms[:2], ns[:2], buf)
-    benchmark.pedantic(_scalar_pair_listing, args=(ms, ns, buf), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, "pair-listing-scalar")
+    _time_pair_listing(benchmark, _scalar_pair_listing, "pair-listing-scalar")
 
 
 def test_pair_listing_eight_candidates_at_a_time(benchmark):
     """The same pairs as pair_histogram lists them: a vector compress."""
-    ms, ns = _rolled_minutiae()
-    buf = features.pair_scratch(ms.shape[1])[0]
-    _vector_pair_listing(ms[:2], ns[:2], buf)
-    benchmark.pedantic(_vector_pair_listing, args=(ms, ns, buf), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, "pair-listing-vector")
+    ms, ns, buf = _time_pair_listing(benchmark, _vector_pair_listing, "pair-listing-vector")
     assert _vector_pair_listing(ms, ns, buf) == _scalar_pair_listing(ms, ns, buf)
 
 
