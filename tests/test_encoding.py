@@ -92,19 +92,27 @@ def test_partial_overlap_plain_flats_stay_apart_from_impostors(finger):
     assert fnir <= 0.32
 
 
-def test_candidate_recall_tool_counts_mates_above_the_list_length():
-    from fpscale.bench.tools.candidate_recall import candidate_recall, main, spec_for
+def test_candidate_recall_tool_counts_mates_above_the_list_length(capsys):
+    from fpscale.bench.tools.candidate_recall import candidate_recall, main, mate_ranks, spec_for
     spec = spec_for("frif-class-a", "best-2012", 3000, 200)
     assert spec.mated_share == 1.0 and spec.dim == 256 and spec.extraction_noise == 0.5355
-    wide = candidate_recall(spec, k=100, chunk=1000)
+    ranks = mate_ranks(spec, chunk=1000)
+    wide = ranks.recall(100)
     one = candidate_recall(spec, k=1, chunk=3000)
     assert wide.searches == 200 and 0.95 <= wide.rate <= 1.0
     assert one.listed == one.rank1 == wide.rank1 and one.listed < wide.listed
     assert wide.low <= wide.rate <= wide.high
+    # one pass serves every list length: the listed share only grows with k
+    listed = [ranks.recall(k).listed for k in (1, 5, 20, 100, 3000)]
+    assert listed == sorted(listed) and listed[-1] == 200
+    assert listed[2] == int((ranks.above < 20).sum())
     with pytest.raises(ValueError, match="mated"):
         candidate_recall(spec_for("frif-class-a", "best-2012", 3000, 50,
                                   ("population.mated_share=0.5",)))
-    assert main(["frif-class-a", "--gallery-size", "1000", "--searches", "20"]) == 0
+    capsys.readouterr()
+    assert main(["frif-class-a", "--gallery-size", "1000", "--searches", "20", "-k", "1", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "top 1 " in lines[0] and "top 10 " in lines[1]
 
 
 def test_candidate_recall_on_codes_ranks_as_numpy_does():

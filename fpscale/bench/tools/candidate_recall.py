@@ -15,7 +15,7 @@ with ``mated_share = 1``.
 Example (docs/encoding.md quotes its numbers):
 
     python -m fpscale.bench.tools.candidate_recall frif-class-a --profile best-2012 \\
-        --gallery-size 50000 --searches 2000
+        --gallery-size 50000 --searches 2000 -k 100 1000
 
 ``--codes`` ranks by the binary codes instead (Hamming scores, as
 numba-hamming), for a scenario that searches codes:
@@ -79,18 +79,44 @@ def spec_for(scenario: str, profile: str | None, gallery_size: int, searches: in
     return load_scenario(scenario, over + list(sets)).population
 
 
+@dataclass(frozen=True)
+class MateRanks:
+    """How many other gallery records score strictly above each search's
+    mate (n,) (its rank - 1), with what the pass over the gallery took."""
+
+    gallery_size: int
+    above: np.ndarray
+    encode_us: float  # gallery encoding time per impression, microseconds
+    search_s: float
+
+    def recall(self, k: int) -> Recall:
+        """The share of searches whose mate ranks in the top k."""
+        n = len(self.above)
+        listed = int((self.above < k).sum())
+        lo, hi = binomial_ci(listed, n)
+        return Recall(self.gallery_size, n, k, listed, float(lo), float(hi),
+                      int((self.above == 0).sum()), self.encode_us, self.search_s)
+
+
 def candidate_recall(spec: PopulationSpec, k: int = 100, chunk: int = CHUNK,
                      progress: bool = False, codes: bool = False) -> Recall:
     """Share of the spec's (mated) searches whose mate ranks in the top k of
     the whole gallery. Rank = 1 + the other gallery records scoring strictly
     above the mate. codes: rank by the binary codes' Hamming scores (as
     numba-hamming) instead of the float vectors' inner products."""
+    return mate_ranks(spec, chunk, progress, codes).recall(k)
+
+
+def mate_ranks(spec: PopulationSpec, chunk: int = CHUNK, progress: bool = False,
+               codes: bool = False) -> MateRanks:
+    """Every (mated) search's count of gallery records above its mate, in one
+    pass over the gallery; codes as in ``candidate_recall``."""
     n = spec.n_submissions
     _, mate = submission_truth(spec, 0, n)
     if (mate < 0).any():
         raise ValueError("every search must be mated (mated_share = 1)")
     if codes:
-        return _code_recall(spec, mate, k, chunk)
+        return _code_ranks(spec, mate, chunk)
     probes = submission_chunk(spec, 0, n).vectors
     mates = gallery_records(spec, mate).vectors
     mate_score = paired_inner_products(probes, mates)  # the bits the search gives the pair
@@ -111,13 +137,10 @@ def candidate_recall(spec: PopulationSpec, k: int = 100, chunk: int = CHUNK,
         srch += time.perf_counter() - t1
         if progress:
             print(f"  {b:,} / {spec.gallery_size:,}", file=sys.stderr, flush=True)
-    listed = int((above < k).sum())
-    lo, hi = binomial_ci(listed, n)
-    return Recall(spec.gallery_size, n, k, listed, float(lo), float(hi), int((above == 0).sum()),
-                  enc / max(impressions, 1) * 1e6, srch)
+    return MateRanks(spec.gallery_size, above, enc / max(impressions, 1) * 1e6, srch)
 
 
-def _code_recall(spec: PopulationSpec, mate: np.ndarray, k: int, chunk: int) -> Recall:
+def _code_ranks(spec: PopulationSpec, mate: np.ndarray, chunk: int) -> MateRanks:
     # a one-rung code ladder over the whole gallery: its count of non-mates
     # above the mate is the mate's rank - 1
     n = spec.n_submissions
@@ -133,12 +156,8 @@ def _code_recall(spec: PopulationSpec, mate: np.ndarray, k: int, chunk: int) -> 
         scan.add(a, g)
         enc += t1 - t0
         srch += time.perf_counter() - t1
-    above = scan.seg_better[:, 0]
-    listed = int((above < k).sum())
-    lo, hi = binomial_ci(listed, n)
     impressions = spec.gallery_size * len(spec.search_fingers)  # an upper bound: legacy records hold fewer
-    return Recall(spec.gallery_size, n, k, listed, float(lo), float(hi), int((above == 0).sum()),
-                  enc / impressions * 1e6, srch)
+    return MateRanks(spec.gallery_size, scan.seg_better[:, 0].copy(), enc / impressions * 1e6, srch)
 
 
 def _encoder(path: str) -> None:
@@ -156,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="matcher profile (default: the scenario's)")
     ap.add_argument("--gallery-size", type=int, nargs="+", default=[50_000])
     ap.add_argument("--searches", type=int, default=2000)
-    ap.add_argument("-k", type=int, default=100, help="candidate list length")
+    ap.add_argument("-k", type=int, nargs="+", default=[100],
+                    help="candidate list lengths (one pass over the gallery for all)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="scenario override, as fpscale run --set")
     ap.add_argument("--encoder", default=None, metavar="MODULE:FUNCTION",
@@ -170,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.gallery_size:
         spec = spec_for(args.scenario, args.profile, size, args.searches, tuple(args.set))
         with thread_count(args.threads):
-            r = candidate_recall(spec, args.k, codes=args.codes)
-        print(r.line(), flush=True)
+            ranks = mate_ranks(spec, codes=args.codes)
+        for k in args.k:
+            print(ranks.recall(k).line(), flush=True)
     return 0
 
 
