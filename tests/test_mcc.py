@@ -155,11 +155,13 @@ def test_bits_and_local_similarity_match_the_reference(small_pair):
     # the batch kernel (one row of a against all of b at once)
     nb = counts[1]
     row = np.empty(nb)
-    scratch = [np.empty(nb, np.int64) for _ in range(4)]
+    b = (*mcc._rows(bits[1], mask[1], nb), pts[1], cnt[1])
+    xa = np.empty(mcc.CYL_WORDS + mcc.WORDS, np.uint64)
     for i in range(counts[0]):
-        mcc._similarity_row(bits[0], mask[0], pts[0], cnt[0], i, full[0], bits[1], mask[1], pts[1],
-                            cnt[1], nb, full[1], math.cos(mcc.DELTA_THETA), *scratch, row)
+        mcc._similarity_row(bits[0], mask[0], pts[0], cnt[0], i, full[0], b, nb, full[1],
+                            math.cos(mcc.DELTA_THETA), xa, row)
         assert np.allclose(row, lam[i], atol=1e-12)
+        assert np.array_equal(row == 0.0, lam[i] == 0.0)  # the direction test skips only zeros
     assert (lam > 0.5).sum() >= 10  # the moved copy is recognised
 
 

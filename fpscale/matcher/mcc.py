@@ -523,8 +523,8 @@ def _pack(v: np.ndarray, valid: np.ndarray, flags: np.ndarray, tb: np.ndarray,
 def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts: np.ndarray,
                  cnt: np.ndarray) -> tuple:
     # Bit cylinders of the valid cylinders of one template, compacted and
-    # stored one word plane per row, so that scans over cylinders are unit
-    # stride: bits (CYL_WORDS, >= n), mask (WORDS, >= n) the valid cells,
+    # stored one word plane per row (scoring takes the larger template of a
+    # pair as one cylinder per row, ``_rows``): bits (CYL_WORDS, >= n), mask (WORDS, >= n) the valid cells,
     # pts (>= n, 5) their minutiae (x, y, direction, cos, sin), cnt (2, >= n)
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
@@ -632,60 +632,75 @@ def local_similarity(ba: np.ndarray, ma: np.ndarray, ta: float, bb: np.ndarray,
 
 
 @njit(cache=True)
-def _similarity_row(ba, ma, pa, ia, i, full_a, bb, mb, pb, ib, nb, full_b, cos_dt, cand, ca,
-                    cb, common, out) -> None:
+def _rows(bb: np.ndarray, mb: np.ndarray, nb: int) -> tuple:
+    """A template's bits (CYL_WORDS, >= nb) and valid cells (WORDS, >= nb)
+    as one row per cylinder: (nb, CYL_WORDS), (nb, WORDS)."""
+    bt = np.empty((nb, CYL_WORDS), dtype=np.uint64)
+    mt = np.empty((nb, WORDS), dtype=np.uint64)
+    for j in range(nb):
+        for w in range(CYL_WORDS):
+            bt[j, w] = bb[w, j]
+        for w in range(WORDS):
+            mt[j, w] = mb[w, j]
+    return bt, mt
+
+
+@njit(cache=True)
+def _similarity_row(ba, ma, pa, ia, i, full_a, b, nb, full_b, cos_dt, xa, out) -> None:
     # Local similarities of cylinder i of a against all nb cylinders of b
-    # into out (nb,). Each word plane is a unit-stride scan over b's
-    # cylinders (vectorised popcounts). With x, y two cylinders' bits and
-    # m, n their valid cells (x within m, y within n), the bits valid in
-    # both are x & n and y & m, and
+    # into out (nb,). b: (bits, valid cells) one cylinder a row (``_rows``),
+    # then b's pts and cnt as ``prepare`` gives them; xa (CYL_WORDS +
+    # WORDS,): scratch for cylinder i's words. The direction test comes
+    # first, so that the pairs it rejects (about half when delta_theta is
+    # pi / 2) cost no popcount; the others sum over two cylinders'
+    # contiguous words. With x, y two cylinders' bits and m, n their valid
+    # cells (x within m, y within n), the bits valid in both are x & n and
+    # y & m, and
     #     popcount((x & n) ^ (y & m)) = |x & n| + |y & m| - 2 |x & y|,
     # where |x & n| = |x| when n is full (all in-disc cells valid) and
     # |y & m| = |y| when m is: most cylinders are full, so most pairs
-    # need one popcount a word. cand, ca, cb, common (nb,): scratch.
-    i_full = i < full_a
-    for j in range(nb):
-        cand[j] = 0
+    # need one popcount a word.
+    bt, mt, pb, ib = b
     for w in range(CYL_WORDS):
-        x = ba[w, i]
-        for j in range(nb):
-            cand[j] += popcount64(x & bb[w, j])
-    if i_full:
-        for j in range(nb):
-            common[j] = ib[1, j]
-            cb[j] = ib[0, j]
-    else:
-        for j in range(nb):
-            common[j] = 0
-            cb[j] = 0
-        for w in range(WORDS):
-            x = ma[w, i]
-            for j in range(nb):
-                common[j] += popcount64(x & mb[w, j])
-        for k in range(ND):
-            for w in range(WORDS):
-                x = ma[w, i]
-                for j in range(nb):
-                    cb[j] += popcount64(bb[k * WORDS + w, j] & x)
+        xa[w] = ba[w, i]
+    for w in range(WORDS):
+        xa[CYL_WORDS + w] = ma[w, i]
+    i_full = i < full_a
     pop_a = ia[0, i]
-    for j in range(full_b):
-        ca[j] = pop_a
-    for j in range(full_b, nb):
-        ca[j] = 0
-    for k in range(ND):
-        for w in range(WORDS):
-            x = ba[k * WORDS + w, i]
-            for j in range(full_b, nb):
-                ca[j] += popcount64(x & mb[w, j])
     c = pa[i, 3]
     s = pa[i, 4]
     for j in range(nb):
-        lam = 0.0
+        out[j] = 0.0
         # directions within delta_theta: cos(ta - tb) >= cos(delta_theta)
-        if (c * pb[j, 3] + s * pb[j, 4] >= cos_dt and common[j] >= MIN_COMMON_CELLS
-                and ca[j] + cb[j] > 0):
-            lam = 1.0 - _SQRT[ca[j] + cb[j] - 2 * cand[j]] / (_SQRT[ca[j]] + _SQRT[cb[j]])
-        out[j] = lam
+        if c * pb[j, 3] + s * pb[j, 4] < cos_dt:
+            continue
+        if i_full:
+            if ib[1, j] < MIN_COMMON_CELLS:
+                continue
+            cb = ib[0, j]
+        else:
+            common = 0
+            for w in range(WORDS):
+                common += popcount64(xa[CYL_WORDS + w] & mt[j, w])
+            if common < MIN_COMMON_CELLS:
+                continue
+            cb = 0
+            for k in range(ND):
+                for w in range(WORDS):
+                    cb += popcount64(bt[j, k * WORDS + w] & xa[CYL_WORDS + w])
+        if j < full_b:
+            ca = pop_a
+        else:
+            ca = 0
+            for k in range(ND):
+                for w in range(WORDS):
+                    ca += popcount64(xa[k * WORDS + w] & mt[j, w])
+        if ca + cb == 0:
+            continue
+        cand = 0
+        for w in range(CYL_WORDS):
+            cand += popcount64(xa[w] & bt[j, w])
+        out[j] = 1.0 - _SQRT[ca + cb - 2 * cand] / (_SQRT[ca] + _SQRT[cb])
 
 
 _BINS = 1024
@@ -848,15 +863,13 @@ def _score_ordered(ba, ma, pa, ia, na, fa, bb, mb, pb, ib, nb, fb, cos_dt) -> fl
     lam = np.empty(cap)
     li = np.empty(cap, dtype=np.int64)
     lj = np.empty(cap, dtype=np.int64)
-    cand = np.empty(nb, dtype=np.int64)
-    ca = np.empty(nb, dtype=np.int64)
-    cb = np.empty(nb, dtype=np.int64)
-    common = np.empty(nb, dtype=np.int64)
+    bt, mt = _rows(bb, mb, nb)
+    b = (bt, mt, pb, ib)
+    xa = np.empty(CYL_WORDS + WORDS, dtype=np.uint64)
     row = np.empty(nb)
     count = 0
     for i in range(na):
-        _similarity_row(ba, ma, pa, ia, i, fa, bb, mb, pb, ib, nb, fb, cos_dt, cand, ca, cb, common,
-                        row)
+        _similarity_row(ba, ma, pa, ia, i, fa, b, nb, fb, cos_dt, xa, row)
         for j in range(nb):
             if row[j] > 0.0:
                 lam[count] = row[j]
