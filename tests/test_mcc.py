@@ -116,9 +116,9 @@ def test_cylinder_values_match_the_reference(small_pair):
 def _bits_from_prepared(p, t, k):
     # prepared cylinder k of template t as (ND, NS, NS) bits and (NS, NS) cells
     bits, mask, pts, cnt, counts, full = p
-    words = bits[t][:, k]
+    words = bits[t][k]
     flat = np.unpackbits(words.astype("<u8").view(np.uint8), bitorder="little").astype(bool)
-    cells = np.unpackbits(mask[t][:, k].astype("<u8").view(np.uint8), bitorder="little").astype(bool)
+    cells = np.unpackbits(mask[t][k].astype("<u8").view(np.uint8), bitorder="little").astype(bool)
     return flat.reshape(mcc.ND, mcc.NS, mcc.NS), cells.reshape(mcc.NS, mcc.NS)
 
 
@@ -150,16 +150,15 @@ def test_bits_and_local_similarity_match_the_reference(small_pair):
     for i, (ba, ca, ta) in enumerate(refs[0]):
         for j, (bb, cb, tb) in enumerate(refs[1]):
             lam[i, j] = reference_similarity(ba, ca, ta, bb, cb, tb, disc)
-            one = mcc.local_similarity(bits[0][:, i], mask[0][:, i], ta, bits[1][:, j], mask[1][:, j], tb)
+            one = mcc.local_similarity(bits[0][i], mask[0][i], ta, bits[1][j], mask[1][j], tb)
             assert one == pytest.approx(lam[i, j], abs=1e-12)
     # the batch kernel (one row of a against all of b at once)
     nb = counts[1]
     row = np.empty(nb)
-    b = (*mcc._rows(bits[1], mask[1], nb), pts[1], cnt[1])
-    xa = np.empty(mcc.CYL_WORDS + mcc.WORDS, np.uint64)
+    b = (bits[1], mask[1], pts[1], cnt[1])
     for i in range(counts[0]):
         mcc._similarity_row(bits[0], mask[0], pts[0], cnt[0], i, full[0], b, nb, full[1],
-                            math.cos(mcc.DELTA_THETA), xa, row)
+                            math.cos(mcc.DELTA_THETA), row)
         assert np.allclose(row, lam[i], atol=1e-12)
         assert np.array_equal(row == 0.0, lam[i] == 0.0)  # the direction test skips only zeros
     assert (lam > 0.5).sum() >= 10  # the moved copy is recognised

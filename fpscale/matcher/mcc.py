@@ -523,8 +523,8 @@ def _pack(v: np.ndarray, valid: np.ndarray, flags: np.ndarray, tb: np.ndarray,
 def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts: np.ndarray,
                  cnt: np.ndarray) -> tuple:
     # Bit cylinders of the valid cylinders of one template, compacted and
-    # stored one word plane per row (scoring takes the larger template of a
-    # pair as one cylinder per row, ``_rows``): bits (CYL_WORDS, >= n), mask (WORDS, >= n) the valid cells,
+    # stored one cylinder per row, so that scoring reads each cylinder's
+    # words contiguously: bits (>= n, CYL_WORDS), mask (>= n, WORDS) the valid cells,
     # pts (>= n, 5) their minutiae (x, y, direction, cos, sin), cnt (2, >= n)
     # their popcounts and numbers of valid cells. Cylinders whose in-disc
     # cells are all valid ("full") come first, in input order, then the
@@ -553,10 +553,10 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
                 continue
             pop = 0
             for w in range(CYL_WORDS):
-                bits[w, out] = tb[i, w]
+                bits[out, w] = tb[i, w]
                 pop += popcount64(tb[i, w])
             for w in range(WORDS):
-                mask[w, out] = tm[i, w]
+                mask[out, w] = tm[i, w]
             cnt[0, out] = pop
             cnt[1, out] = cells[i]
             pts[out, 0] = m[i, 0]
@@ -573,19 +573,19 @@ def _prepare_one(m: np.ndarray, n: int, bits: np.ndarray, mask: np.ndarray, pts:
 @njit(cache=True, parallel=True)
 def prepare(t: np.ndarray, n: np.ndarray) -> tuple:
     """Cylinders of a batch of templates t (T, M, 3+) with counts n (T,):
-    a tuple (bits (T, CYL_WORDS, K) uint64, mask (T, WORDS, K) uint64 of
+    a tuple (bits (T, K, CYL_WORDS) uint64, mask (T, K, WORDS) uint64 of
     valid cells, pts (T, K, 5) float64 (x, y, direction, cos, sin),
     cnt (T, 2, K) int64 (popcount, valid cells), counts (T,) int64 valid
     cylinders, full (T,) int64 cylinders whose in-disc cells are all valid,
-    stored first), K = max(n, 1): a template's p-th valid cylinder is column
-    p of its bits, mask and cnt, row p of its pts. Bit q of word plane
+    stored first), K = max(n, 1): a template's p-th valid cylinder is row
+    p of its bits, mask and pts, column p of its cnt. Bit q of word
     k * WORDS + w is cell (a, b) = divmod(64 w + q, NS) of direction bin k."""
     T = t.shape[0]
     K = 1
     for a in range(T):
         K = max(K, n[a])
-    bits = np.zeros((T, CYL_WORDS, K), dtype=np.uint64)
-    mask = np.zeros((T, WORDS, K), dtype=np.uint64)
+    bits = np.zeros((T, K, CYL_WORDS), dtype=np.uint64)
+    mask = np.zeros((T, K, WORDS), dtype=np.uint64)
     pts = np.zeros((T, K, 5))
     cnt = np.zeros((T, 2, K), dtype=np.int64)
     counts = np.zeros(T, dtype=np.int64)
@@ -632,25 +632,10 @@ def local_similarity(ba: np.ndarray, ma: np.ndarray, ta: float, bb: np.ndarray,
 
 
 @njit(cache=True)
-def _rows(bb: np.ndarray, mb: np.ndarray, nb: int) -> tuple:
-    """A template's bits (CYL_WORDS, >= nb) and valid cells (WORDS, >= nb)
-    as one row per cylinder: (nb, CYL_WORDS), (nb, WORDS)."""
-    bt = np.empty((nb, CYL_WORDS), dtype=np.uint64)
-    mt = np.empty((nb, WORDS), dtype=np.uint64)
-    for j in range(nb):
-        for w in range(CYL_WORDS):
-            bt[j, w] = bb[w, j]
-        for w in range(WORDS):
-            mt[j, w] = mb[w, j]
-    return bt, mt
-
-
-@njit(cache=True)
-def _similarity_row(ba, ma, pa, ia, i, full_a, b, nb, full_b, cos_dt, xa, out) -> None:
+def _similarity_row(ba, ma, pa, ia, i, full_a, b, nb, full_b, cos_dt, out) -> None:
     # Local similarities of cylinder i of a against all nb cylinders of b
-    # into out (nb,). b: (bits, valid cells) one cylinder a row (``_rows``),
-    # then b's pts and cnt as ``prepare`` gives them; xa (CYL_WORDS +
-    # WORDS,): scratch for cylinder i's words. The direction test comes
+    # into out (nb,); b: b's bits, mask, pts and cnt as ``prepare`` gives
+    # them. The direction test comes
     # first, so that the pairs it rejects (about half when delta_theta is
     # pi / 2) cost no popcount; the others sum over two cylinders'
     # contiguous words. With x, y two cylinders' bits and m, n their valid
@@ -661,10 +646,8 @@ def _similarity_row(ba, ma, pa, ia, i, full_a, b, nb, full_b, cos_dt, xa, out) -
     # |y & m| = |y| when m is: most cylinders are full, so most pairs
     # need one popcount a word.
     bt, mt, pb, ib = b
-    for w in range(CYL_WORDS):
-        xa[w] = ba[w, i]
-    for w in range(WORDS):
-        xa[CYL_WORDS + w] = ma[w, i]
+    xa = ba[i]
+    xm = ma[i]
     i_full = i < full_a
     pop_a = ia[0, i]
     c = pa[i, 3]
@@ -681,13 +664,13 @@ def _similarity_row(ba, ma, pa, ia, i, full_a, b, nb, full_b, cos_dt, xa, out) -
         else:
             common = 0
             for w in range(WORDS):
-                common += popcount64(xa[CYL_WORDS + w] & mt[j, w])
+                common += popcount64(xm[w] & mt[j, w])
             if common < MIN_COMMON_CELLS:
                 continue
             cb = 0
             for k in range(ND):
                 for w in range(WORDS):
-                    cb += popcount64(bt[j, k * WORDS + w] & xa[CYL_WORDS + w])
+                    cb += popcount64(bt[j, k * WORDS + w] & xm[w])
         if j < full_b:
             ca = pop_a
         else:
@@ -863,13 +846,11 @@ def _score_ordered(ba, ma, pa, ia, na, fa, bb, mb, pb, ib, nb, fb, cos_dt) -> fl
     lam = np.empty(cap)
     li = np.empty(cap, dtype=np.int64)
     lj = np.empty(cap, dtype=np.int64)
-    bt, mt = _rows(bb, mb, nb)
-    b = (bt, mt, pb, ib)
-    xa = np.empty(CYL_WORDS + WORDS, dtype=np.uint64)
+    b = (bb, mb, pb, ib)
     row = np.empty(nb)
     count = 0
     for i in range(na):
-        _similarity_row(ba, ma, pa, ia, i, fa, b, nb, fb, cos_dt, xa, row)
+        _similarity_row(ba, ma, pa, ia, i, fa, b, nb, fb, cos_dt, row)
         for j in range(nb):
             if row[j] > 0.0:
                 lam[count] = row[j]
