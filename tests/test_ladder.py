@@ -10,9 +10,9 @@ from fpscale.bench.measure.projection import pooled_fmr, pooled_tail
 from fpscale.matcher.exact import NumbaHamming, inner_products, thread_count
 
 
-def _reference(rungs, probes, gallery, mate, mate_score, scan):
-    # every (search, record) score once, the mate left out, by numpy
-    s = inner_products(probes, gallery).astype(np.float64)
+def _rung_reference(s, rungs, mate, mate_score):
+    # per rung's segment of records, the mate left out: each search's highest
+    # score and its count of scores above the mate's, with the mask of mates
     Q, n = s.shape
     own = mate[:, None] == np.arange(n)[None, :]
     seg = np.searchsorted(rungs, np.arange(n), side="right")
@@ -22,6 +22,13 @@ def _reference(rungs, probes, gallery, mate, mate_score, scan):
         cols = (seg == r)[None, :] & ~own
         seg_max[:, r] = np.where(cols, s, -np.inf).max(axis=1)
         better[:, r] = (cols & (s > mate_score[:, None])).sum(axis=1)
+    return seg_max, better, own
+
+
+def _reference(rungs, probes, gallery, mate, mate_score, scan):
+    # every (search, record) score once, the mate left out, by numpy
+    s = inner_products(probes, gallery).astype(np.float64)
+    seg_max, better, own = _rung_reference(s, rungs, mate, mate_score)
     imp = s[~own]
     k = np.clip(((imp - scan.lo) / scan.width).astype(np.int64), 0,
                 len(scan.hist[0]) - 1)
@@ -57,15 +64,7 @@ def _code_reference(rungs, probes, gallery, mate, mate_score, nbins):
     bits = probes.shape[1] * 8
     x = probes[:, None, :] ^ gallery[None, :, :]
     s = (bits - np.bitwise_count(x).sum(axis=2)).astype(np.float64)
-    Q, n = s.shape
-    own = mate[:, None] == np.arange(n)[None, :]
-    seg = np.searchsorted(rungs, np.arange(n), side="right")
-    seg_max = np.full((Q, len(rungs)), -np.inf)
-    better = np.zeros((Q, len(rungs)), dtype=np.int64)
-    for r in range(len(rungs)):
-        cols = (seg == r)[None, :] & ~own
-        seg_max[:, r] = np.where(cols, s, -np.inf).max(axis=1)
-        better[:, r] = (cols & (s > mate_score[:, None])).sum(axis=1)
+    seg_max, better, own = _rung_reference(s, rungs, mate, mate_score)
     return seg_max.astype(np.float32), better, np.bincount(s[~own].astype(np.int64), minlength=nbins)
 
 
