@@ -31,6 +31,10 @@ def test_run_writes_complete_results(tiny_run):
               "plots/fpir_vs_n_one.png", "plots/heldout_two_index.png", "truth.npz"):
         assert (out / f).is_file(), f
     assert not list(out.glob(".*.tmp"))
+    # the settings that make matching hard are shown beside the results
+    pop = sc.population
+    assert (f"extraction noise {pop.extraction_noise:g}, capture noise {pop.capture_noise:g}"
+            in (out / "report.md").read_text())
     s = read_summary(out)
     assert [b.key for b in s.backends] == ["numba-flat", "faiss-Flat", "numba-hamming"]
     for b in s.backends:

@@ -410,6 +410,8 @@ def test_legacy_records_have_only_index_fingers():
     ("bits", 100, "multiple of 64"),
     ("fusion", "median", "population.fusion"),
     ("gallery_quality", [1, 0, 0], "population.gallery_quality"),
+    ("capture_noise", -0.5, "population.capture_noise"),
+    ("capture_noise", True, "population.capture_noise"),
     ("colour", 3, "unknown key 'colour'"),
 ])
 def test_bad_values_name_the_field(key, value, needle):
@@ -435,3 +437,45 @@ def test_znorm_fusion_gives_mixed_records_the_same_impostor_spread():
     plain = PopulationSpec(**{**spec.__dict__, "fusion": "sum"})
     s2 = submission_chunk(plain, 0, 400).vectors @ gallery_chunk(plain, 0, 3000).vectors.T
     assert s2[:, ~legacy].std() / s2[:, legacy].std() > 1.8  # sum: sqrt(5) wider for ten-prints
+
+
+def _nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # distance (mm) from each minutia of a to the nearest of b
+    return np.sqrt(((a[:, None, :2] - b[None, :, :2]) ** 2).sum(2)).min(1)
+
+
+def test_capture_noise_zero_places_every_capture_alike():
+    # at capture noise 0 two captures of a finger differ only by extraction
+    # errors (here a tenth of quality 1's): nearly every minutia of one lies
+    # on one of the other; at 1 the placement moves them by millimetres
+    near = {0.0: [], 1.0: []}
+    for cn in near:
+        for i in range(40):
+            a = minutiae(3, i, 2, 0, "plain", 1, noise=0.1, capture_noise=cn)
+            b = minutiae(3, i, 2, 1, "plain", 1, noise=0.1, capture_noise=cn)
+            near[cn].append(np.mean(_nearest(a, b) < 0.05))
+    assert np.median(near[0.0]) > 0.85
+    assert np.median(near[1.0]) < 0.2
+
+
+def test_capture_noise_scales_the_placement_spread():
+    # the reference point's position on the sensor moves between captures by
+    # the window's translation and rotation: halving capture noise halves it
+    def spread(cn):
+        d = []
+        for i in range(1500):
+            _, ra = minutiae(4, i, 7, 0, "plain", 2, with_reference=True, capture_noise=cn)
+            _, rb = minutiae(4, i, 7, 1, "plain", 2, with_reference=True, capture_noise=cn)
+            d.append(math.hypot(ra[0] - rb[0], ra[1] - rb[1]))
+        return np.mean(d)
+    r = spread(0.5) / spread(1.0)
+    assert 0.4 < r < 0.6
+
+
+def test_capture_noise_at_its_default_is_left_out_of_the_scenario_record():
+    from fpscale.bench.scenario import load_scenario
+    base = load_scenario("scenarios/default.toml")
+    half = load_scenario("scenarios/default.toml", ["population.capture_noise=0.5"])
+    assert "capture_noise" not in base.to_dict()["population"]
+    assert half.to_dict()["population"]["capture_noise"] == 0.5
+    assert half.fingerprint() != base.fingerprint()

@@ -193,10 +193,13 @@ class Scenario:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        # the default code is left out, so that fingerprints and summaries
-        # of scenarios that do not choose one stay as they were
+        # the default code and capture noise are left out, so that
+        # fingerprints and summaries of scenarios that do not choose them
+        # stay as they were
         if d["population"].get("code") == "simhash":
             del d["population"]["code"]
+        if d["population"].get("capture_noise") == 1.0:
+            del d["population"]["capture_noise"]
         return d
 
     def fingerprint(self) -> str:

@@ -163,7 +163,7 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
                   qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
                   simhash: np.ndarray, screen: tuple, out_v: np.ndarray, out_b: np.ndarray,
-                  counts: np.ndarray) -> None:
+                  counts: np.ndarray, capture_noise: float) -> None:
     # out_v with no rows: the vectors are not wanted (a codes-only run), and
     # each block normalises into a small scratch instead: no (n x dim) array
     # to allocate and fault in for every chunk of the gallery
@@ -185,7 +185,7 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                 t = t0 + b
                 counts[t] = impression_features(seed, identities[t], fingers[t], encounters[t],
                                                  captures[t], qualities[t], noise, mean, feat,
-                                                 work)
+                                                 work, capture_noise)
                 for h in range(nf):
                     xs[b, h] = np.float32(feat[h] - mean[h])
             _project_rows(xs, nb, proj, v32)
@@ -290,12 +290,14 @@ def check_dims(dim: int, bits: int) -> None:
 def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
            encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
            dim: int = 64, bits: int = 128, noise: float = 1.0,
-           code: str = "simhash", vectors: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           code: str = "simhash", vectors: bool = True,
+           capture_noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate and encode one impression per row of the key arrays.
 
     All inputs have shape (n,) or broadcast to it: identity, finger position
     1..10, encounter (0 = enrolment), capture type index, quality 1..5;
-    noise scales the extraction errors (``fpscale.synth.impressions``);
+    noise scales the extraction errors, capture_noise the placement
+    (``fpscale.synth.impressions``);
     code picks the code matrix (``projections``). Returns float32 unit
     vectors (n, dim) ((n, 0) with vectors=False: the same codes, no
     vectors kept), packed binary codes uint8 (n, bits // 8), and the
@@ -315,7 +317,7 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
                       mean, proj, simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
-                      counts)
+                      counts, float(capture_noise))
     return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 
 

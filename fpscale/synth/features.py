@@ -336,12 +336,12 @@ def work_arrays() -> tuple:
 @njit(cache=True)
 def impression_features(seed: int, identity: int, finger: int, encounter: int,
                          capture: int, quality: int, noise: float, mean: np.ndarray,
-                         feat: np.ndarray, work: tuple) -> int:
+                         feat: np.ndarray, work: tuple, capture_noise: float = 1.0) -> int:
     # generate one impression and write its features; returns its minutiae count
     master, imp, ref_m, ref, fbuf, ibuf = work
     n_master, cls = master_finger(seed, identity, finger, master, ref_m)
     k = impression_from_master(seed, identity, finger, encounter, capture, quality, noise,
-                               master, n_master, ref_m, cls, imp, ref)
+                               master, n_master, ref_m, cls, imp, ref, capture_noise)
     features(imp, k, ref, mean, feat, fbuf, ibuf)
     return k
 

@@ -18,6 +18,9 @@ legacy_flat   0.62    2.0 mm     15 deg       0.30 mm   3 mm
 partial       0.38    3.5 mm     25 deg       0.35 mm   4 mm
 ============  ======  =========  ===========  ========  =========
 
+``capture_noise`` (``population.capture_noise``) scales the last four
+columns together: 1 is this table, 0 places every capture of a finger alike.
+
 Quality levels 1 (best) .. 5 (worst), in the spirit of NFIQ, set the
 extraction errors:
 
@@ -78,7 +81,7 @@ _K = 2.0 * np.pi / 25.0  # distortion wavelength about the size of a finger
 def impression_from_master(seed: int, identity: int, finger: int, encounter: int,
                            capture: int, quality: int, noise: float, master: np.ndarray,
                            n_master: int, ref_master: np.ndarray, pattern: int,
-                           out: np.ndarray, ref_out: np.ndarray) -> int:
+                           out: np.ndarray, ref_out: np.ndarray, capture_noise: float = 1.0) -> int:
     """Capture one impression of a master finger.
 
     master: (MAX_MASTER, 4) rows (x, y, theta, type) of which n_master used;
@@ -90,23 +93,30 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     quality is 1..5; noise scales every extraction error of that quality
     (position and angle jitter, miss, flip and spurious rates, reference
     point errors): 1 is the table above, a better extractor is below 1.
-    Returns the number of minutiae written.
+    capture_noise scales how differently the finger lies on each capture:
+    the window's centre, rotation and translation spreads and the skin
+    distortion of the capture type (1 is the table above; 0 places every
+    capture of a finger alike). Returns the number of minutiae written.
     """
     st = open_stream(seed, identity, finger, encounter, STREAM_IMPRESSION)
     q = quality - 1
     ax, ay = finger_semi_axes(finger)
     wx = ax * _WINDOW[capture]
     wy = ay * _WINDOW[capture]
-    cx = _CENTRE_SD[capture] * normal(st)
-    cy = 0.5 + _CENTRE_SD[capture] * normal(st)
-    amp = _DISTORT[capture] * (1.0 + 0.3 * normal(st))
+    # each spread times capture_noise first: at 1 the products are the
+    # table's values exactly, so the default draws are unchanged
+    centre_sd = _CENTRE_SD[capture] * capture_noise
+    cx = centre_sd * normal(st)
+    cy = 0.5 + centre_sd * normal(st)
+    amp = (_DISTORT[capture] * capture_noise) * (1.0 + 0.3 * normal(st))
     p1 = _TWO_PI * uniform(st)
     p2 = _TWO_PI * uniform(st)
     p3 = _TWO_PI * uniform(st)
     p4 = _TWO_PI * uniform(st)
-    rot = _ROT_SD[capture] * normal(st)
-    tx = _TRANS_SD[capture] * normal(st)
-    ty = _TRANS_SD[capture] * normal(st)
+    rot = (_ROT_SD[capture] * capture_noise) * normal(st)
+    trans_sd = _TRANS_SD[capture] * capture_noise
+    tx = trans_sd * normal(st)
+    ty = trans_sd * normal(st)
     c = np.cos(rot)
     s = np.sin(rot)
     pos_sd = noise * _POS_SD[q]
@@ -178,13 +188,14 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
 @njit(cache=True)
 def impression(seed: int, identity: int, finger: int, encounter: int,
                capture: int, quality: int, noise: float, out: np.ndarray,
-               ref_out: np.ndarray) -> int:
+               ref_out: np.ndarray, capture_noise: float = 1.0) -> int:
     """Master and capture in one call; see ``impression_from_master``."""
     master = np.empty((MAX_MASTER, 4))
     ref = np.empty(3)
     n_master, cls = master_finger(seed, identity, finger, master, ref)
     return impression_from_master(seed, identity, finger, encounter, capture,
-                                  quality, noise, master, n_master, ref, cls, out, ref_out)
+                                  quality, noise, master, n_master, ref, cls, out, ref_out,
+                                  capture_noise)
 
 
 def expected_minutiae(finger: int, capture: int, quality_shares, noise: float) -> float:
@@ -217,11 +228,12 @@ def capture_index(name: str) -> int:
 
 def minutiae(seed: int, identity: int, finger: int, encounter: int,
              capture: str | int = "plain", quality: int = 2,
-             with_reference: bool = False, noise: float = 1.0):
+             with_reference: bool = False, noise: float = 1.0, capture_noise: float = 1.0):
     """One impression's minutiae as an (n, 4) float64 array (x mm, y mm,
     theta rad, type 0 ending / 1 bifurcation); with_reference=True also
     returns the detected reference point (4,): x, y, angle, found; noise
-    scales the extraction errors (``impression_from_master``)."""
+    scales the extraction errors, capture_noise the placement
+    (``impression_from_master``)."""
     cap = capture_index(capture) if isinstance(capture, str) else int(capture)
     if not 1 <= quality <= 5:
         raise ValueError(f"quality must be 1..5, got {quality}")
@@ -229,22 +241,23 @@ def minutiae(seed: int, identity: int, finger: int, encounter: int,
         raise ValueError(f"finger must be 1..10, got {finger}")
     out = np.empty((MAX_IMPRESSION, 4))
     ref = np.empty(4)
-    n = impression(seed, identity, finger, encounter, cap, quality, float(noise), out, ref)
+    n = impression(seed, identity, finger, encounter, cap, quality, float(noise), out, ref,
+                   float(capture_noise))
     return (out[:n].copy(), ref) if with_reference else out[:n].copy()
 
 
 @njit(cache=True, parallel=True)
 def impression_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                      encounters: np.ndarray, captures: np.ndarray,
-                     qualities: np.ndarray, noise: float) -> tuple:
+                     qualities: np.ndarray, noise: float, capture_noise: float = 1.0) -> tuple:
     """Minutiae of many impressions: ((n, MAX_IMPRESSION, 4) float64 padded
     with zeros, counts (n,) int64). Row t is what ``minutiae`` returns for the
-    keys of row t and the extraction noise scale."""
+    keys of row t and the extraction and capture noise scales."""
     n = identities.shape[0]
     out = np.zeros((n, MAX_IMPRESSION, 4))
     counts = np.zeros(n, dtype=np.int64)
     for t in prange(n):
         ref = np.empty(4)
         counts[t] = impression(seed, identities[t], fingers[t], encounters[t],
-                               captures[t], qualities[t], noise, out[t], ref)
+                               captures[t], qualities[t], noise, out[t], ref, capture_noise)
     return out, counts

@@ -71,6 +71,10 @@ class PopulationSpec:
     # the binary code: "simhash" (a fixed random projection) or "itq" (a
     # learned one, fpscale.synth.itq_basis; shipped for dim 256, bits 256 or 512)
     code: str = field(default="simhash", metadata={"omit_if_default": True})
+    # scale of how differently a finger lies on each capture (window centre,
+    # rotation, translation, skin distortion; fpscale.synth.impressions): 1
+    # is the table there, 0 places every capture of a finger alike
+    capture_noise: float = field(default=1.0, metadata={"omit_if_default": True})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -114,6 +118,9 @@ def validate(spec: PopulationSpec) -> None:
     v = spec.extraction_noise
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.05 <= v <= 3.0:
         _fail("extraction_noise", v, "must be a number in [0.05, 3]")
+    v = spec.capture_noise
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 3.0:
+        _fail("capture_noise", v, "must be a number in [0, 3]")
     v = spec.quality_correlation
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
         _fail("quality_correlation", v, "must be a number in [0, 1)")
@@ -307,7 +314,7 @@ def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
                           imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise,
-                          spec.code, with_vectors)
+                          spec.code, with_vectors, spec.capture_noise)
     F = len(spec.search_fingers)
     nb = spec.bits // 8
     codes = np.full((n_rows, F, nb), ABSENT_CODE_BYTE, dtype=np.uint8)

@@ -293,7 +293,8 @@ def render_markdown(summary: Summary) -> str:
     else:
         lines += [f"Simulated: gallery {pop.gallery_size:,} identities, {pop.n_submissions:,} searches "
                   f"(mated share {pop.mated_share}), fingers searched {list(pop.search_fingers)}, "
-                  f"seed {pop.seed}. Target: {tgt.gallery_size:,} identities, "
+                  f"seed {pop.seed}; extraction noise {pop.extraction_noise:g}, capture noise "
+                  f"{pop.capture_noise:g}. Target: {tgt.gallery_size:,} identities, "
                   f"{tgt.searches_per_year:,.0f} searches per year (mated share {tgt.mated_share}).", ""]
         lines += _backends(summary)
     lines += profile_lines(sc.calibration)

@@ -33,7 +33,7 @@ def batch_searches(k: int) -> int:
 
 def _templates(spec: PopulationSpec, imp) -> tuple[np.ndarray, np.ndarray]:
     return impression_batch(spec.seed, imp.identity, imp.finger, imp.encounter,
-                            imp.capture, imp.quality, spec.extraction_noise)
+                            imp.capture, imp.quality, spec.extraction_noise, spec.capture_noise)
 
 
 def warm_matcher(matcher: str):

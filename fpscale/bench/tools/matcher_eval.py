@@ -53,11 +53,12 @@ def qualities(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int
 def templates(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int, capture: str,
               quality: str, gallery: bool) -> tuple[np.ndarray, np.ndarray]:
     """Padded minutiae and counts of one capture of each identity, at
-    spec's seed and extraction noise."""
+    spec's seed and extraction and capture noise."""
     q = qualities(spec, ids, finger, encounter, quality, gallery)
     n = len(ids)
     return impression_batch(spec.seed, ids, np.full(n, finger), np.full(n, encounter),
-                            np.full(n, capture_index(capture)), q, float(spec.extraction_noise))
+                            np.full(n, capture_index(capture)), q, float(spec.extraction_noise),
+                            float(spec.capture_noise))
 
 
 def threshold_at(imp: np.ndarray, fmr: float) -> float:

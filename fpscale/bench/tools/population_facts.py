@@ -28,7 +28,7 @@ def minutiae_counts(spec: PopulationSpec, capture: str, n: int = 2000) -> dict:
     q = capture_qualities(spec, ids, fingers, enc, gallery=capture != "plain")
     _, counts = impression_batch(spec.seed, ids, fingers, enc,
                                  np.full(n, capture_index(capture), dtype=np.int64), q,
-                                 float(spec.extraction_noise))
+                                 float(spec.extraction_noise), float(spec.capture_noise))
     p5, p50, p95 = np.percentile(counts, [5, 50, 95])
     lo, hi = CITED_MINUTIAE.get(capture, (None, None))
     return {"capture": capture, "mean": float(counts.mean()), "p5": float(p5), "p50": float(p50),
