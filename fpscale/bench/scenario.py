@@ -193,13 +193,12 @@ class Scenario:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        # the default code and capture noise are left out, so that
-        # fingerprints and summaries of scenarios that do not choose them
-        # stay as they were
-        if d["population"].get("code") == "simhash":
-            del d["population"]["code"]
-        if d["population"].get("capture_noise") == 1.0:
-            del d["population"]["capture_noise"]
+        # population keys added later (marked omit_if_default) are left out
+        # at their defaults, so that fingerprints and summaries of scenarios
+        # that do not choose them stay as they were
+        for f in dataclasses.fields(PopulationSpec):
+            if f.metadata.get("omit_if_default") and d["population"].get(f.name) == f.default:
+                del d["population"][f.name]
         return d
 
     def fingerprint(self) -> str:
