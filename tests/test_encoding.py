@@ -115,6 +115,38 @@ def test_candidate_recall_tool_counts_mates_above_the_list_length(capsys):
     assert len(lines) == 2 and "top 1 " in lines[0] and "top 10 " in lines[1]
 
 
+def test_misses_are_counted_by_how_much_of_the_finger_a_search_shares(capsys):
+    from fpscale.bench.tools.candidate_recall import MateRanks, main, overlap_lines, spec_for
+    from fpscale.bench.tools.population_facts import search_overlap, shared_share
+    from fpscale.synth.population import legacy_records, submission_impressions, submission_truth
+    # a mixed population: non-mated searches have no overlap; a legacy
+    # record holds only the index fingers, so only they are averaged
+    spec = spec_for("frif-class-c", None, 400, 120, ("population.mated_share=0.5",
+                                                     "population.legacy_share=0.5"))
+    ov = search_overlap(spec, 120)
+    _, mate = submission_truth(spec, 0, 120)
+    assert np.isnan(ov[mate < 0]).all() and np.isfinite(ov[mate >= 0]).all()
+    sub = submission_impressions(spec, 0, 120)
+    old = np.flatnonzero(legacy_records(spec, np.arange(400)))
+    r = np.flatnonzero((mate >= 0) & np.isin(mate, old))[0]
+    t = np.flatnonzero((sub.row == r) & np.isin(sub.finger, [2, 7]))
+    want = shared_share(spec, sub.identity[t], sub.finger[t], sub.encounter[t], np.full(len(t), 2))
+    assert ov[r] == pytest.approx(want.mean())
+    # at capture noise 0 the same capture type holds the same minutiae
+    same = spec_for("frif-class-a", None, 300, 40, ("population.capture_noise=0.0",))
+    assert (search_overlap(same, 40) == 1.0).all()
+    # binned counts: each search in one bin, 1.0 in the last
+    ranks = MateRanks(10, np.array([0, 500, 3, 200, 150]), 0.0, 0.0)
+    lines = overlap_lines(ranks, np.array([0.1, 0.55, 0.65, 0.95, 1.0]), 100)
+    assert len(lines) == 3 and "2 searches, 1 outside the top 100" in lines[0]
+    assert "1 searches, 0 outside" in lines[1] and "0.9-1.0" in lines[2] and "2 searches, 2 outside" in lines[2]
+    capsys.readouterr()
+    assert main(["frif-class-a", "--gallery-size", "500", "--searches", "20", "-k", "5",
+                 "--by-overlap"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "top 5 " in out[0] and sum(int(x.split()[6].replace(",", "")) for x in out[1:]) == 20
+
+
 def test_candidate_recall_on_codes_ranks_as_numpy_does():
     from fpscale.bench.tools.candidate_recall import candidate_recall, spec_for
     from fpscale.synth.population import gallery_chunk, submission_chunk, submission_truth

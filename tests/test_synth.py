@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from fpscale.synth.embedding import encode, encode_set
 from fpscale.synth.features import (N_ANGLE, N_BINS, N_DIST, N_RING, N_SPATIAL, R_MAX, R_SPATIAL,
                             pair_histogram, pair_scratch, spatial_histogram)
 from fpscale.synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger, pattern_class
-from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, minutiae
+from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, capture_windows, minutiae
 from fpscale.synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
                               legacy_records, spec_from_dict, submission_chunk,
                               submission_truth)
@@ -470,6 +471,37 @@ def test_capture_noise_scales_the_placement_spread():
         return np.mean(d)
     r = spread(0.5) / spread(1.0)
     assert 0.4 < r < 0.6
+
+
+@pytest.mark.parametrize("capture_noise", [0.0, 0.5, 1.0])
+def test_capture_windows_are_the_windows_the_impressions_keep(capture_noise):
+    # without extraction errors a capture holds exactly the master minutiae
+    # inside its window; at capture noise 0 it holds them unmoved as well
+    master, ref = np.empty((MAX_MASTER, 4)), np.empty(3)
+    for i in range(60):
+        finger, enc, cap = 1 + i % 10, i % 3, i % len(CAPTURE_TYPES)
+        (w,) = capture_windows(9, np.array([i]), np.array([finger]), np.array([enc]),
+                               np.array([cap]), capture_noise)
+        k, _ = master_finger(9, i, finger, master, ref)
+        held = master[:k][((master[:k, 0] - w[0]) / w[2]) ** 2
+                          + ((master[:k, 1] - w[1]) / w[3]) ** 2 <= 1.0]
+        m = minutiae(9, i, finger, enc, cap, 3, noise=0.0, capture_noise=capture_noise)
+        assert len(m) == len(held) > 0
+        if capture_noise == 0.0:
+            assert np.allclose(m[:, :2], held[:, :2]) and np.allclose(m[:, 3], held[:, 3])
+
+
+def test_capture_overlap_is_what_the_capture_noise_sets():
+    from fpscale.bench.tools.population_facts import capture_overlap
+    spec = PopulationSpec(seed=5, gallery_size=1000, gallery_capture="plain", booking_capture="plain",
+                          legacy_share=0.0)
+    at = {cn: capture_overlap(dataclasses.replace(spec, capture_noise=cn), n=400) for cn in (0.0, 0.5, 1.0)}
+    assert at[0.0]["mean"] == at[0.0]["p5"] == 1.0  # the same window every time
+    assert 1.0 > at[0.5]["mean"] > at[1.0]["mean"] > 0.5
+    assert at[1.0]["booking"] == "plain" and at[1.0]["enrolment"] == ["plain"]
+    # a rolled enrolment holds nearly all of what a plain booking holds
+    rolled = capture_overlap(dataclasses.replace(spec, gallery_capture="rolled"), n=400)
+    assert rolled["enrolment"] == ["rolled"] and rolled["p50"] == 1.0 > at[1.0]["p50"]
 
 
 def test_capture_noise_at_its_default_is_left_out_of_the_scenario_record():

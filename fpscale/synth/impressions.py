@@ -77,6 +77,36 @@ _TWO_PI = 2.0 * np.pi
 _K = 2.0 * np.pi / 25.0  # distortion wavelength about the size of a finger
 
 
+@njit(cache=True, inline="always")
+def _window(st, ax: float, ay: float, capture: int, capture_noise: float) -> tuple:
+    # the captured window (centre x, y, semi-axes x, y; mm, finger
+    # coordinates): the first two draws of a capture's stream. Each spread
+    # is times capture_noise first: at 1 the products are the table's
+    # values exactly, so the default draws are unchanged
+    centre_sd = _CENTRE_SD[capture] * capture_noise
+    cx = centre_sd * normal(st)
+    cy = 0.5 + centre_sd * normal(st)
+    return cx, cy, ax * _WINDOW[capture], ay * _WINDOW[capture]
+
+
+@njit(cache=True, parallel=True)
+def capture_windows(seed: int, identities: np.ndarray, fingers: np.ndarray,
+                    encounters: np.ndarray, captures: np.ndarray,
+                    capture_noise: float = 1.0) -> np.ndarray:
+    """The captured window of each impression, (n, 4) float64: centre x, y
+    and semi-axes x, y of the ellipse (mm, in the master finger's
+    coordinates) whose master minutiae the capture holds before extraction
+    errors, as ``impression_from_master`` places it for those keys."""
+    n = identities.shape[0]
+    out = np.empty((n, 4))
+    for t in prange(n):
+        st = open_stream(seed, identities[t], fingers[t], encounters[t], STREAM_IMPRESSION)
+        ax, ay = finger_semi_axes(fingers[t])
+        out[t, 0], out[t, 1], out[t, 2], out[t, 3] = _window(st, ax, ay, captures[t],
+                                                             capture_noise)
+    return out
+
+
 @njit(cache=True)
 def impression_from_master(seed: int, identity: int, finger: int, encounter: int,
                            capture: int, quality: int, noise: float, master: np.ndarray,
@@ -101,13 +131,8 @@ def impression_from_master(seed: int, identity: int, finger: int, encounter: int
     st = open_stream(seed, identity, finger, encounter, STREAM_IMPRESSION)
     q = quality - 1
     ax, ay = finger_semi_axes(finger)
-    wx = ax * _WINDOW[capture]
-    wy = ay * _WINDOW[capture]
-    # each spread times capture_noise first: at 1 the products are the
-    # table's values exactly, so the default draws are unchanged
-    centre_sd = _CENTRE_SD[capture] * capture_noise
-    cx = centre_sd * normal(st)
-    cy = 0.5 + centre_sd * normal(st)
+    cx, cy, wx, wy = _window(st, ax, ay, capture, capture_noise)
+    # the other spreads, too, are times capture_noise before any draw
     amp = (_DISTORT[capture] * capture_noise) * (1.0 + 0.3 * normal(st))
     p1 = _TWO_PI * uniform(st)
     p2 = _TWO_PI * uniform(st)

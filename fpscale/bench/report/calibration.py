@@ -61,6 +61,13 @@ def facts_lines(facts: dict) -> list[str]:
             "assumption (no source gives them; docs/calibration.md) and are not fitted. "
             f"Within-person quality correlation {q['quality_correlation']:g} (latent); the two "
             f"index fingers' levels correlate {q['finger_level_correlation']:.2f}."]
+    o = facts["overlap"]
+    out += ["", f"Placement (capture noise {o['capture_noise']:g}): of the true minutiae a booking "
+            f"capture holds (the finger's within its window, before extraction errors), the "
+            f"enrolled capture of that finger also holds a share of {o['mean']:.2f} on average "
+            f"(median {o['p50']:.2f}, 5th-95th percentile {o['p5']:.2f}-{o['p95']:.2f}; booking "
+            f"{o['booking']} against enrolment {' / '.join(o['enrolment'])}). This is what the "
+            "capture noise sets; no source gives it for real captures (docs/calibration.md)."]
     return out
 
 

@@ -17,6 +17,10 @@ Example (docs/encoding.md quotes its numbers):
     python -m fpscale.bench.tools.candidate_recall frif-class-a --profile best-2012 \\
         --gallery-size 50000 --searches 2000 -k 100 1000
 
+``--by-overlap`` also counts the misses by how much of each finger a
+search shares with its mate's record (the placement that
+``population.capture_noise`` scales; docs/calibration.md).
+
 ``--codes`` ranks by the binary codes instead (Hamming scores, as
 numba-hamming), for a scenario that searches codes:
 
@@ -37,6 +41,7 @@ import numpy as np
 from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
 from fpscale.bench.measure.metrics import binomial_ci
 from fpscale.bench.scenario import load_scenario
+from fpscale.bench.tools.population_facts import search_overlap
 from fpscale.matcher.exact import inner_products, paired_inner_products, thread_count
 from fpscale.synth.population import (PopulationSpec, gallery_chunk, gallery_records,
                                      submission_chunk, submission_truth)
@@ -160,6 +165,25 @@ def _code_ranks(spec: PopulationSpec, mate: np.ndarray, chunk: int) -> MateRanks
     return MateRanks(spec.gallery_size, scan.seg_better[:, 0].copy(), enc / impressions * 1e6, srch)
 
 
+OVERLAP_BINS = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def overlap_lines(ranks: MateRanks, overlap: np.ndarray, k: int) -> list[str]:
+    """Mates outside the top k by how much of the finger a search shares
+    with its mate's record (``population_facts.search_overlap``, (n,)),
+    one line a bin of OVERLAP_BINS, with Wilson 95% intervals."""
+    out = []
+    for i, (lo, hi) in enumerate(zip(OVERLAP_BINS[:-1], OVERLAP_BINS[1:])):
+        last = i == len(OVERLAP_BINS) - 2
+        w = (overlap >= lo) & ((overlap <= hi) if last else (overlap < hi))
+        n, missed = int(w.sum()), int((ranks.above[w] >= k).sum())
+        if n:
+            a, b = binomial_ci(missed, n)
+            out.append(f"  sharing {lo:.1f}-{hi:.1f} of the booking's minutiae: {n:,} searches, "
+                       f"{missed} outside the top {k}, {missed / n:.4f} [{float(a):.4f}, {float(b):.4f}]")
+    return out
+
+
 def _encoder(path: str) -> None:
     # module:function with fpscale.synth.embedding.encode's signature, used by the
     # population in its place (to measure a prototype encoding)
@@ -184,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     ap.add_argument("--codes", action="store_true",
                     help="rank by the binary codes' Hamming scores instead of the float vectors")
+    ap.add_argument("--by-overlap", action="store_true",
+                    help="also count the misses by how much of each finger the booking shares "
+                         "with the enrolment (the placement the capture noise sets)")
     args = ap.parse_args(argv)
     if args.encoder:
         _encoder(args.encoder)
@@ -191,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = spec_for(args.scenario, args.profile, size, args.searches, tuple(args.set))
         with thread_count(args.threads):
             ranks = mate_ranks(spec, codes=args.codes)
+        overlap = search_overlap(spec, spec.n_submissions) if args.by_overlap else None
         for k in args.k:
             print(ranks.recall(k).line(), flush=True)
+            if overlap is not None:
+                print("\n".join(overlap_lines(ranks, overlap, k)), flush=True)
     return 0
 
 

@@ -3,16 +3,20 @@
 A calibrated profile must not buy its accuracy with an unrealistic
 population: these are the numbers to hold against the cited ranges
 (docs/sources.md): minutiae per capture, pattern class shares, the quality
-shares actually drawn and how strongly quality is shared within a person.
+shares actually drawn, how strongly quality is shared within a person, and
+how much of a finger two of its captures have in common (what the capture
+noise sets; no source gives it, docs/calibration.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fpscale.synth.fingers import PATTERN_CLASSES, PATTERN_FREQUENCIES, pattern_class
-from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, impression_batch
-from fpscale.synth.population import PopulationSpec, capture_qualities
+from fpscale.synth.fingers import (MAX_MASTER, PATTERN_CLASSES, PATTERN_FREQUENCIES, master_finger,
+                                   pattern_class)
+from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, capture_windows, impression_batch
+from fpscale.synth.population import (PopulationSpec, capture_qualities, gallery_impressions,
+                                     submission_impressions, submission_truth)
 
 # minutiae per impression as docs/sources.md cites them (NIST SD27 and the literature)
 CITED_MINUTIAE = {"plain": (30, 60), "rolled": (80, 110)}
@@ -58,8 +62,75 @@ def quality_facts(spec: PopulationSpec, n: int = 20000) -> dict:
             "finger_level_correlation": corr, "quality_correlation": spec.quality_correlation}
 
 
+def inside(xy: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Which points (n, 2) lie in a capture window (centre x, y, semi-axes
+    x, y; mm), as ``fpscale.synth.impressions`` keeps a master minutia."""
+    return ((xy[:, 0] - window[0]) / window[2]) ** 2 + ((xy[:, 1] - window[1]) / window[3]) ** 2 <= 1.0
+
+
+def shared_share(spec: PopulationSpec, identities: np.ndarray, fingers: np.ndarray,
+                 encounters: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
+    """For each (identity, finger) (n,), of the true minutiae its booking
+    capture at that encounter holds (the master's within the window, before
+    any extraction error), the share its enrolment capture (type index
+    ``enrolled``, encounter 0) also holds: (n,) float64 in [0, 1]."""
+    ids = np.asarray(identities, dtype=np.int64)
+    fingers = np.asarray(fingers, dtype=np.int64)
+    cn = float(spec.capture_noise)
+    booked = capture_windows(spec.seed, ids, fingers, np.asarray(encounters, dtype=np.int64),
+                             np.full(len(ids), capture_index(spec.booking_capture), dtype=np.int64), cn)
+    held_by = capture_windows(spec.seed, ids, fingers, np.zeros(len(ids), dtype=np.int64),
+                              np.asarray(enrolled, dtype=np.int64), cn)
+    master, ref = np.empty((MAX_MASTER, 4)), np.empty(3)
+    share = np.empty(len(ids))
+    for t in range(len(ids)):
+        k, _ = master_finger(spec.seed, int(ids[t]), int(fingers[t]), master, ref)
+        held = inside(master[:k, :2], booked[t])
+        share[t] = (held & inside(master[:k, :2], held_by[t])).sum() / max(held.sum(), 1)
+    return share
+
+
+def capture_overlap(spec: PopulationSpec, n: int = 2000) -> dict:
+    """How much of a finger a booking and its enrolment have in common, for
+    n identities' first searched index finger (``shared_share``): mean and
+    the 5th, 50th and 95th percentiles, with the capture types compared."""
+    finger = 2 if 2 in spec.search_fingers else spec.search_fingers[0]
+    gal = gallery_impressions(spec, 0, n)
+    keep = gal.finger == finger
+    share = shared_share(spec, gal.identity[keep], gal.finger[keep], 1 + gal.identity[keep],
+                         gal.capture[keep])
+    p5, p50, p95 = np.percentile(share, [5, 50, 95])
+    return {"booking": spec.booking_capture,
+            "enrolment": sorted({CAPTURE_TYPES[c] for c in gal.capture[keep]}),
+            "capture_noise": float(spec.capture_noise), "mean": float(share.mean()), "p5": float(p5),
+            "p50": float(p50), "p95": float(p95)}
+
+
+def search_overlap(spec: PopulationSpec, n: int) -> np.ndarray:
+    """Of submissions 0..n-1, each mated search's ``shared_share`` averaged
+    over the fingers its mate's record holds, (n,) float64; NaN for a
+    non-mated search."""
+    sub = submission_impressions(spec, 0, n)
+    _, mate = submission_truth(spec, 0, n)
+    out = np.full(n, np.nan)
+    rows = np.flatnonzero(mate >= 0)
+    if not len(rows):
+        return out
+    gal = gallery_impressions(spec, 0, 0, ids=mate[rows])  # the mates' enrolled fingers
+    enrolled = {(int(rows[r]), int(f)): int(c) for r, f, c in zip(gal.row, gal.finger, gal.capture)}
+    pick = [t for t in range(len(sub.row)) if (int(sub.row[t]), int(sub.finger[t])) in enrolled]
+    t = np.array(pick, dtype=np.int64)
+    share = shared_share(spec, sub.identity[t], sub.finger[t], sub.encounter[t],
+                         np.array([enrolled[(int(sub.row[i]), int(sub.finger[i]))] for i in t]))
+    total = np.bincount(sub.row[t], weights=share, minlength=n)
+    count = np.bincount(sub.row[t], minlength=n)
+    out[rows] = total[rows] / np.maximum(count[rows], 1)
+    return out
+
+
 def population_facts(spec: PopulationSpec) -> dict:
     """Every fact above for one population spec."""
     caps = [c for c in ("plain", "rolled") if c in CAPTURE_TYPES]
     return {"minutiae": [minutiae_counts(spec, c) for c in caps],
-            "classes": class_shares(spec.seed), "quality": quality_facts(spec)}
+            "classes": class_shares(spec.seed), "quality": quality_facts(spec),
+            "overlap": capture_overlap(spec)}
