@@ -194,7 +194,8 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
     assert 0 <= fit["candidate_misses"] <= fit["misses"]
     report = (out / "calibration.md").read_text()
     for needle in ("minutiae mean", "pattern class", "Booking quality shares", "DET around the point",
-                   "FRIF TE E1N", "extraction noise", "Placement (capture noise 1)"):
+                   "FRIF TE E1N", "extraction noise", "Placement (capture noise 1)",
+                   "median probability 0.95"):
         assert needle in report
     # the trial's own summary records the noise it ran with
     from fpscale.bench.store.summary import read_summary

@@ -504,6 +504,19 @@ def test_capture_overlap_is_what_the_capture_noise_sets():
     assert rolled["enrolment"] == ["rolled"] and rolled["p50"] == 1.0 > at[1.0]["p50"]
 
 
+def test_capture_noise_floor_is_where_the_median_share_meets_the_cited_one():
+    from fpscale.bench.tools.population_facts import CITED_SHARE, capture_noise_floor, capture_overlap
+    spec = PopulationSpec(seed=5, gallery_size=1000, gallery_capture="plain", booking_capture="plain",
+                          legacy_share=0.0)
+    floor = capture_noise_floor(spec, n=400)
+    assert 0.0 < floor < 1.0
+
+    def median(cn):
+        return capture_overlap(dataclasses.replace(spec, capture_noise=cn), n=400)["p50"]
+    assert median(floor) < CITED_SHARE <= median(floor - 2.0 ** -12)
+    assert capture_noise_floor(dataclasses.replace(spec, gallery_capture="rolled"), n=400) is None
+
+
 def test_capture_noise_at_its_default_is_left_out_of_the_scenario_record():
     from fpscale.bench.scenario import load_scenario
     base = load_scenario("scenarios/default.toml")

@@ -66,8 +66,13 @@ def facts_lines(facts: dict) -> list[str]:
             f"capture holds (the finger's within its window, before extraction errors), the "
             f"enrolled capture of that finger also holds a share of {o['mean']:.2f} on average "
             f"(median {o['p50']:.2f}, 5th-95th percentile {o['p5']:.2f}-{o['p95']:.2f}; booking "
-            f"{o['booking']} against enrolment {' / '.join(o['enrolment'])}). This is what the "
-            "capture noise sets; no source gives it for real captures (docs/calibration.md)."]
+            f"{o['booking']} against enrolment {' / '.join(o['enrolment'])}). For cooperative users "
+            f"of a civilian scanner a minutia of one plain capture is in another with median "
+            f"probability {o['cited']:g} (interquartile range {o['cited_iqr']:g}; docs/sources.md): "
+            + (f"this population's median reaches that at capture noise {o['floor']:.3g}, and a "
+               "capture noise below it would place captures more alike than those users do."
+               if o["floor"] is not None else
+               "this population's median is above that at any capture noise up to 1.")]
     return out
 
 

@@ -5,10 +5,13 @@ population: these are the numbers to hold against the cited ranges
 (docs/sources.md): minutiae per capture, pattern class shares, the quality
 shares actually drawn, how strongly quality is shared within a person, and
 how much of a finger two of its captures have in common (what the capture
-noise sets; no source gives it, docs/calibration.md).
+noise sets), against how consistently cooperative users place a finger
+(docs/sources.md, docs/calibration.md).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -20,6 +23,11 @@ from fpscale.synth.population import (PopulationSpec, capture_qualities, gallery
 
 # minutiae per impression as docs/sources.md cites them (NIST SD27 and the literature)
 CITED_MINUTIAE = {"plain": (30, 60), "rolled": (80, 110)}
+# how consistently cooperative users place a finger: the median probability
+# that a minutia of one plain capture is in another capture of that finger,
+# placement alone (Krivokuca, Abdulla and Swain 2014; docs/sources.md)
+CITED_SHARE = 0.95
+CITED_SHARE_IQR = 0.04
 
 
 def minutiae_counts(spec: PopulationSpec, capture: str, n: int = 2000) -> dict:
@@ -106,6 +114,23 @@ def capture_overlap(spec: PopulationSpec, n: int = 2000) -> dict:
             "p50": float(p50), "p95": float(p95)}
 
 
+def capture_noise_floor(spec: PopulationSpec, n: int = 2000, steps: int = 12) -> float | None:
+    """The capture noise at which ``capture_overlap``'s median share reaches
+    CITED_SHARE (bisection to 2^-steps of [0, 1]): placement more alike
+    than that is more consistent than the cited cooperative users. None
+    when the median reaches it even at 1 (a rolled enrolment holds nearly
+    all of a plain booking however it is placed)."""
+    def median(cn: float) -> float:
+        return capture_overlap(dataclasses.replace(spec, capture_noise=cn), n)["p50"]
+    if median(1.0) >= CITED_SHARE:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if median(mid) >= CITED_SHARE else (lo, mid)
+    return hi
+
+
 def search_overlap(spec: PopulationSpec, n: int) -> np.ndarray:
     """Of submissions 0..n-1, each mated search's ``shared_share`` averaged
     over the fingers its mate's record holds, (n,) float64; NaN for a
@@ -133,4 +158,5 @@ def population_facts(spec: PopulationSpec) -> dict:
     caps = [c for c in ("plain", "rolled") if c in CAPTURE_TYPES]
     return {"minutiae": [minutiae_counts(spec, c) for c in caps],
             "classes": class_shares(spec.seed), "quality": quality_facts(spec),
-            "overlap": capture_overlap(spec)}
+            "overlap": {**capture_overlap(spec), "floor": capture_noise_floor(spec),
+                        "cited": CITED_SHARE, "cited_iqr": CITED_SHARE_IQR}}
