@@ -133,12 +133,12 @@ def test_bisection_finds_the_noise_where_fnir_crosses_the_target(monkeypatch, tm
     req = cal.CalibrationRequest("best-2012", None, 1000, 500, tmp_path, steps=12)
     trials = cal.bisect(req, _target(0.0256))
     best = cal.best_trial(trials, _target(0.0256))
-    assert best.fnir <= 0.0256 and best.noise == pytest.approx(0.8, rel=2e-3)
-    assert all(t.fnir > 0.0256 for t in trials if t.noise > best.noise)
+    assert best.fnir <= 0.0256 and best.value == pytest.approx(0.8, rel=2e-3)
+    assert all(t.fnir > 0.0256 for t in trials if t.value > best.value)
     # a target below what the floor gives: every trial misses it, the least noisy is kept
     trials = cal.bisect(req, _target(0.001))
     best = cal.best_trial(trials, _target(0.001))
-    assert best.noise == min(t.noise for t in trials) < cal.NOISE_RANGE[0] * 1.01
+    assert best.value == min(t.value for t in trials) < cal.NOISE_RANGE[0] * 1.01
     assert cal.verdict(best, _target(0.001)).startswith("TARGET NOT REACHED")
 
 
@@ -205,6 +205,41 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
     row = next(b for b in s.backends if b.rescored_from)
     (op,) = [o for o in row.metrics.operating_points if o.target_fpir == 0.001]
     assert fit["misses"] == op.fnir.count  # the miss split counts what FNIR counts
+
+
+def test_calibrate_fits_the_capture_noise_from_the_cited_floor_up(tmp_path, capsys):
+    from fpscale.bench.tools.population_facts import capture_noise_floor
+    out = tmp_path / "cal"
+    assert main(["calibrate", "ident-2004", "--parameter", "population.capture_noise",
+                 "--gallery-size", "1500", "--searches", "1500", "--steps", "2",
+                 "--rescore-candidates", "3", "--out", str(out), "--quiet"]) == 0
+    fitted = tomllib.loads((out / "ident-2004.toml").read_text())
+    fit = fitted["fit"][-1]
+    assert fit["parameter"] == "population.capture_noise" and fit["gallery_size"] == 1500
+    assert fitted["population"]["capture_noise"] == fit["value"]
+    # the extraction noise stays the profile's; earlier rows of the other parameter stay
+    assert fitted["population"]["extraction_noise"] == read_profile("ident-2004")["population"]["extraction_noise"]
+    assert [r for r in fitted["fit"] if r["parameter"] == "population.extraction_noise"] == \
+        read_profile("ident-2004")["fit"]
+    req = cal.CalibrationRequest("ident-2004", None, 1500, 1500, out, parameter=cal.CAPTURE)
+    floor = capture_noise_floor(cal.trial_scenario(req, cal.pick_target(read_profile("ident-2004"), None),
+                                                   None).population)
+    runs = sorted(float(p.name.split("=")[1]) for p in out.glob("capture_noise=*"))
+    assert len(runs) == 2 and all(floor < v < cal.CAPTURE_TOP for v in runs)
+    assert runs[0] == pytest.approx(math.sqrt(round(floor, 4) * cal.CAPTURE_TOP), rel=1e-3) or \
+        runs[1] == pytest.approx(math.sqrt(round(floor, 4) * cal.CAPTURE_TOP), rel=1e-3)
+    from fpscale.bench.store.summary import read_summary
+    s = read_summary(out / f"capture_noise={fit['value']:.4f}")
+    assert s.scenario.population.capture_noise == fit["value"]
+    assert f"population.capture_noise = {fit['value']!r}" in s.scenario.calibration.settings
+    report = (out / "calibration.md").read_text()
+    assert f"Chosen: capture noise {fit['value']:g}" in report and "| capture noise | FNIR" in report
+    # a target whose enrolment holds nearly all of a booking has no floor: refused in one line
+    capsys.readouterr()
+    assert main(["calibrate", "best-2012", "--target", "C", "--parameter", "population.capture_noise",
+                 "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no range to fit" in err and "\n" not in err and not (tmp_path / "c").exists()
 
 
 def test_verdict_names_where_the_misses_are():

@@ -275,7 +275,7 @@ def cmd_calibrate(args) -> int:
         if v is not None and not lo <= v <= 10**9:
             raise UserError(f"{name} {v}: give a number from {lo} to 1,000,000,000")
     req = CalibrationRequest(args.profile, args.target, args.gallery_size, args.searches, out,
-                             args.steps, args.rescore_candidates)
+                             args.steps, args.rescore_candidates, args.parameter)
     command = "fpscale " + " ".join(shlex.quote(a) for a in _recorded_args(sys.argv[1:]))
     new, text = calibrate(req, command, progress=not args.quiet, confirm=args.confirm)
     if args.write:
@@ -460,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true", help="replace other results in --out")
     ev.set_defaults(func=cmd_evaluate)
 
-    ca = sub.add_parser("calibrate", help="fit a matcher profile's extraction noise to its "
-                        "published operating point (profiles/<name>.toml)")
+    ca = sub.add_parser("calibrate", help="fit a matcher profile's extraction (or capture) noise "
+                        "to its published operating point (profiles/<name>.toml)")
     ca.add_argument("profile", help="a shipped profile: best-2012, median-2012, ident-2004")
     ca.add_argument("--target", help="which of the profile's targets (default: its first)")
     ca.add_argument("--gallery-size", type=int, default=50_000,
@@ -469,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--searches", type=int, default=6_000,
                     help="searches of each trial run (default 6,000)")
     ca.add_argument("--steps", type=int, default=6, help="bisection steps (default 6)")
+    ca.add_argument("--parameter", default="population.extraction_noise",
+                    choices=("population.extraction_noise", "population.capture_noise"),
+                    help="what to fit (default population.extraction_noise); the capture noise "
+                    "is searched from the floor set by the cited placement consistency of "
+                    "cooperative users up (docs/calibration.md)")
     ca.add_argument("--rescore-candidates", type=int,
                     help="re-score only this many of each list (default: the scenario's)")
     ca.add_argument("--confirm", action="store_true",

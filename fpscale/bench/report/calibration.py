@@ -76,15 +76,15 @@ def facts_lines(facts: dict) -> list[str]:
     return out
 
 
-def trials_lines(trials: list, chosen) -> list[str]:
-    """The bisection's runs, the chosen one marked."""
+def trials_lines(trials: list, chosen, label: str = "extraction noise") -> list[str]:
+    """The bisection's runs, the chosen one marked; label names the fitted parameter."""
     out = ["", "## Trials", "", "Misses: mated searches without the mate at rank <= R above the "
            "threshold; 'in the candidate stage': the mate was not among the re-scored candidates, "
            "so no 1:1 matcher could have found it.", "",
-           "| extraction noise | FNIR [95%] | FPIR | threshold | mate listed (L) | misses | in the candidate stage | |",
+           f"| {label} | FNIR [95%] | FPIR | threshold | mate listed (L) | misses | in the candidate stage | |",
            "|---|---|---|---|---|---|---|---|"]
     for t in trials:
-        out.append(f"| {t.noise:g} | {_r(t.fnir)} [{_r(t.fnir_low)}, {_r(t.fnir_high)}] | {_r(t.fpir)} | "
+        out.append(f"| {t.value:g} | {_r(t.fnir)} [{_r(t.fnir_low)}, {_r(t.fnir_high)}] | {_r(t.fpir)} | "
                    f"{_r(t.threshold)} | {_r(t.candidate_recall)} | {t.misses} | {t.candidate_misses} | "
                    f"{'chosen' if t is chosen else ''} |")
     return out

@@ -1,4 +1,4 @@
-"""``fpscale calibrate PROFILE``: fit a profile's extraction noise to a published point.
+"""``fpscale calibrate PROFILE``: fit a profile's extraction or capture noise to a published point.
 
 The published points (``profiles/<name>.toml``, docs/calibration.md) are
 FNIR at a fixed FPIR of real matchers on galleries of millions. The search
@@ -11,6 +11,10 @@ given FPIR is set by those candidates' 1:1 scores, which do not depend on
 N; what grows with N is the candidate stage's misses, reported beside
 every fit as how often the mate was listed at all. ``--confirm`` then
 runs the target's scenario at the published N with the fitted value.
+``--parameter population.capture_noise`` fits how differently a finger is
+placed on each capture instead, at the profile's extraction noise, from
+the cited floor of placement consistency (``population_facts.
+capture_noise_floor``) up.
 """
 
 from __future__ import annotations
@@ -38,13 +42,37 @@ from fpscale.bench.store.summary import Summary
 # impossible extractor.
 NOISE_RANGE = (0.5, 1.5)
 PARAMETER = "population.extraction_noise"
+CAPTURE = "population.capture_noise"
+# the capture noise searched: from the floor set by the cited placement
+# consistency of cooperative users (computed per target) to 1.5
+CAPTURE_TOP = 1.5
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """The population key a calibration fits and the range it searches."""
+
+    key: str
+    low: float
+    high: float
+
+    @property
+    def label(self) -> str:
+        return self.key.split(".", 1)[1].replace("_", " ")
+
+    @property
+    def field(self) -> str:
+        return self.key.split(".", 1)[1]
+
+
+EXTRACTION = Parameter(PARAMETER, *NOISE_RANGE)
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One run of the target's scenario at one noise value."""
+    """One run of the target's scenario at one value of the fitted parameter."""
 
-    noise: float
+    value: float
     fnir: float | None
     fnir_low: float | None
     fnir_high: float | None
@@ -67,6 +95,7 @@ class CalibrationRequest:
     out: Path
     steps: int = 6
     rescore_candidates: int | None = None
+    parameter: str = PARAMETER
 
 
 def pick_target(prof: dict, name: str | None) -> ProfileTarget:
@@ -81,21 +110,22 @@ def pick_target(prof: dict, name: str | None) -> ProfileTarget:
                        + ", ".join(t.name for t in targets))
 
 
-def trial_scenario(req: CalibrationRequest, target: ProfileTarget, noise: float | None) -> Scenario:
+def trial_scenario(req: CalibrationRequest, target: ProfileTarget, value: float | None) -> Scenario:
     """The target's scenario with the profile, resized for calibration; the
-    noise replaces the profile's value (None: the profile's own)."""
+    value replaces the profile's value of the fitted parameter (None: the
+    profile's own)."""
     sets = [f"calibration.profile={req.profile}", f"population.gallery_size={req.gallery_size}",
             f"population.n_submissions={req.searches}", "projection.ladder=[]",
             f"metrics.target_fpir=[{target.fpir!r}]"]
     if req.rescore_candidates:
         sets.append(f"search.rescore_candidates={req.rescore_candidates}")
     sc = load_scenario(target.scenario, sets)
-    if noise is None:
+    if value is None:
         return sc
     d = sc.to_dict()
-    d["population"]["extraction_noise"] = float(noise)
-    line = f"{PARAMETER} = {float(noise)!r}"
-    settings = [x for x in d["calibration"]["settings"] if not x.startswith(PARAMETER + " =")]
+    d["population"][req.parameter.split(".", 1)[1]] = float(value)
+    line = f"{req.parameter} = {float(value)!r}"
+    settings = [x for x in d["calibration"]["settings"] if not x.startswith(req.parameter + " =")]
     d["calibration"]["settings"] = settings + [line]
     return scenario_from_dict(d, sc.name)
 
@@ -108,40 +138,62 @@ def rescored_key(summary: Summary) -> tuple[str, str]:
     raise ProfileError("the target's scenario does not re-score its candidates ([search] rescore)")
 
 
-def measure(summary: Summary, folder: Path, fpir: float) -> Trial:
+def fitted(req: CalibrationRequest, target: ProfileTarget) -> Parameter:
+    """What the request fits and over which range: the extraction noise
+    over NOISE_RANGE, or the capture noise from the target's floor (the
+    cited placement consistency, ``population_facts.capture_noise_floor``)
+    to CAPTURE_TOP."""
+    if req.parameter == PARAMETER:
+        return EXTRACTION
+    if req.parameter != CAPTURE:
+        raise ProfileError(f"--parameter {req.parameter}: fits {PARAMETER} or {CAPTURE}")
+    from fpscale.bench.tools.population_facts import capture_noise_floor
+    floor = capture_noise_floor(trial_scenario(req, target, None).population)
+    if floor is None:
+        raise ProfileError(f"target {target.name} ({target.scenario}): the cited placement "
+                           "consistency does not bound its capture noise (its enrolment holds "
+                           "nearly all of a booking however it is placed), so there is no range to fit")
+    return Parameter(CAPTURE, round(floor, 4), CAPTURE_TOP)
+
+
+def measure(summary: Summary, folder: Path, fpir: float, field: str = "extraction_noise") -> Trial:
     """FNIR at the target FPIR of the re-scored lists, and the candidate
-    stage's share of mated searches that listed the mate."""
+    stage's share of mated searches that listed the mate; the trial's
+    value is the population's ``field``."""
     cand, key = rescored_key(summary)
     row = next(b for b in summary.backends if b.key == key)
     op = next((o for o in row.metrics.operating_points if math.isclose(o.target_fpir, fpir)), None)
     z = read_npz(folder / f"searches_{cand}.npz")
     mated = z["mate"] >= 0
     recall = float((z["mate_rank"][mated] > 0).mean()) if mated.any() else float("nan")
-    noise = summary.scenario.population.extraction_noise
+    value = getattr(summary.scenario.population, field)
     if op is None or op.fnir is None or op.fnir.value is None:
-        return Trial(noise, None, None, None, None, None, recall, 0, 0, str(folder))
+        return Trial(value, None, None, None, None, None, recall, 0, 0, str(folder))
     r = read_npz(folder / f"searches_{key}.npz")
     rank, score = r["mate_rank"][mated], r["mate_score"][mated]
     hit = (rank >= 1) & (rank <= summary.scenario.metrics.rank) & (score >= op.threshold)
     lo, hi = op.fnir.ci95
-    return Trial(noise, op.fnir.value, lo, hi, op.fpir.value if op.fpir else None,
+    return Trial(value, op.fnir.value, lo, hi, op.fpir.value if op.fpir else None,
                  op.threshold, recall, int((~hit & (rank == 0)).sum()), int((~hit).sum()),
                  str(folder))
 
 
-def run_trial(req: CalibrationRequest, target: ProfileTarget, noise: float,
+def run_trial(req: CalibrationRequest, target: ProfileTarget, value: float,
               progress: bool) -> Trial:
-    """Run the target's scenario at one noise value into out/noise=<value>."""
-    sc = trial_scenario(req, target, noise)
-    folder = req.out / f"noise={noise:.4f}"
+    """Run the target's scenario at one value into out/noise=<value> (the
+    extraction noise) or out/capture_noise=<value>."""
+    sc = trial_scenario(req, target, value)
+    field = req.parameter.split(".", 1)[1]
+    folder = req.out / f"{'noise' if req.parameter == PARAMETER else field}={value:.4f}"
     summary = run_scenario(sc, folder, overwrite=True, progress=progress)
-    return measure(summary, folder, target.fpir)
+    return measure(summary, folder, target.fpir, field)
 
 
-def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True) -> list[Trial]:
-    """Trials of a bisection in log(noise) over NOISE_RANGE for the noise
-    whose FNIR meets the target's: FNIR grows with the noise."""
-    lo, hi = (math.log(x) for x in NOISE_RANGE)
+def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True,
+           param: Parameter = EXTRACTION) -> list[Trial]:
+    """Trials of a bisection in log(value) over the parameter's range for
+    the value whose FNIR meets the target's: FNIR grows with either noise."""
+    lo, hi = (math.log(x) for x in (param.low, param.high))
     trials = []
     for _ in range(req.steps):
         mid = round(math.exp((lo + hi) / 2), 4)
@@ -161,13 +213,13 @@ def best_trial(trials: list[Trial], target: ProfileTarget) -> Trial:
     """The noisiest trial whose FNIR does not exceed the target's (the
     least flattering fit the data allow), else the least noisy trial."""
     ok = [t for t in trials if t.fnir is not None and t.fnir <= target.fnir]
-    return max(ok, key=lambda t: t.noise) if ok else min(trials, key=lambda t: t.noise)
+    return max(ok, key=lambda t: t.value) if ok else min(trials, key=lambda t: t.value)
 
 
 def fit_record(t: Trial, target: ProfileTarget, req: CalibrationRequest, command: str) -> dict:
     """The [[fit]] row a profile file keeps for a trial."""
     nan = float("nan")
-    row = ProfileFit(target.name, PARAMETER, t.noise, req.gallery_size, req.searches,
+    row = ProfileFit(target.name, req.parameter, t.value, req.gallery_size, req.searches,
                      *(nan if v is None else float(v) for v in (t.fnir, t.fnir_low, t.fnir_high, t.fpir)),
                      t.candidate_recall, t.misses, t.candidate_misses, command,
                      datetime.date.today().isoformat())
@@ -205,12 +257,13 @@ def profile_text(prof: dict) -> str:
 
 
 def updated_profile(prof: dict, fit: dict) -> dict:
-    """The profile with the fitted noise and its [[fit]] row for that target
-    (replacing an earlier fit of the same target at the same N)."""
+    """The profile with the fitted value and its [[fit]] row for that target
+    (replacing an earlier fit of the same target and parameter at the same N)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in prof.items()}
-    out.setdefault("population", {})["extraction_noise"] = fit["value"]
+    out.setdefault("population", {})[fit["parameter"].split(".", 1)[1]] = fit["value"]
     keep = [r for r in prof.get("fit", [])
-            if not (r.get("target") == fit["target"] and r.get("gallery_size") == fit["gallery_size"])]
+            if not (r.get("target") == fit["target"] and r.get("gallery_size") == fit["gallery_size"]
+                    and r.get("parameter", PARAMETER) == fit["parameter"])]
     out["fit"] = keep + [fit]
     return out
 
@@ -246,7 +299,7 @@ def det_near(summary: Summary, key: str, fpir: float) -> list[tuple[float, float
 
 
 def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], chosen: Trial,
-                       summary: Summary) -> str:
+                       summary: Summary, param: Parameter = EXTRACTION) -> str:
     """The calibration report: fitted parameters beside the population they
     produce, target against measured, the trials and the DET near the point."""
     from fpscale.bench.report.calibration import det_lines, facts_lines, profile_lines, trials_lines
@@ -257,26 +310,26 @@ def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], c
             f"{target.gallery_size:,} ({target.source}); replicated by scenario "
             f"`{target.scenario}`, here at {summary.scenario.population.gallery_size:,} with "
             f"{summary.scenario.population.n_submissions:,} searches.", "",
-            f"Chosen: extraction noise {chosen.noise:g}: FNIR {_fmt(chosen.fnir)} "
+            f"Chosen: {param.label} {chosen.value:g}: FNIR {_fmt(chosen.fnir)} "
             f"[{_fmt(chosen.fnir_low)}, {_fmt(chosen.fnir_high)}] at FPIR {_fmt(chosen.fpir)}; "
             f"the candidate stage listed the mate in {_listed(chosen, summary)} of mated "
             f"searches; {chosen.candidate_misses} of its {chosen.misses} misses had no mate among "
-            "the re-scored candidates.", "", verdict(chosen, target)]
+            "the re-scored candidates.", "", verdict(chosen, target, param)]
     _, key = rescored_key(summary)
     return "\n".join(head + profile_lines(cal) + facts_lines(population_facts(summary.scenario.population))
-                     + trials_lines(trials, chosen)
+                     + trials_lines(trials, chosen, param.label)
                      + det_lines(det_near(summary, key, target.fpir))) + "\n"
 
 
-def verdict(t: Trial, target: ProfileTarget) -> str:
+def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION) -> str:
     """One line: whether the trial meets the target, and what stands in the way if not."""
     if t.fnir is not None and t.fnir <= target.fnir:
         return (f"Target met at this gallery size: FNIR {_fmt(t.fnir)} <= {target.fnir:g} "
                 "(the published N is reproduced only by --confirm).")
     where = ("the candidate stage (mates not among the re-scored candidates)"
              if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
-    return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at extraction noise "
-            f"{t.noise:g} (the search does not go below {NOISE_RANGE[0]:g}); most misses are in "
+    return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at {param.label} "
+            f"{t.value:g} (the search does not go below {param.low:g}); most misses are in "
             f"{where}.")
 
 
@@ -299,16 +352,17 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     value), write out/calibration.md and return (updated profile, report)."""
     from fpscale.bench.store.summary import read_summary
     prof, target = check_request(req)
+    param = fitted(req, target)
     if confirm:
         req = dataclasses.replace(req, gallery_size=target.gallery_size)
-        noise = float(prof.get("population", {}).get("extraction_noise", 1.0))
-        trials = [run_trial(req, target, noise, progress)]
+        value = float(prof.get("population", {}).get(param.field, 1.0))
+        trials = [run_trial(req, target, value, progress)]
     else:
-        trials = bisect(req, target, progress)
+        trials = bisect(req, target, progress, param)
     chosen = best_trial(trials, target) if not confirm else trials[0]
     new = updated_profile(prof, fit_record(chosen, target, req, command))
     summary = read_summary(Path(chosen.folder))
-    text = calibration_report(new, target, trials, chosen, summary)
+    text = calibration_report(new, target, trials, chosen, summary, param)
     write_text(req.out / "calibration.md", text)
     write_text(req.out / f"{prof['name']}.toml", profile_text(new))
     return new, text
