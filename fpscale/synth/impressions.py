@@ -89,7 +89,7 @@ def _window(st, ax: float, ay: float, capture: int, capture_noise: float) -> tup
     return cx, cy, ax * _WINDOW[capture], ay * _WINDOW[capture]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def capture_windows(seed: int, identities: np.ndarray, fingers: np.ndarray,
                     encounters: np.ndarray, captures: np.ndarray,
                     capture_noise: float = 1.0) -> np.ndarray:
@@ -97,9 +97,10 @@ def capture_windows(seed: int, identities: np.ndarray, fingers: np.ndarray,
     and semi-axes x, y of the ellipse (mm, in the master finger's
     coordinates) whose master minutiae the capture holds before extraction
     errors, as ``impression_from_master`` places it for those keys."""
+    # two draws a capture: a parallel loop would cost more to compile than it saves
     n = identities.shape[0]
     out = np.empty((n, 4))
-    for t in prange(n):
+    for t in range(n):
         st = open_stream(seed, identities[t], fingers[t], encounters[t], STREAM_IMPRESSION)
         ax, ay = finger_semi_axes(fingers[t])
         out[t, 0], out[t, 1], out[t, 2], out[t, 3] = _window(st, ax, ay, captures[t],
