@@ -48,6 +48,11 @@ CAPTURE = "population.capture_noise"
 CAPTURE_TOP = 1.5
 
 
+def population_field(key: str) -> str:
+    """The PopulationSpec field of a "population.<field>" key."""
+    return key.split(".", 1)[1]
+
+
 @dataclass(frozen=True)
 class Parameter:
     """The population key a calibration fits and the range it searches."""
@@ -58,11 +63,7 @@ class Parameter:
 
     @property
     def label(self) -> str:
-        return self.key.split(".", 1)[1].replace("_", " ")
-
-    @property
-    def field(self) -> str:
-        return self.key.split(".", 1)[1]
+        return population_field(self.key).replace("_", " ")
 
 
 EXTRACTION = Parameter(PARAMETER, *NOISE_RANGE)
@@ -123,7 +124,7 @@ def trial_scenario(req: CalibrationRequest, target: ProfileTarget, value: float 
     if value is None:
         return sc
     d = sc.to_dict()
-    d["population"][req.parameter.split(".", 1)[1]] = float(value)
+    d["population"][population_field(req.parameter)] = float(value)
     line = f"{req.parameter} = {float(value)!r}"
     settings = [x for x in d["calibration"]["settings"] if not x.startswith(req.parameter + " =")]
     d["calibration"]["settings"] = settings + [line]
@@ -183,7 +184,7 @@ def run_trial(req: CalibrationRequest, target: ProfileTarget, value: float,
     """Run the target's scenario at one value into out/noise=<value> (the
     extraction noise) or out/capture_noise=<value>."""
     sc = trial_scenario(req, target, value)
-    field = req.parameter.split(".", 1)[1]
+    field = population_field(req.parameter)
     folder = req.out / f"{'noise' if req.parameter == PARAMETER else field}={value:.4f}"
     summary = run_scenario(sc, folder, overwrite=True, progress=progress)
     return measure(summary, folder, target.fpir, field)
@@ -260,7 +261,7 @@ def updated_profile(prof: dict, fit: dict) -> dict:
     """The profile with the fitted value and its [[fit]] row for that target
     (replacing an earlier fit of the same target and parameter at the same N)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in prof.items()}
-    out.setdefault("population", {})[fit["parameter"].split(".", 1)[1]] = fit["value"]
+    out.setdefault("population", {})[population_field(fit["parameter"])] = fit["value"]
     keep = [r for r in prof.get("fit", [])
             if not (r.get("target") == fit["target"] and r.get("gallery_size") == fit["gallery_size"]
                     and r.get("parameter", PARAMETER) == fit["parameter"])]
@@ -355,7 +356,7 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     param = fitted(req, target)
     if confirm:
         req = dataclasses.replace(req, gallery_size=target.gallery_size)
-        value = float(prof.get("population", {}).get(param.field, 1.0))
+        value = float(prof.get("population", {}).get(population_field(param.key), 1.0))
         trials = [run_trial(req, target, value, progress)]
     else:
         trials = bisect(req, target, progress, param)

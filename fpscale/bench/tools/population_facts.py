@@ -76,42 +76,63 @@ def inside(xy: np.ndarray, window: np.ndarray) -> np.ndarray:
     return ((xy[:, 0] - window[0]) / window[2]) ** 2 + ((xy[:, 1] - window[1]) / window[3]) ** 2 <= 1.0
 
 
+def master_points(seed: int, identities: np.ndarray, fingers: np.ndarray) -> list[np.ndarray]:
+    """The master minutiae positions (k, 2) (mm) of each (identity, finger)."""
+    master, ref = np.empty((MAX_MASTER, 4)), np.empty(3)
+    out = []
+    for ident, finger in zip(identities, fingers):
+        k, _ = master_finger(seed, int(ident), int(finger), master, ref)
+        out.append(master[:k, :2].copy())
+    return out
+
+
+def _held_share(spec: PopulationSpec, keys: tuple, points: list[np.ndarray]) -> np.ndarray:
+    # keys: (identities, fingers, encounters, enrolled capture types) (n,);
+    # points: their master_points, which no capture noise changes
+    ids, fingers, encounters, enrolled = keys
+    cn = float(spec.capture_noise)
+    booked = capture_windows(spec.seed, ids, fingers, encounters,
+                             np.full(len(ids), capture_index(spec.booking_capture), dtype=np.int64), cn)
+    held_by = capture_windows(spec.seed, ids, fingers, np.zeros(len(ids), dtype=np.int64), enrolled, cn)
+    share = np.empty(len(ids))
+    for t, xy in enumerate(points):
+        held = inside(xy, booked[t])
+        share[t] = (held & inside(xy, held_by[t])).sum() / max(held.sum(), 1)
+    return share
+
+
 def shared_share(spec: PopulationSpec, identities: np.ndarray, fingers: np.ndarray,
                  encounters: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
     """For each (identity, finger) (n,), of the true minutiae its booking
     capture at that encounter holds (the master's within the window, before
     any extraction error), the share its enrolment capture (type index
     ``enrolled``, encounter 0) also holds: (n,) float64 in [0, 1]."""
-    ids = np.asarray(identities, dtype=np.int64)
-    fingers = np.asarray(fingers, dtype=np.int64)
-    cn = float(spec.capture_noise)
-    booked = capture_windows(spec.seed, ids, fingers, np.asarray(encounters, dtype=np.int64),
-                             np.full(len(ids), capture_index(spec.booking_capture), dtype=np.int64), cn)
-    held_by = capture_windows(spec.seed, ids, fingers, np.zeros(len(ids), dtype=np.int64),
-                              np.asarray(enrolled, dtype=np.int64), cn)
-    master, ref = np.empty((MAX_MASTER, 4)), np.empty(3)
-    share = np.empty(len(ids))
-    for t in range(len(ids)):
-        k, _ = master_finger(spec.seed, int(ids[t]), int(fingers[t]), master, ref)
-        held = inside(master[:k, :2], booked[t])
-        share[t] = (held & inside(master[:k, :2], held_by[t])).sum() / max(held.sum(), 1)
-    return share
+    keys = tuple(np.asarray(a, dtype=np.int64) for a in (identities, fingers, encounters, enrolled))
+    return _held_share(spec, keys, master_points(spec.seed, keys[0], keys[1]))
+
+
+def _overlap_keys(spec: PopulationSpec, n: int) -> tuple:
+    # the first searched index finger of n enrolled identities, booked at
+    # encounter 1 + identity: (identities, fingers, encounters, enrolled capture types)
+    finger = 2 if 2 in spec.search_fingers else spec.search_fingers[0]
+    gal = gallery_impressions(spec, 0, n)
+    keep = gal.finger == finger
+    return gal.identity[keep], gal.finger[keep], 1 + gal.identity[keep], gal.capture[keep]
+
+
+def _overlap_summary(spec: PopulationSpec, keys: tuple, share: np.ndarray) -> dict:
+    p5, p50, p95 = np.percentile(share, [5, 50, 95])
+    return {"booking": spec.booking_capture, "enrolment": sorted({CAPTURE_TYPES[c] for c in keys[3]}),
+            "capture_noise": float(spec.capture_noise), "mean": float(share.mean()), "p5": float(p5),
+            "p50": float(p50), "p95": float(p95)}
 
 
 def capture_overlap(spec: PopulationSpec, n: int = 2000) -> dict:
     """How much of a finger a booking and its enrolment have in common, for
     n identities' first searched index finger (``shared_share``): mean and
     the 5th, 50th and 95th percentiles, with the capture types compared."""
-    finger = 2 if 2 in spec.search_fingers else spec.search_fingers[0]
-    gal = gallery_impressions(spec, 0, n)
-    keep = gal.finger == finger
-    share = shared_share(spec, gal.identity[keep], gal.finger[keep], 1 + gal.identity[keep],
-                         gal.capture[keep])
-    p5, p50, p95 = np.percentile(share, [5, 50, 95])
-    return {"booking": spec.booking_capture,
-            "enrolment": sorted({CAPTURE_TYPES[c] for c in gal.capture[keep]}),
-            "capture_noise": float(spec.capture_noise), "mean": float(share.mean()), "p5": float(p5),
-            "p50": float(p50), "p95": float(p95)}
+    keys = _overlap_keys(spec, n)
+    return _overlap_summary(spec, keys, shared_share(spec, *keys))
 
 
 def capture_noise_floor(spec: PopulationSpec, n: int = 2000, steps: int = 12) -> float | None:
@@ -120,8 +141,11 @@ def capture_noise_floor(spec: PopulationSpec, n: int = 2000, steps: int = 12) ->
     than that is more consistent than the cited cooperative users. None
     when the median reaches it even at 1 (a rolled enrolment holds nearly
     all of a plain booking however it is placed)."""
+    keys = _overlap_keys(spec, n)
+    points = master_points(spec.seed, keys[0], keys[1])  # the same at every capture noise
+
     def median(cn: float) -> float:
-        return capture_overlap(dataclasses.replace(spec, capture_noise=cn), n)["p50"]
+        return float(np.median(_held_share(dataclasses.replace(spec, capture_noise=cn), keys, points)))
     if median(1.0) >= CITED_SHARE:
         return None
     lo, hi = 0.0, 1.0
