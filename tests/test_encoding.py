@@ -133,7 +133,7 @@ def test_misses_are_counted_by_how_much_of_the_finger_a_search_shares(capsys):
     want = shared_share(spec, sub.identity[t], sub.finger[t], sub.encounter[t], np.full(len(t), 2))
     assert ov[r] == pytest.approx(want.mean())
     # at capture noise 0 the same capture type holds the same minutiae
-    same = spec_for("frif-class-a", None, 300, 40, ("population.capture_noise=0.0",))
+    same = spec_for("frif-class-a", "none", 300, 40, ("population.capture_noise=0.0",))
     assert (search_overlap(same, 40) == 1.0).all()
     # binned counts: each search in one bin, 1.0 in the last
     ranks = MateRanks(10, np.array([0, 500, 3, 200, 150]), 0.0, 0.0)

@@ -8,13 +8,13 @@ from fpscale.bench.tools.matcher_eval import accuracy, main
 from fpscale.synth.population import spec_from_dict
 
 
-def test_accuracy_measures_with_the_profiles_extraction_noise_and_quality_correlation():
+def test_accuracy_measures_with_the_profiles_capture_settings():
     pop = spec_from_dict(read_profile("best-2012")["population"])
     small = dict(n_genuine=300, n_impostor=3000, n_held_out=1000, fmr=1e-2, rounds=20)
     mine = accuracy(pop=pop, **small)
     plain = accuracy(**small)
-    assert (mine["extraction_noise"], mine["quality_correlation"]) == (0.5355, 0.5)
-    assert (plain["extraction_noise"], plain["quality_correlation"]) == (1.0, 0.0)
+    assert (mine["extraction_noise"], mine["capture_noise"], mine["quality_correlation"]) == (0.5355, 0.2329, 0.5)
+    assert (plain["extraction_noise"], plain["capture_noise"], plain["quality_correlation"]) == (1.0, 1.0, 0.0)
     # less extraction noise: fewer missed minutiae on the same fingers, and
     # MCC misses fewer mates at the same FMR
     assert mine["minutiae_gallery_mean"] > plain["minutiae_gallery_mean"]

@@ -519,8 +519,8 @@ def test_capture_noise_floor_is_where_the_median_share_meets_the_cited_one():
 
 def test_capture_noise_at_its_default_is_left_out_of_the_scenario_record():
     from fpscale.bench.scenario import load_scenario
-    base = load_scenario("scenarios/default.toml")
-    half = load_scenario("scenarios/default.toml", ["population.capture_noise=0.5"])
+    base = load_scenario("scenarios/default.toml", ["calibration.profile=none"])
+    half = load_scenario("scenarios/default.toml", ["calibration.profile=none", "population.capture_noise=0.5"])
     assert "capture_noise" not in base.to_dict()["population"]
     assert half.to_dict()["population"]["capture_noise"] == 0.5
     assert half.fingerprint() != base.fingerprint()

@@ -468,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gallery of each trial run (default 50,000)")
     ca.add_argument("--searches", type=int, default=6_000,
                     help="searches of each trial run (default 6,000)")
-    ca.add_argument("--steps", type=int, default=6, help="bisection steps (default 6)")
+    ca.add_argument("--steps", type=int, default=6,
+                    help="trials: the range's low end, then bisection steps (default 6)")
     ca.add_argument("--parameter", default="population.extraction_noise",
                     choices=("population.extraction_noise", "population.capture_noise"),
                     help="what to fit (default population.extraction_noise); the capture noise "

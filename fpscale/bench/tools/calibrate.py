@@ -193,20 +193,24 @@ def run_trial(req: CalibrationRequest, target: ProfileTarget, value: float,
 def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True,
            param: Parameter = EXTRACTION) -> list[Trial]:
     """Trials of a bisection in log(value) over the parameter's range for
-    the value whose FNIR meets the target's: FNIR grows with either noise."""
+    the value whose FNIR meets the target's: FNIR grows with either noise.
+    The range's low end is tried first: when it misses the target no value
+    in the range meets it, and that one trial is the fit (steps counts it)."""
     lo, hi = (math.log(x) for x in (param.low, param.high))
     trials = []
-    for _ in range(req.steps):
-        mid = round(math.exp((lo + hi) / 2), 4)
+    for step in range(req.steps):
+        mid = param.low if step == 0 else round(math.exp((lo + hi) / 2), 4)
         t = run_trial(req, target, mid, progress)
         trials.append(t)
         if t.fnir is None:
             raise ProfileError(f"FPIR {target.fpir:g} is not resolved by {req.searches:,} searches: "
                                "give more with --searches")
-        if t.fnir > target.fnir:
-            hi = math.log(mid)
-        else:
+        if t.fnir <= target.fnir:
             lo = math.log(mid)
+        elif step == 0:
+            break
+        else:
+            hi = math.log(mid)
     return trials
 
 
@@ -299,10 +303,21 @@ def det_near(summary: Summary, key: str, fpir: float) -> list[tuple[float, float
             if fp is not None and fpir / 10 <= fp <= min(1.0, fpir * 10)]
 
 
-def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], chosen: Trial,
-                       summary: Summary, param: Parameter = EXTRACTION) -> str:
+@dataclass(frozen=True)
+class Outcome:
+    """What a calibration ran: the parameter, its trials, the one chosen,
+    and whether it measured the profile's own value at the published N."""
+
+    param: Parameter
+    trials: list[Trial]
+    chosen: Trial
+    confirm: bool = False
+
+
+def calibration_report(prof: dict, target: ProfileTarget, out: Outcome, summary: Summary) -> str:
     """The calibration report: fitted parameters beside the population they
     produce, target against measured, the trials and the DET near the point."""
+    param, chosen = out.param, out.chosen
     from fpscale.bench.report.calibration import det_lines, facts_lines, profile_lines, trials_lines
     from fpscale.bench.tools.population_facts import population_facts
     cal = calibration_from_dict(record(prof))  # the profile with this fit, not the trial's
@@ -315,20 +330,29 @@ def calibration_report(prof: dict, target: ProfileTarget, trials: list[Trial], c
             f"[{_fmt(chosen.fnir_low)}, {_fmt(chosen.fnir_high)}] at FPIR {_fmt(chosen.fpir)}; "
             f"the candidate stage listed the mate in {_listed(chosen, summary)} of mated "
             f"searches; {chosen.candidate_misses} of its {chosen.misses} misses had no mate among "
-            "the re-scored candidates.", "", verdict(chosen, target, param)]
+            "the re-scored candidates.", "", verdict(chosen, target, param, out.confirm)]
     _, key = rescored_key(summary)
     return "\n".join(head + profile_lines(cal) + facts_lines(population_facts(summary.scenario.population))
-                     + trials_lines(trials, chosen, param.label)
+                     + trials_lines(out.trials, chosen, param.label)
                      + det_lines(det_near(summary, key, target.fpir))) + "\n"
 
 
-def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION) -> str:
-    """One line: whether the trial meets the target, and what stands in the way if not."""
+def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION,
+            confirm: bool = False) -> str:
+    """One line: whether the trial meets the target, and what stands in the
+    way if not; at the published N (confirm), whether the published FNIR
+    lies inside the trial's 95% interval."""
+    where = ("the candidate stage (mates not among the re-scored candidates)"
+             if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
+    if confirm:
+        inside = t.fnir_low is not None and t.fnir_low <= target.fnir <= t.fnir_high
+        return (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
+                f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies "
+                + ("inside the 95% interval." if inside else
+                   f"OUTSIDE the 95% interval; most misses are in {where}."))
     if t.fnir is not None and t.fnir <= target.fnir:
         return (f"Target met at this gallery size: FNIR {_fmt(t.fnir)} <= {target.fnir:g} "
                 "(the published N is reproduced only by --confirm).")
-    where = ("the candidate stage (mates not among the re-scored candidates)"
-             if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
     return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at {param.label} "
             f"{t.value:g} (the search does not go below {param.low:g}); most misses are in "
             f"{where}.")
@@ -363,7 +387,7 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     chosen = best_trial(trials, target) if not confirm else trials[0]
     new = updated_profile(prof, fit_record(chosen, target, req, command))
     summary = read_summary(Path(chosen.folder))
-    text = calibration_report(new, target, trials, chosen, summary, param)
+    text = calibration_report(new, target, Outcome(param, trials, chosen, confirm), summary)
     write_text(req.out / "calibration.md", text)
     write_text(req.out / f"{prof['name']}.toml", profile_text(new))
     return new, text

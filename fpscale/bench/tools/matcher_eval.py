@@ -134,7 +134,7 @@ def accuracy(seed: int = 0, finger: int = 2, probe: str = "plain", gallery: str 
     ha = np.repeat(np.arange(len(hid)), 10)
     hb = np.random.default_rng(seed + 2).integers(0, n_genuine, len(ha))
     out = {"seed": seed, "finger": finger, "probe": probe, "gallery": gallery, "quality": quality,
-           "fmr": fmr, "extraction_noise": spec.extraction_noise,
+           "fmr": fmr, "extraction_noise": spec.extraction_noise, "capture_noise": spec.capture_noise,
            "quality_correlation": spec.quality_correlation, "genuine": int(n_genuine), "impostor": int(len(ia)),
            "held_out_impostor": int(len(ha)),
            "minutiae_probe_mean": float(pn.mean()), "minutiae_gallery_mean": float(gn.mean())}
@@ -329,8 +329,8 @@ def main(argv=None) -> None:
     p.add_argument("--fmr", type=float, default=1e-4)
     p.add_argument("--save", help="write genuine and impostor scores to this .npz")
     p.add_argument("--scores", nargs="+", help="failures: one .npz; cross: plain-rolled and plain-plain .npz")
-    p.add_argument("--profile", help="accuracy: a matcher profile's extraction noise, quality "
-                   "shares and correlation (profiles/NAME.toml) instead of fpscale's defaults")
+    p.add_argument("--profile", help="accuracy: a matcher profile's extraction and capture noise, "
+                   "quality shares and correlation (profiles/NAME.toml) instead of fpscale's defaults")
     a = p.parse_args(argv)
     if a.what == "accuracy":
         try:
