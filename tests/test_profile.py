@@ -251,11 +251,18 @@ def test_verdict_names_where_the_misses_are():
     t = cal.Trial(0.7, 0.0001, 0.0, 0.0006, 0.001, 0.04, 0.999, 0, 1, "x")
     assert cal.verdict(t, _target(0.0002)).startswith("Target met")
     # at the published N the question is whether the interval holds the published value
-    t = cal.Trial(0.75, 0.0505, 0.0417, 0.0611, 0.0008, 0.04, 0.955, 71, 99, "x")
+    t = cal.Trial(0.75, 0.0505, 0.0417, 0.0611, 0.0008, 0.04, 0.955, 89, 99, "x")
     placement = cal.Parameter(cal.CAPTURE, 0.161, cal.CAPTURE_TOP)
     assert "lies inside the 95% interval" in cal.verdict(t, _target(0.05), placement, confirm=True)
-    assert "OUTSIDE the 95% interval" in cal.verdict(t, _target(0.0002), confirm=True)
-    assert "candidate stage" in cal.verdict(t, _target(0.0002), confirm=True)
+    over = cal.verdict(t, _target(0.0002), confirm=True)
+    assert "OUTSIDE the 95% interval, above it" in over and "candidate stage" in over
+    under = cal.verdict(t, _target(0.1), confirm=True)
+    assert "OUTSIDE the 95% interval, below it" in under and "candidate stage" not in under
+    none = cal.Trial(0.75, None, None, None, None, None, 0.955, 0, 0, "x")
+    assert "NOT RESOLVED" in cal.verdict(none, _target(0.05), confirm=True)
+    # met only at the low end: said to be the most flattering value
+    low = cal.Trial(cal.NOISE_RANGE[0], 0.0001, 0.0, 0.0006, 0.001, 0.04, 0.999, 0, 1, "x")
+    assert "most flattering" in cal.verdict(low, _target(0.0002))
 
 
 def test_recorded_command_leaves_out_where_files_went():
@@ -284,7 +291,7 @@ def test_profiles_are_ordered_as_published_at_small_n(tmp_path):
     searches; at 5,000 best-2012 misses none of 494 mated searches and
     ident-2004 4 of 495, too few to order beyond the intervals).
     median-2012 shares every setting of best-2012 (the same captures, and
-    both matcher fits at the extraction-noise floor, docs/calibration.md),
+    both extraction-noise fits one step above that floor, docs/calibration.md),
     so the two are equal, not ordered: the first inequality holds with
     equality."""
     best, median = (load_scenario("frif-class-a", [f"calibration.profile={p}"]) for p in

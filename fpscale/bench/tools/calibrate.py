@@ -3,9 +3,11 @@
 The published points (``profiles/<name>.toml``, docs/calibration.md) are
 FNIR at a fixed FPIR of real matchers on galleries of millions. The search
 runs the target's own scenario (its finger set, captures and candidate
-list) with the profile's settings at a smaller gallery, and bisects the
-extraction noise (log scale) until the re-scored FNIR at the target FPIR
-meets the published one. Why a small gallery can stand in for the
+list) with the profile's settings at a chosen gallery size (smaller than
+the published one for speed, or the published one itself), tries the low
+end of the extraction noise's range first and, when that meets the
+published FNIR at the target FPIR, bisects (log scale) for the noisiest
+value that still does. Why a small gallery can stand in for the
 published one: only the top candidates are re-scored, so the threshold at a
 given FPIR is set by those candidates' 1:1 scores, which do not depend on
 N; what grows with N is the candidate stage's misses, reported beside
@@ -190,6 +192,14 @@ def run_trial(req: CalibrationRequest, target: ProfileTarget, value: float,
     return measure(summary, folder, target.fpir, field)
 
 
+def resolved(t: Trial, target: ProfileTarget, req: CalibrationRequest) -> Trial:
+    """The trial, if its searches resolve the target FPIR; else a ProfileError."""
+    if t.fnir is None:
+        raise ProfileError(f"FPIR {target.fpir:g} is not resolved by {req.searches:,} searches: "
+                           "give more with --searches")
+    return t
+
+
 def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True,
            param: Parameter = EXTRACTION) -> list[Trial]:
     """Trials of a bisection in log(value) over the parameter's range for
@@ -200,11 +210,8 @@ def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True
     trials = []
     for step in range(req.steps):
         mid = param.low if step == 0 else round(math.exp((lo + hi) / 2), 4)
-        t = run_trial(req, target, mid, progress)
+        t = resolved(run_trial(req, target, mid, progress), target, req)
         trials.append(t)
-        if t.fnir is None:
-            raise ProfileError(f"FPIR {target.fpir:g} is not resolved by {req.searches:,} searches: "
-                               "give more with --searches")
         if t.fnir <= target.fnir:
             lo = math.log(mid)
         elif step == 0:
@@ -344,15 +351,24 @@ def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION,
     lies inside the trial's 95% interval."""
     where = ("the candidate stage (mates not among the re-scored candidates)"
              if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
+    if t.fnir is None:
+        return f"FPIR {target.fpir:g} NOT RESOLVED at {param.label} {t.value:g}: too few non-mated searches."
     if confirm:
-        inside = t.fnir_low is not None and t.fnir_low <= target.fnir <= t.fnir_high
+        if t.fnir_low <= target.fnir <= t.fnir_high:
+            return (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
+                    f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies "
+                    "inside the 95% interval.")
+        side = (f"above it; most misses are in {where}" if t.fnir_low > target.fnir
+                else "below it: the profile misses fewer mates than the published matcher")
         return (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
                 f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies "
-                + ("inside the 95% interval." if inside else
-                   f"OUTSIDE the 95% interval; most misses are in {where}."))
-    if t.fnir is not None and t.fnir <= target.fnir:
+                f"OUTSIDE the 95% interval, {side}.")
+    if t.fnir <= target.fnir:
+        low = (f" This is the range's low end, {param.low:g}, the most flattering value: every "
+               "value tried above it missed the target, or none was (--steps 1)."
+               if t.value == param.low else "")
         return (f"Target met at this gallery size: FNIR {_fmt(t.fnir)} <= {target.fnir:g} "
-                "(the published N is reproduced only by --confirm).")
+                f"(only a run at the published N, such as --confirm, reproduces the point).{low}")
     return (f"TARGET NOT REACHED: FNIR {_fmt(t.fnir)} > {target.fnir:g} at {param.label} "
             f"{t.value:g} (the search does not go below {param.low:g}); most misses are in "
             f"{where}.")
@@ -381,7 +397,7 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     if confirm:
         req = dataclasses.replace(req, gallery_size=target.gallery_size)
         value = float(prof.get("population", {}).get(population_field(param.key), 1.0))
-        trials = [run_trial(req, target, value, progress)]
+        trials = [resolved(run_trial(req, target, value, progress), target, req)]
     else:
         trials = bisect(req, target, progress, param)
     chosen = best_trial(trials, target) if not confirm else trials[0]
