@@ -324,9 +324,9 @@ class Outcome:
 def calibration_report(prof: dict, target: ProfileTarget, out: Outcome, summary: Summary) -> str:
     """The calibration report: fitted parameters beside the population they
     produce, target against measured, the trials and the DET near the point."""
-    param, chosen = out.param, out.chosen
     from fpscale.bench.report.calibration import det_lines, facts_lines, profile_lines, trials_lines
     from fpscale.bench.tools.population_facts import population_facts
+    param, chosen = out.param, out.chosen
     cal = calibration_from_dict(record(prof))  # the profile with this fit, not the trial's
     head = [f"# Calibration of {prof['name']} to target {target.name}", "",
             f"Target: FNIR {target.fnir:g} at FPIR {target.fpir:g} on a gallery of "
@@ -354,15 +354,13 @@ def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION,
     if t.fnir is None:
         return f"FPIR {target.fpir:g} NOT RESOLVED at {param.label} {t.value:g}: too few non-mated searches."
     if confirm:
+        head = (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
+                f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies ")
         if t.fnir_low <= target.fnir <= t.fnir_high:
-            return (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
-                    f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies "
-                    "inside the 95% interval.")
+            return head + "inside the 95% interval."
         side = (f"above it; most misses are in {where}" if t.fnir_low > target.fnir
                 else "below it: the profile misses fewer mates than the published matcher")
-        return (f"At the published N, {param.label} {t.value:g}: FNIR {_fmt(t.fnir)} "
-                f"[{_fmt(t.fnir_low)}, {_fmt(t.fnir_high)}]; the published {target.fnir:g} lies "
-                f"OUTSIDE the 95% interval, {side}.")
+        return head + f"OUTSIDE the 95% interval, {side}."
     if t.fnir <= target.fnir:
         low = (f" This is the range's low end, {param.low:g}, the most flattering value: every "
                "value tried above it missed the target, or none was (--steps 1)."
