@@ -100,3 +100,45 @@ def test_the_console_line_reads_a_split_without_an_interval():
     assert "3 of 10 mated searches missed: 1 not listed" in line and line.endswith("0.2000 [0.0500, 0.5000]")
     ms.fnir_all_listed = Rate(None, [None, None], 0, 0)
     assert miss_source_line("x+minutiae", ms).endswith("listed n/a")
+
+
+def test_unmatchable_misses_are_counted_apart():
+    rank = np.array([1, 0, 0, 2, 1])
+    pair = np.array([0.9, 0.2, 0.1, 0.3, 0.8])
+    mated = np.array([True, True, True, True, False])
+    quality = np.ones(5, dtype=np.int64)
+    unmatchable = np.array([False, True, False, False, True])  # the last is not mated
+    ms = miss_sources(rank, pair, mated, quality, 3, _op(0.5), unmatchable)
+    assert (ms.misses, ms.unmatchable) == (3, 1)
+    assert miss_sources(rank, pair, mated, quality, 3, _op(0.5)).unmatchable is None
+
+
+@pytest.fixture(scope="module")
+def unmatchable_run(tmp_path_factory, tiny):
+    from fpscale.bench.run.steps import run_scenario
+    d = tiny(population__gallery_size=400, population__n_submissions=160,
+              population__mated_share=0.5, population__unmatchable_share=0.25,
+              search__backends=[{"name": "numba-flat"}], search__rescore=True,
+              search__rescore_candidates=10, projection__ladder=[],
+              projection__finger_sets=["two_index"])
+    out = tmp_path_factory.mktemp("unmatchable") / "run"
+    return run_scenario(scenario_from_dict(d), out, progress=False), out
+
+
+def test_an_unmatchable_booking_is_missed_and_reported(unmatchable_run):
+    from fpscale.synth.population import unmatchable_bookings
+    summary, out = unmatchable_run
+    spec = summary.scenario.population
+    flagged = unmatchable_bookings(spec, 0, spec.n_submissions)
+    assert 15 <= flagged.sum() <= 30  # about a quarter of some 80 mated
+    row = {b.key: b for b in summary.backends}["numba-flat+minutiae"]
+    for ms in row.miss_sources:
+        # another person's fingers never reach the mate: each is a miss
+        assert ms.unmatchable == flagged.sum()
+        assert ms.misses >= ms.unmatchable
+    assert "Unmatchable bookings among the misses" in (out / "report.md").read_text()
+    d = to_json_dict(summary)
+    rescored = next(b for b in d["backends"] if b["key"] == "numba-flat+minutiae")
+    rescored["miss_sources"][0]["unmatchable"] = 10_000
+    with pytest.raises(ResultsError, match="miss sources"):
+        summary_from_dict(d)

@@ -144,6 +144,27 @@ def test_bisection_finds_the_noise_where_fnir_crosses_the_target(monkeypatch, tm
     assert cal.verdict(best, _target(0.001)).startswith("TARGET NOT REACHED")
 
 
+def test_the_unmatchable_share_is_bisected_on_a_linear_scale_from_zero(monkeypatch, tmp_path):
+    # FNIR(share) = 0.015 + 0.985 share, as a tail adds to a matcher's own
+    # misses: the target 0.05 is at share 0.035532
+    def fake(req, target, share, progress):
+        f = 0.015 + 0.985 * share
+        return cal.Trial(share, f, f / 2, f * 2, 0.001, 0.1, 0.999, 0, 1, str(tmp_path))
+    monkeypatch.setattr(cal, "run_trial", fake)
+    req = cal.CalibrationRequest("ident-2004", None, 1000, 500, tmp_path, steps=14,
+                                 parameter=cal.UNMATCHABLE)
+    param = cal.fitted(req, _target(0.05))
+    assert (param.low, param.high, param.log) == (0.0, 0.2, False)
+    trials = cal.bisect(req, _target(0.05), param=param)
+    assert trials[0].value == 0.0 and trials[1].value == pytest.approx(0.1)  # linear midpoint
+    best = cal.best_trial(trials, _target(0.05))
+    assert best.value == pytest.approx(0.035 / 0.985, abs=2e-4) and best.fnir <= 0.05
+    # a matcher already past the target at no tail: one trial, not reached
+    trials = cal.bisect(req, _target(0.01), param=param)
+    assert [t.value for t in trials] == [0.0]
+    assert cal.verdict(trials[0], _target(0.01), param).startswith("TARGET NOT REACHED")
+
+
 def test_profile_text_reads_back_and_fit_replaces_its_own_row():
     for name in SHIPPED:
         prof = read_profile(name)

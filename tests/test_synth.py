@@ -16,7 +16,7 @@ from fpscale.synth.fingers import MAX_MASTER, PATTERN_FREQUENCIES, master_finger
 from fpscale.synth.impressions import CAPTURE_TYPES, capture_index, capture_windows, minutiae
 from fpscale.synth.population import (NON_ENROLLED_BASE, PopulationSpec, chunks, gallery_chunk,
                               legacy_records, spec_from_dict, submission_chunk,
-                              submission_truth)
+                              submission_impressions, submission_truth)
 
 from rigid_motion import rigid
 
@@ -392,6 +392,29 @@ def test_submission_truth_is_separate_and_consistent():
     assert np.all(ident[~mated] >= NON_ENROLLED_BASE)
 
 
+def test_unmatchable_bookings_show_another_persons_fingers():
+    from fpscale.synth.population import UNMATCHABLE_BASE, unmatchable_bookings
+    base = PopulationSpec(seed=3, gallery_size=1000, n_submissions=20000, mated_share=0.5)
+    spec = dataclasses.replace(base, unmatchable_share=0.1)
+    ident0, mate0 = submission_truth(base, 0, 20000)
+    ident, mate = submission_truth(spec, 0, 20000)
+    flagged = unmatchable_bookings(spec, 0, 20000)
+    # the truth is the same; only the flagged bookings' fingers change
+    np.testing.assert_array_equal(mate, mate0)
+    np.testing.assert_array_equal(ident[~flagged], ident0[~flagged])
+    assert np.all(ident[flagged] >= UNMATCHABLE_BASE) and np.all(mate[flagged] >= 0)
+    assert not unmatchable_bookings(base, 0, 20000).any()
+    # a binomial share of the mated bookings (99.9% two-sided acceptance)
+    n = int((mate >= 0).sum())
+    lo, hi = stats.binom.ppf([0.0005, 0.9995], n, 0.1)
+    assert lo <= flagged.sum() <= hi
+    # a chunk sees what the whole stream sees; another person's fingers
+    np.testing.assert_array_equal(unmatchable_bookings(spec, 500, 900), flagged[500:900])
+    s = int(np.flatnonzero(flagged)[0])
+    imp = submission_impressions(spec, s, s + 1)
+    assert np.all(imp.identity == UNMATCHABLE_BASE + s)
+
+
 def test_legacy_records_have_only_index_fingers():
     spec = PopulationSpec(seed=3, gallery_size=2000, legacy_share=0.4,
                           search_fingers=(1, 2, 7))
@@ -413,6 +436,8 @@ def test_legacy_records_have_only_index_fingers():
     ("gallery_quality", [1, 0, 0], "population.gallery_quality"),
     ("capture_noise", -0.5, "population.capture_noise"),
     ("capture_noise", True, "population.capture_noise"),
+    ("unmatchable_share", 1.0, "population.unmatchable_share"),
+    ("unmatchable_share", -0.01, "population.unmatchable_share"),
     ("colour", 3, "unknown key 'colour'"),
 ])
 def test_bad_values_name_the_field(key, value, needle):

@@ -471,10 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--steps", type=int, default=6,
                     help="trials: the range's low end, then bisection steps (default 6)")
     ca.add_argument("--parameter", default="population.extraction_noise",
-                    choices=("population.extraction_noise", "population.capture_noise"),
+                    choices=("population.extraction_noise", "population.capture_noise",
+                             "population.unmatchable_share"),
                     help="what to fit (default population.extraction_noise); the capture noise "
                     "is searched from the floor set by the cited placement consistency of "
-                    "cooperative users up (docs/calibration.md)")
+                    "cooperative users up, the unmatchable share from 0 (docs/calibration.md)")
     ca.add_argument("--rescore-candidates", type=int,
                     help="re-score only this many of each list (default: the scenario's)")
     ca.add_argument("--confirm", action="store_true",

@@ -5,7 +5,13 @@ legacy two-index-finger flat record (IDENT captured two flat index fingers
 until 2007-2008, docs/sources.md) or a ten-print record. A submission is a later
 booking (encounter 1 + submission index) of either an enrolled identity (a
 mated search) or of a person who was never enrolled (identities from
-``NON_ENROLLED_BASE`` up, disjoint from every gallery).
+``NON_ENROLLED_BASE`` up, disjoint from every gallery). A share
+``unmatchable_share`` of mated bookings cannot be matched at all: their
+captures show the fingers of a person never enrolled (identities from
+``UNMATCHABLE_BASE`` up) while the truth still names the enrolled mate. They
+stand for what no matcher recovers at any threshold or gallery size
+(captures too poor to extract, fingers swapped or mislabelled): the flat
+tail of real DET curves (docs/calibration.md).
 
 The record vector concatenates the per-finger vectors of the searched finger
 positions (``search_fingers``), so one inner product is the sum of per-finger
@@ -40,6 +46,7 @@ from fpscale.synth.rng import (STREAM_QUALITY, STREAM_RECORD, STREAM_SUBMISSION,
 
 LEGACY_FINGERS = (2, 7)        # right and left index
 NON_ENROLLED_BASE = 1 << 40    # identities of people never enrolled
+UNMATCHABLE_BASE = 1 << 41     # whose fingers an unmatchable mated booking shows
 ABSENT_CODE_BYTE = 0x55
 FUSIONS = ("sum", "mean", "znorm")
 
@@ -75,6 +82,9 @@ class PopulationSpec:
     # rotation, translation, skin distortion; fpscale.synth.impressions): 1
     # is the table there, 0 places every capture of a finger alike
     capture_noise: float = field(default=1.0, metadata={"omit_if_default": True})
+    # share of mated bookings whose captures cannot be matched to the mate at
+    # all (the module docstring); 0 makes every mated booking the mate's fingers
+    unmatchable_share: float = field(default=0.0, metadata={"omit_if_default": True})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -124,6 +134,9 @@ def validate(spec: PopulationSpec) -> None:
     v = spec.quality_correlation
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
         _fail("quality_correlation", v, "must be a number in [0, 1)")
+    v = spec.unmatchable_share
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+        _fail("unmatchable_share", v, "must be a number in [0, 1)")
     for f in ("gallery_capture", "booking_capture"):
         v = getattr(spec, f)
         if v not in CAPTURE_TYPES:
@@ -212,7 +225,7 @@ def capture_qualities(spec: PopulationSpec, identities: np.ndarray, fingers: np.
 
 @njit(cache=True, parallel=True)
 def _submissions(seed: int, start: int, stop: int, mated_share: float,
-                 gallery_size: int) -> tuple:
+                 gallery_size: int, unmatchable_share: float) -> tuple:
     n = stop - start
     identity = np.empty(n, dtype=np.int64)
     mate = np.empty(n, dtype=np.int64)
@@ -223,6 +236,10 @@ def _submissions(seed: int, start: int, stop: int, mated_share: float,
             m = min(int(uniform(st) * gallery_size), gallery_size - 1)
             identity[t] = m
             mate[t] = m
+            # drawn only when asked for, so that a share of 0 leaves every
+            # other draw of the stream, and every earlier result, as it was
+            if unmatchable_share > 0.0 and uniform(st) < unmatchable_share:
+                identity[t] = UNMATCHABLE_BASE + s
         else:
             identity[t] = NON_ENROLLED_BASE + s
             mate[t] = -1
@@ -235,9 +252,19 @@ def legacy_records(spec: PopulationSpec, identities: np.ndarray) -> np.ndarray:
 
 
 def submission_truth(spec: PopulationSpec, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """(identity (n,), mate (n,)) for submissions start..stop-1; mate is the
-    enrolled gallery identity or -1 for a person never enrolled."""
-    return _submissions(spec.seed, start, stop, float(spec.mated_share), spec.gallery_size)
+    """(identity (n,), mate (n,)) for submissions start..stop-1; identity is
+    whose fingers the booking captures, mate the enrolled gallery identity
+    or -1 for a person never enrolled (the two differ for an unmatchable
+    mated booking: ``unmatchable_bookings``)."""
+    return _submissions(spec.seed, start, stop, float(spec.mated_share), spec.gallery_size,
+                        float(spec.unmatchable_share))
+
+
+def unmatchable_bookings(spec: PopulationSpec, start: int, stop: int) -> np.ndarray:
+    """Which of submissions start..stop-1 are mated bookings whose captures
+    show another person's fingers, (n,) bool."""
+    identity, mate = submission_truth(spec, start, stop)
+    return (mate >= 0) & (identity != mate)
 
 
 def _cdf(shares: tuple[float, ...]) -> np.ndarray:

@@ -17,12 +17,15 @@ FNIR if every mate had been listed counts the last two (an unlisted mate at
 T or more is counted as a hit, as if no other candidate outranked it past R):
 the floor that the 1:1 stage sets. The mated searches and the misses are
 also counted by the best capture quality among a search's booking fingers
-(1 best .. 5), which is where a population's hard searches show.
+(1 best .. 5), which is where a population's hard searches show, and the
+misses that are unmatchable bookings (``population.unmatchable_share``:
+captures of another person's fingers, missed by construction) are counted
+apart from the matcher's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,21 +49,28 @@ class MissSources:
     fnir_all_listed: Rate   # (not_listed_below + listed_missed) / mated
     mated_by_quality: list[int]   # mated searches by best booking quality 1..5
     misses_by_quality: list[int]  # their misses
+    # misses that are unmatchable bookings; None (left out of summaries) where
+    # the population has none
+    unmatchable: int | None = field(default=None, metadata={"omit_if_none": True})
 
 
 def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
-                 best_quality: np.ndarray, R: int, op: OperatingPoint) -> MissSources | None:
+                 best_quality: np.ndarray, R: int, op: OperatingPoint,
+                 unmatchable: np.ndarray | None = None) -> MissSources | None:
     """Split one operating point's misses by where they arise.
 
     rank (Q,): the mate's rank in the re-scored list, 1-based, 0 when not
     listed; pair_score (Q,): the 1:1 score of each search's (probe, mate)
     pair (read for mated searches only); mated (Q,) bool; best_quality (Q,)
     int 1..5; R: the rank FNIR counts to; op: the operating point (None is
-    returned where its threshold is not set or no search is mated)."""
+    returned where its threshold is not set or no search is mated);
+    unmatchable (Q,) bool: the unmatchable mated bookings (None: the
+    population has none)."""
     if op.threshold is None or not mated.any():
         return None
     T = op.threshold
     r, s, q = rank[mated], np.asarray(pair_score, dtype=np.float64)[mated], best_quality[mated]
+
     listed = r > 0
     reaches = s >= T
     miss = ~listed | (r > R) | ~reaches
@@ -71,4 +81,5 @@ def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
     return MissSources(
         float(op.target_fpir), float(T), int(mated.sum()), int(miss.sum()), above, below,
         listed_missed, rate_of(below + listed_missed, int(mated.sum())),
-        [int((q == v).sum()) for v in levels], [int((miss & (q == v)).sum()) for v in levels])
+        [int((q == v).sum()) for v in levels], [int((miss & (q == v)).sum()) for v in levels],
+        None if unmatchable is None else int((miss & np.asarray(unmatchable)[mated]).sum()))

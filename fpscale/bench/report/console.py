@@ -64,4 +64,14 @@ def miss_source_line(key: str, ms: MissSources) -> str:
     return (f"{key} at FPIR {ms.target_fpir:g}: {ms.misses:,} of {ms.mated:,} mated searches "
             f"missed: {ms.not_listed_above:,} not listed by the candidate stage though the 1:1 "
             f"score reaches T, {ms.not_listed_below:,} not listed and below T, "
-            f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed {floor}")
+            f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed {floor}"
+            + unmatchable_clause(ms))
+
+
+def unmatchable_clause(ms: MissSources) -> str:
+    """'; K of the misses are unmatchable bookings ...', or '' where the
+    population has none."""
+    if ms.unmatchable is None:
+        return ""
+    return (f"; {ms.unmatchable:,} of the misses are unmatchable bookings (captures of another "
+            f"person's fingers, population.unmatchable_share), missed by construction")

@@ -61,6 +61,13 @@ def _miss_sources(summary: Summary) -> list[str]:
         lines.append(f"| {key} | {ms.target_fpir:g} | {ms.misses:,} / {ms.mated:,} | "
                      f"{ms.not_listed_above:,} | {ms.not_listed_below:,} | {ms.listed_missed:,} | "
                      f"{_fmt_rate(ms.fnir_all_listed)} | {by_q} |")
+    told = [f"{key} at FPIR {ms.target_fpir:g}: {ms.unmatchable:,} of {ms.misses:,}"
+            for key, ms in rows if ms.unmatchable is not None]
+    if told:
+        lines += ["", "Unmatchable bookings among the misses (captures of another person's "
+                  "fingers, `population.unmatchable_share`: missed by construction, at any "
+                  "threshold and gallery size; counted in the columns above as not listed or "
+                  "listed and missed): " + "; ".join(told) + "."]
     return lines
 
 

@@ -46,7 +46,7 @@ from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryP
                                          to_json_dict, untimed)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
 from fpscale.matcher.registry import final_index_bytes, is_exact_float
-from fpscale.synth.population import booking_best_quality
+from fpscale.synth.population import booking_best_quality, unmatchable_bookings
 
 
 INDIVIDUALITY_PAIRS = 2000  # impostor pairs of the individuality comparison
@@ -303,7 +303,8 @@ def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray], mate: n
         pair = np.where(unlisted, unlisted_mate_scores(pop, mate, unlisted,
                                                        ctx.scenario.search.rescoring), pair)
     best = booking_best_quality(pop, len(mate))
-    found = (miss_sources(rank, pair, mate >= 0, best, ctx.scenario.metrics.rank, op)
+    unmatchable = unmatchable_bookings(pop, 0, len(mate)) if pop.unmatchable_share else None
+    found = (miss_sources(rank, pair, mate >= 0, best, ctx.scenario.metrics.rank, op, unmatchable)
              for op in measured.operating_points)
     return [m for m in found if m is not None]
 

@@ -389,7 +389,8 @@ def _miss_sources_problem(ms: MissSources, key: str) -> str | None:
     if (min(parts) < 0 or sum(parts) != ms.misses or ms.misses > ms.mated
             or any(len(x) != QUALITY_LEVELS or min(x) < 0 for x in by_q)
             or sum(ms.mated_by_quality) != ms.mated or sum(ms.misses_by_quality) != ms.misses
-            or any(m > n for m, n in zip(ms.misses_by_quality, ms.mated_by_quality))):
+            or any(m > n for m, n in zip(ms.misses_by_quality, ms.mated_by_quality))
+            or not 0 <= (ms.unmatchable or 0) <= ms.misses):
         return f"the miss sources of {key} are not counts that add up"
     return _rate_problem(ms.fnir_all_listed, f"{key} fnir_all_listed")
 

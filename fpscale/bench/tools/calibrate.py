@@ -16,7 +16,11 @@ runs the target's scenario at the published N with the fitted value.
 ``--parameter population.capture_noise`` fits how differently a finger is
 placed on each capture instead, at the profile's extraction noise, from
 the cited floor of placement consistency (``population_facts.
-capture_noise_floor``) up.
+capture_noise_floor``) up. ``--parameter population.unmatchable_share``
+fits the share of mated bookings that no matcher can match (the flat tail
+of a DET curve, ``fpscale.synth.population``) from 0 up, bisected on a
+linear scale; it can only add misses, so a target the profile misses at 0
+stays missed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ CAPTURE = "population.capture_noise"
 # the capture noise searched: from the floor set by the cited placement
 # consistency of cooperative users (computed per target) to 1.5
 CAPTURE_TOP = 1.5
+UNMATCHABLE = "population.unmatchable_share"
+# the unmatchable share searched: none up to a fifth of mated bookings, four
+# times target I's whole FNIR
+UNMATCHABLE_RANGE = (0.0, 0.2)
 
 
 def population_field(key: str) -> str:
@@ -62,6 +70,7 @@ class Parameter:
     key: str
     low: float
     high: float
+    log: bool = True  # bisected on a log scale (a noise) or a linear one (a share from 0)
 
     @property
     def label(self) -> str:
@@ -143,13 +152,15 @@ def rescored_key(summary: Summary) -> tuple[str, str]:
 
 def fitted(req: CalibrationRequest, target: ProfileTarget) -> Parameter:
     """What the request fits and over which range: the extraction noise
-    over NOISE_RANGE, or the capture noise from the target's floor (the
+    over NOISE_RANGE, the capture noise from the target's floor (the
     cited placement consistency, ``population_facts.capture_noise_floor``)
-    to CAPTURE_TOP."""
+    to CAPTURE_TOP, or the unmatchable share over UNMATCHABLE_RANGE."""
     if req.parameter == PARAMETER:
         return EXTRACTION
+    if req.parameter == UNMATCHABLE:
+        return Parameter(UNMATCHABLE, *UNMATCHABLE_RANGE, log=False)
     if req.parameter != CAPTURE:
-        raise ProfileError(f"--parameter {req.parameter}: fits {PARAMETER} or {CAPTURE}")
+        raise ProfileError(f"--parameter {req.parameter}: fits {PARAMETER}, {CAPTURE} or {UNMATCHABLE}")
     from fpscale.bench.tools.population_facts import capture_noise_floor
     floor = capture_noise_floor(trial_scenario(req, target, None).population)
     if floor is None:
@@ -202,22 +213,24 @@ def resolved(t: Trial, target: ProfileTarget, req: CalibrationRequest) -> Trial:
 
 def bisect(req: CalibrationRequest, target: ProfileTarget, progress: bool = True,
            param: Parameter = EXTRACTION) -> list[Trial]:
-    """Trials of a bisection in log(value) over the parameter's range for
-    the value whose FNIR meets the target's: FNIR grows with either noise.
+    """Trials of a bisection in log(value) (or value, for a share) over the
+    parameter's range for the value whose FNIR meets the target's: FNIR
+    grows with either noise and with the unmatchable share.
     The range's low end is tried first: when it misses the target no value
     in the range meets it, and that one trial is the fit (steps counts it)."""
-    lo, hi = (math.log(x) for x in (param.low, param.high))
+    scale, back = (math.log, math.exp) if param.log else (float, float)
+    lo, hi = scale(param.low), scale(param.high)
     trials = []
     for step in range(req.steps):
-        mid = param.low if step == 0 else round(math.exp((lo + hi) / 2), 4)
+        mid = param.low if step == 0 else round(back((lo + hi) / 2), 4)
         t = resolved(run_trial(req, target, mid, progress), target, req)
         trials.append(t)
         if t.fnir <= target.fnir:
-            lo = math.log(mid)
+            lo = scale(mid)
         elif step == 0:
             break
         else:
-            hi = math.log(mid)
+            hi = scale(mid)
     return trials
 
 

@@ -158,11 +158,11 @@ def capture_noise_floor(spec: PopulationSpec, n: int = 2000, steps: int = 12) ->
 def search_overlap(spec: PopulationSpec, n: int) -> np.ndarray:
     """Of submissions 0..n-1, each mated search's ``shared_share`` averaged
     over the fingers its mate's record holds, (n,) float64; NaN for a
-    non-mated search."""
+    non-mated search or an unmatchable booking (placement does not apply)."""
     sub = submission_impressions(spec, 0, n)
-    _, mate = submission_truth(spec, 0, n)
+    person, mate = submission_truth(spec, 0, n)
     out = np.full(n, np.nan)
-    rows = np.flatnonzero(mate >= 0)
+    rows = np.flatnonzero((mate >= 0) & (person == mate))  # unmatchable bookings share nothing
     if not len(rows):
         return out
     gal = gallery_impressions(spec, 0, 0, ids=mate[rows])  # the mates' enrolled fingers
