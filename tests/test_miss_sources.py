@@ -100,6 +100,10 @@ def test_the_console_line_reads_a_split_without_an_interval():
     assert "3 of 10 mated searches missed: 1 not listed" in line and line.endswith("0.2000 [0.0500, 0.5000]")
     ms.fnir_all_listed = Rate(None, [None, None], 0, 0)
     assert miss_source_line("x+minutiae", ms).endswith("listed n/a")
+    ms.unmatchable = 2
+    assert miss_source_line("x+minutiae", ms).endswith(
+        "; 2 of the misses are unmatchable bookings (captures of another person's fingers, "
+        "population.unmatchable_share), missed by construction")
 
 
 def test_unmatchable_misses_are_counted_apart():

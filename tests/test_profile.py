@@ -332,3 +332,20 @@ def test_default_runs_best_2012_and_profile_none_gives_the_earlier_default():
     assert own.population == dataclasses.replace(sc.population, dim=64, bits=128, extraction_noise=1.0,
                                                  capture_noise=1.0, quality_correlation=0.0)
     assert own.search == dataclasses.replace(sc.search, rescore_matcher="paired")
+
+
+def test_unmatchable_misses_are_neither_stages_in_a_verdict():
+    # 100 misses: 72 unmatchable bookings, 26 unlisted, 2 listed
+    t = cal.Trial(0.036, 0.051, 0.042, 0.062, 0.0007, 0.3, 0.95, 26, 100, "x", 72)
+    param = cal.Parameter(cal.UNMATCHABLE, *cal.UNMATCHABLE_RANGE, log=False)
+    assert "unmatchable bookings" in cal.verdict(t, _target(0.01), param, confirm=True)
+    # 50 misses, 20 unmatchable: of the matcher's own 30, 26 are the candidate stage's
+    t = cal.Trial(0.036, 0.025, 0.017, 0.037, 0.0007, 0.3, 0.95, 26, 50, "x", 20)
+    assert "candidate stage" in cal.verdict(t, _target(0.01), param, confirm=True)
+
+
+def test_a_confirm_reads_an_unset_parameter_as_fpscales_default():
+    best = read_profile("best-2012")
+    assert cal.profile_value(best, cal.UNMATCHABLE) == 0.0  # not set: no unmatchable bookings
+    assert cal.profile_value(best, cal.CAPTURE) == best["population"]["capture_noise"]
+    assert cal.profile_value(read_profile("ident-2004"), cal.UNMATCHABLE) > 0

@@ -549,3 +549,25 @@ def test_capture_noise_at_its_default_is_left_out_of_the_scenario_record():
     assert "capture_noise" not in base.to_dict()["population"]
     assert half.to_dict()["population"]["capture_noise"] == 0.5
     assert half.fingerprint() != base.fingerprint()
+
+
+def test_an_unmatchable_booking_has_no_placement_to_measure():
+    from fpscale.bench.tools.population_facts import search_overlap
+    from fpscale.synth.population import unmatchable_bookings
+    spec = PopulationSpec(seed=5, gallery_size=1000, n_submissions=300, mated_share=0.5,
+                          gallery_capture="plain", booking_capture="plain", legacy_share=0.0,
+                          unmatchable_share=0.3)
+    flagged = unmatchable_bookings(spec, 0, 300)
+    _, mate = submission_truth(spec, 0, 300)
+    share = search_overlap(spec, 300)
+    assert flagged.sum() > 20
+    assert np.all(np.isnan(share[flagged])) and np.all(np.isnan(share[mate < 0]))
+    matchable = (mate >= 0) & ~flagged
+    assert np.all((share[matchable] > 0) & (share[matchable] <= 1))
+    # the scenario record leaves the share out at its default, as the capture noise
+    from fpscale.bench.scenario import load_scenario
+    base = load_scenario("scenarios/default.toml", ["calibration.profile=none"])
+    some = load_scenario("scenarios/default.toml", ["calibration.profile=none",
+                                                    "population.unmatchable_share=0.01"])
+    assert "unmatchable_share" not in base.to_dict()["population"]
+    assert some.fingerprint() != base.fingerprint()

@@ -70,7 +70,6 @@ def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
         return None
     T = op.threshold
     r, s, q = rank[mated], np.asarray(pair_score, dtype=np.float64)[mated], best_quality[mated]
-
     listed = r > 0
     reaches = s >= T
     miss = ~listed | (r > R) | ~reaches

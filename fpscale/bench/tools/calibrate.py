@@ -40,6 +40,7 @@ from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import Scenario, ScenarioError, load_scenario, scenario_from_dict
 from fpscale.bench.store.files import read_npz, write_text
 from fpscale.bench.store.summary import Summary
+from fpscale.synth.population import PopulationSpec, unmatchable_bookings
 
 # Extraction noise searched, as a multiple of fpscale.synth.impressions' table. The
 # floor keeps the best quality level's position error at 0.05 mm, one pixel
@@ -94,6 +95,7 @@ class Trial:
     candidate_misses: int  # misses whose mate the re-scored part of the list did not hold
     misses: int
     folder: str
+    unmatchable: int = 0   # misses that are unmatchable bookings (in neither count above)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class CalibrationRequest:
     steps: int = 6
     rescore_candidates: int | None = None
     parameter: str = PARAMETER
+
+
+def profile_value(prof: dict, key: str) -> float:
+    """The profile's value of a "population.<field>" key, or fpscale's
+    default where the profile leaves it unset."""
+    field = population_field(key)
+    return float(prof.get("population", {}).get(field, getattr(PopulationSpec(), field)))
 
 
 def pick_target(prof: dict, name: str | None) -> ProfileTarget:
@@ -186,10 +195,13 @@ def measure(summary: Summary, folder: Path, fpir: float, field: str = "extractio
     r = read_npz(folder / f"searches_{key}.npz")
     rank, score = r["mate_rank"][mated], r["mate_score"][mated]
     hit = (rank >= 1) & (rank <= summary.scenario.metrics.rank) & (score >= op.threshold)
+    # an unmatchable booking is missed by construction: neither stage's miss
+    pop = summary.scenario.population
+    apart = unmatchable_bookings(pop, 0, len(z["mate"]))[mated]
     lo, hi = op.fnir.ci95
     return Trial(value, op.fnir.value, lo, hi, op.fpir.value if op.fpir else None,
-                 op.threshold, recall, int((~hit & (rank == 0)).sum()), int((~hit).sum()),
-                 str(folder))
+                 op.threshold, recall, int((~hit & (rank == 0) & ~apart).sum()), int((~hit).sum()),
+                 str(folder), int((~hit & apart).sum()))
 
 
 def run_trial(req: CalibrationRequest, target: ProfileTarget, value: float,
@@ -350,7 +362,9 @@ def calibration_report(prof: dict, target: ProfileTarget, out: Outcome, summary:
             f"[{_fmt(chosen.fnir_low)}, {_fmt(chosen.fnir_high)}] at FPIR {_fmt(chosen.fpir)}; "
             f"the candidate stage listed the mate in {_listed(chosen, summary)} of mated "
             f"searches; {chosen.candidate_misses} of its {chosen.misses} misses had no mate among "
-            "the re-scored candidates.", "", verdict(chosen, target, param, out.confirm)]
+            "the re-scored candidates" + (f" and {chosen.unmatchable} were unmatchable bookings "
+                                          "(missed by construction)" if chosen.unmatchable else "")
+            + ".", "", verdict(chosen, target, param, out.confirm)]
     _, key = rescored_key(summary)
     return "\n".join(head + profile_lines(cal) + facts_lines(population_facts(summary.scenario.population))
                      + trials_lines(out.trials, chosen, param.label)
@@ -362,8 +376,10 @@ def verdict(t: Trial, target: ProfileTarget, param: Parameter = EXTRACTION,
     """One line: whether the trial meets the target, and what stands in the
     way if not; at the published N (confirm), whether the published FNIR
     lies inside the trial's 95% interval."""
-    where = ("the candidate stage (mates not among the re-scored candidates)"
-             if t.candidate_misses * 2 > t.misses else "the 1:1 re-scoring (mates scored below T)")
+    own = t.misses - t.unmatchable
+    where = ("the unmatchable bookings (population.unmatchable_share)" if t.unmatchable * 2 > t.misses
+             else "the candidate stage (mates not among the re-scored candidates)"
+             if t.candidate_misses * 2 > own else "the 1:1 re-scoring (mates scored below T)")
     if t.fnir is None:
         return f"FPIR {target.fpir:g} NOT RESOLVED at {param.label} {t.value:g}: too few non-mated searches."
     if confirm:
@@ -407,7 +423,7 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     param = fitted(req, target)
     if confirm:
         req = dataclasses.replace(req, gallery_size=target.gallery_size)
-        value = float(prof.get("population", {}).get(population_field(param.key), 1.0))
+        value = profile_value(prof, param.key)
         trials = [resolved(run_trial(req, target, value, progress), target, req)]
     else:
         trials = bisect(req, target, progress, param)

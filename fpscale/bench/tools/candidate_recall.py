@@ -31,6 +31,7 @@ numba-hamming), for a scenario that searches codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 import time
@@ -76,12 +77,15 @@ class Recall:
 
 def spec_for(scenario: str, profile: str | None, gallery_size: int, searches: int,
              sets: tuple[str, ...] = ()) -> PopulationSpec:
-    """The scenario's population (with the profile applied), resized, every search mated."""
+    """The scenario's population (with the profile applied), resized, every
+    search mated and none of them unmatchable (an unmatchable booking is no
+    candidate stage's miss: ``fpscale.synth.population``)."""
     over = [f"population.gallery_size={gallery_size}", f"population.n_submissions={searches}",
             "population.mated_share=1.0", "projection.ladder=[]", "search.streamed=false"]
     if profile:
         over.insert(0, f"calibration.profile={profile}")
-    return load_scenario(scenario, over + list(sets)).population
+    return dataclasses.replace(load_scenario(scenario, over + list(sets)).population,
+                               unmatchable_share=0.0)
 
 
 @dataclass(frozen=True)
