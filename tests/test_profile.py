@@ -219,6 +219,7 @@ def test_calibrate_end_to_end_writes_report_and_fitted_profile_only_in_out(tmp_p
                    "FRIF TE E1N", "extraction noise", "Placement (capture noise 0.2329)",
                    "median probability 0.95"):
         assert needle in report
+    assert "unmatchable bookings (`population.unmatchable_share`)" not in report  # best-2012 has none
     # the trial's own summary records the noise it ran with
     from fpscale.bench.store.summary import read_summary
     s = read_summary(out / f"noise={fit['value']:.4f}")
@@ -255,6 +256,8 @@ def test_calibrate_fits_the_capture_noise_from_the_cited_floor_up(tmp_path, caps
     assert f"population.capture_noise = {fit['value']!r}" in s.scenario.calibration.settings
     report = (out / "calibration.md").read_text()
     assert f"Chosen: capture noise {fit['value']:g}" in report and "| capture noise | FNIR" in report
+    # its confirm row at 6M was measured with unmatchable bookings, and the report says what that row counts
+    assert "count them among the misses but not among the candidate stage's" in report
     # a target whose enrolment holds nearly all of a booking has no floor: refused in one line
     capsys.readouterr()
     assert main(["calibrate", "best-2012", "--target", "C", "--parameter", "population.capture_noise",

@@ -37,6 +37,10 @@ def profile_lines(cal: Calibration) -> list[str]:
                 f"{_r(f.candidate_recall)} | {f.misses} ({f.candidate_misses}) | {f.date} |" for f in cal.fit]
         out += ["", "A fit measured below the target's gallery size is not the published point "
                 "reproduced; only a row at the target's N is (docs/calibration.md)."]
+        if any(f.parameter == "population.unmatchable_share" for f in cal.fit):
+            out += ["", "Rows measured with unmatchable bookings (`population.unmatchable_share`) "
+                    "count them among the misses but not among the candidate stage's; the "
+                    "run's own report says how many there were (docs/calibration.md)."]
     else:
         out.append("Not calibrated yet: no fit is recorded (`fpscale calibrate "
                    f"{cal.profile}`).")
