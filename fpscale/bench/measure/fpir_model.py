@@ -125,6 +125,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fpscale.bench.measure.metrics import binomial_ci
+from fpscale.bench.measure.weighted_quantile import upper_quantiles
 
 __all__ = [
     "Ladder", "Options", "Estimate", "FrailtyFit", "TailFit", "Validation",
@@ -830,25 +831,14 @@ def validate(ladder: Ladder, t: float, n_fit: float, n_test: float,
 
 # ---------------------------------------------------------------- shift model
 
-def _upper_quantiles(x: np.ndarray, w: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Weighted upper quantiles: for each row of w (b, n) over x (n,) sorted
-    descending, the largest value with at least a share `level` of the
-    weight at or above it, for every level (J,). Returns (b, J)."""
-    cum = np.cumsum(w, axis=1)
-    need = levels[None, :] * cum[:, -1:] - 1e-9                 # (b, J)
-    # one search over all rows: offset each row past the previous one's total
-    off = np.arange(len(w))[:, None] * (cum[:, -1:].max() + 1.0)
-    idx = np.searchsorted((cum + off).ravel(), (need + off).ravel()).reshape(need.shape)
-    return x[np.minimum(idx - np.arange(len(w))[:, None] * w.shape[1], len(x) - 1)]
-
-
 def _slopes(maxima: np.ndarray, w: np.ndarray, logn: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Least-squares slope of each upper quantile on log N: (b, J), from
     maxima (n, R) at rungs exp(logn) (R,) and weights w (b, n)."""
     q = []
+    w = np.ascontiguousarray(w, dtype=np.float64)     # once, not per rung: w[:, idx] comes strided
     for r in range(maxima.shape[1]):
         order = np.argsort(-maxima[:, r], kind="stable")
-        q.append(_upper_quantiles(maxima[order, r], w[:, order], levels))
+        q.append(upper_quantiles(maxima[:, r], order, w, levels))
     q = np.stack(q, axis=2)                                        # (b, J, R)
     xc = logn - logn.mean()
     return (q - q.mean(axis=2, keepdims=True)) @ xc / (xc @ xc)
