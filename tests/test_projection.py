@@ -351,3 +351,15 @@ def test_a_projection_written_before_the_choice_was_recorded_still_reads(project
     old = dacite.from_dict(FingerSetProjection, d, config=dacite.Config(strict=True))
     assert old.choice is None and old.selection == [] and old.model == ENVELOPE
     assert "### Held out: fitted on rungs up to 2,000, predicting 20,000" in "\n".join(held_out_lines(old))
+
+
+def test_project_steps_the_progress_after_each_finger_set(monkeypatch):
+    # the projection stage's bar moves once a finger set is projected, not
+    # only when all are
+    from fpscale.bench.measure import projection as projection_module
+    calls = []
+    monkeypatch.setattr(projection_module, "project_finger_set",
+                        lambda study, st, fs: calls.append(("fit", fs)) or fs.upper())
+    out = projection_module.project(None, {"one": {}, "two_index": {}}, lambda: calls.append("done"))
+    assert out == {"one": "ONE", "two_index": "TWO_INDEX"}
+    assert calls == [("fit", "one"), "done", ("fit", "two_index"), "done"]

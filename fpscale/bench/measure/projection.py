@@ -29,6 +29,7 @@ docs/projection.md explains the models and what they assume.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -647,7 +648,14 @@ def project_finger_set(study: Study, st: dict, fset: str) -> FingerSetProjection
         proj.max_decades, selection, choice)
 
 
-def project(study: Study, ladder_state: dict) -> dict[str, FingerSetProjection]:
+def project(study: Study, ladder_state: dict,
+            done: Callable[[], None] | None = None) -> dict[str, FingerSetProjection]:
     """Projection for every finger set measured: ladder_state maps a finger
-    set to its ladder state with ``mate`` (Q,) and optionally ``person`` (Q,)."""
-    return {fs: project_finger_set(study, st, fs) for fs, st in ladder_state.items()}
+    set to its ladder state with ``mate`` (Q,) and optionally ``person`` (Q,).
+    done, if given, is called after each finger set (a progress bar's step)."""
+    out = {}
+    for fs, st in ladder_state.items():
+        out[fs] = project_finger_set(study, st, fs)
+        if done is not None:
+            done()
+    return out

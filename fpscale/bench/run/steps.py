@@ -189,8 +189,7 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
             folder.write_npz(f"ladder_{piped}{PIPELINE_SUFFIX}.npz", **st)
         with ctx.stage("projection", len(ladder_state), "finger sets") as prog:
             summary.projection = project(Study(sc.projection, sc.target, sc.population.seed),
-                                         ladder_state)
-            prog.update(len(ladder_state))
+                                         ladder_state, lambda: prog.update(1))
         ck.mark("projection")
     if sc.search.rescore:
         pop = sc.population
