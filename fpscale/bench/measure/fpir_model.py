@@ -125,7 +125,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from fpscale.bench.measure.metrics import binomial_ci
-from fpscale.bench.measure.weighted_quantile import upper_quantiles
+from fpscale.bench.measure.weighted_quantile import upper_quantiles, weight_at_or_above
 
 __all__ = [
     "Ladder", "Options", "Estimate", "FrailtyFit", "TailFit", "Validation",
@@ -893,20 +893,18 @@ def predict_shift_many(fit: ShiftFit, ns, t: float, options: Options | None = No
     g = fit.options.growth
     shifts = np.array([float(growth_scale(n, g) - growth_scale(fit.n_max, g)) for n in ns])
     reps = []
+    # the maxima sorted once; each sorted position's weight column
+    order = np.argsort(fit.maxima)
+    col = fit.cluster_index[order]
+    per_cluster = np.bincount(fit.cluster_index, minlength=fit.n_clusters).astype(np.float64)
     # the fit's replicates again: same seed, same resamples, paired with boot_b
     for i, w in zip(range(0, len(fit.boot_b), _CHUNK),
                     _weights(fit.n_clusters, len(fit.boot_b), fit.options.seed)):
-        ws = w[:, fit.cluster_index]
-        total = ws.sum(axis=1)
+        total = w @ per_cluster                    # integer counts: exact in any order
         t_eq = t - fit.boot_b[i:i + len(w), None] * shifts[None, :]          # (b, k)
-        # the share of each replicate's weight at or above each t_eq, from
-        # the maxima sorted once
-        order = np.argsort(fit.maxima)
-        cum = np.cumsum(ws[:, order[::-1]], axis=1)[:, ::-1]                 # weight >= sorted[j]
+        # the share of each replicate's weight at or above each t_eq
         idx = np.searchsorted(fit.maxima[order], t_eq, side="left")         # first >= t_eq
-        above = np.where(idx < len(order), np.take_along_axis(
-            np.concatenate([cum, np.zeros((len(w), 1))], axis=1), idx, axis=1), 0.0)
-        reps.append(above / total[:, None])
+        reps.append(weight_at_or_above(col, w, idx) / total[:, None])
     reps = np.concatenate(reps)                                              # (B, k)
     out = []
     for k, n in enumerate(ns):

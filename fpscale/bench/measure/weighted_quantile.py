@@ -1,5 +1,6 @@
-"""Weighted upper quantiles of one sorted sample under many bootstrap
-weightings, the inner loop of the shift model's resampled slopes."""
+"""One sorted sample under many bootstrap weightings: its weighted upper
+quantiles (the shift model's resampled slopes) and the weight at or above
+given positions (its resampled predictions)."""
 
 import numpy as np
 from numba import njit, prange
@@ -38,3 +39,34 @@ def upper_quantiles(x: np.ndarray, order: np.ndarray, w: np.ndarray, levels: np.
     need = levels[None, :] * w.sum(axis=1)[:, None] - 1e-9
     return _walk(np.ascontiguousarray(x[order], dtype=np.float64), order.astype(np.int64), w,
                  np.ascontiguousarray(need))
+
+
+@njit(cache=True, parallel=True)
+def _walk_down(col: np.ndarray, w: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    # Hand-written for the same reason as _walk: numpy's reversed cumulative
+    # sum makes (b, n) temporaries to read k values a row. The sum runs from
+    # the top of the sample down, the order numpy's reversed cumsum adds in.
+    b, k = idx.shape
+    n = len(col)
+    out = np.zeros((b, k), np.float64)
+    for i in prange(b):
+        js = np.argsort(idx[i])[::-1]
+        acc = 0.0
+        p = n
+        for jj in range(k):
+            j = js[jj]
+            while p > idx[i, j]:
+                p -= 1
+                acc += w[i, col[p]]
+            out[i, j] = acc
+    return out
+
+
+def weight_at_or_above(col: np.ndarray, w: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """For each row of weights w (b, G), the total weight of the sample's
+    positions idx[i, j] .. n-1 (n = len(col), positions in ascending order
+    of the sample; idx (b, k) in 0..n, n giving 0), position p weighing
+    w[i, col[p]] (col (n,): the weight column of each sorted position).
+    Returns (b, k) float64."""
+    return _walk_down(col.astype(np.int64), np.ascontiguousarray(w, dtype=np.float64),
+                      np.ascontiguousarray(idx, dtype=np.int64))

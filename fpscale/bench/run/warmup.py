@@ -12,7 +12,7 @@ import numpy as np
 
 from fpscale.bench.measure.code_ladder import CodeLadderScan
 from fpscale.bench.measure.ladder import LadderScan
-from fpscale.bench.measure.weighted_quantile import upper_quantiles
+from fpscale.bench.measure.weighted_quantile import upper_quantiles, weight_at_or_above
 from fpscale.bench.run.gallery import new_backend
 from fpscale.bench.run.progress import stage
 from fpscale.bench.run.rescore_segment import warm_matcher
@@ -41,8 +41,9 @@ def _ladder_once(sc: Scenario) -> None:
     else:
         scan = LadderScan(np.array([1]), rec.vectors, none, no_score, 1.0)
         scan.add(0, rec.vectors)
-    # the projection's resampled quantiles, which read the ladder
+    # the projection's resampled quantiles and tail weights, which read the ladder
     upper_quantiles(np.zeros(2), np.arange(2), np.ones((1, 2)), np.array([0.5]))
+    weight_at_or_above(np.arange(2), np.ones((1, 2)), np.zeros((1, 1), np.int64))
 
 
 def kernel_groups(sc: Scenario) -> list[Callable[[], None]]:
