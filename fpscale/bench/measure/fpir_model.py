@@ -895,7 +895,7 @@ def predict_shift_many(fit: ShiftFit, ns, t: float, options: Options | None = No
     reps = []
     # the maxima sorted once; each sorted position's weight column
     order = np.argsort(fit.maxima)
-    col = fit.cluster_index[order]
+    ranked, col = fit.maxima[order], fit.cluster_index[order]
     per_cluster = np.bincount(fit.cluster_index, minlength=fit.n_clusters).astype(np.float64)
     # the fit's replicates again: same seed, same resamples, paired with boot_b
     for i, w in zip(range(0, len(fit.boot_b), _CHUNK),
@@ -903,7 +903,7 @@ def predict_shift_many(fit: ShiftFit, ns, t: float, options: Options | None = No
         total = w @ per_cluster                    # integer counts: exact in any order
         t_eq = t - fit.boot_b[i:i + len(w), None] * shifts[None, :]          # (b, k)
         # the share of each replicate's weight at or above each t_eq
-        idx = np.searchsorted(fit.maxima[order], t_eq, side="left")         # first >= t_eq
+        idx = np.searchsorted(ranked, t_eq, side="left")                    # first >= t_eq
         reps.append(weight_at_or_above(col, w, idx) / total[:, None])
     reps = np.concatenate(reps)                                              # (B, k)
     out = []

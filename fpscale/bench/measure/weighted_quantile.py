@@ -37,7 +37,7 @@ def upper_quantiles(x: np.ndarray, order: np.ndarray, w: np.ndarray, levels: np.
     (J,, increasing). Returns (b, J) float64."""
     w = np.ascontiguousarray(w, dtype=np.float64)     # a no-op when the caller made it so
     need = levels[None, :] * w.sum(axis=1)[:, None] - 1e-9
-    return _walk(np.ascontiguousarray(x[order], dtype=np.float64), order.astype(np.int64), w,
+    return _walk(np.ascontiguousarray(x[order], dtype=np.float64), np.asarray(order, np.int64), w,
                  np.ascontiguousarray(need))
 
 
@@ -68,5 +68,5 @@ def weight_at_or_above(col: np.ndarray, w: np.ndarray, idx: np.ndarray) -> np.nd
     of the sample; idx (b, k) in 0..n, n giving 0), position p weighing
     w[i, col[p]] (col (n,): the weight column of each sorted position).
     Returns (b, k) float64."""
-    return _walk_down(col.astype(np.int64), np.ascontiguousarray(w, dtype=np.float64),
+    return _walk_down(np.asarray(col, np.int64), np.ascontiguousarray(w, dtype=np.float64),
                       np.ascontiguousarray(idx, dtype=np.int64))
