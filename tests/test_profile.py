@@ -172,12 +172,37 @@ def test_profile_text_reads_back_and_fit_replaces_its_own_row():
     prof = read_profile("best-2012")
     t = cal.Trial(0.42, 0.0003, 0.0001, 0.0009, 0.001, 0.05, 0.9991, 1, 2, "x")
     req = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None)
-    row = cal.fit_record(t, _target(0.0002), req, "fpscale calibrate best-2012")
+    row = cal.fit_record(t, _target(0.0002), req, "fpscale calibrate best-2012",
+                         "population.capture_noise=0.2329, population.unmatchable_share=0")
     new = cal.updated_profile(cal.updated_profile(prof, row), row)
     assert new["population"]["extraction_noise"] == 0.42
     assert [r["gallery_size"] for r in new["fit"]].count(50_000) == 1
     assert tomllib.loads(cal.profile_text(new)) == new
     assert prof["population"]["extraction_noise"] != 0.42  # the original is not changed
+
+
+def test_a_fit_row_records_the_other_settings_its_trials_ran_with():
+    # fitting the capture noise: the extraction noise and the unmatchable
+    # share are what the profile sets (or fpscale's default), as the trial runs them
+    req = cal.CalibrationRequest("ident-2004", None, 50_000, 6000, None, parameter=cal.CAPTURE)
+    target = cal.pick_target(read_profile("ident-2004"), None)
+    assert cal.other_settings(req, target) == \
+        "population.extraction_noise=0.5355, population.unmatchable_share=0.036"
+    best = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None, parameter=cal.UNMATCHABLE)
+    assert cal.other_settings(best, _target()) == \
+        "population.extraction_noise=0.5355, population.capture_noise=0.2329"
+    # a row without them (written before they were kept) still reads, and the
+    # report says they were not recorded; any other extra key is refused
+    from fpscale.bench.profile import calibration_from_dict
+    from fpscale.bench.report.calibration import profile_lines
+    rows = read_profile("best-2012")["fit"]
+    old = {k: v for k, v in rows[0].items() if k != "settings"}
+    c = calibration_from_dict({"profile": "best-2012", "fit": [old, rows[-1]]})
+    assert [f.settings for f in c.fit] == ["", rows[-1]["settings"]]
+    text = "\n".join(profile_lines(c))
+    assert "| not recorded |" in text and f"| {rows[-1]['settings']} |" in text
+    with pytest.raises(ProfileError, match="may have settings"):
+        calibration_from_dict({"fit": [dict(old, seed=1)]})
 
 
 def test_calibrate_refuses_bad_requests_in_one_line(capsys):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # shipped inside the package (the repository's profiles/ links here), so
@@ -68,6 +68,9 @@ class ProfileFit:
     candidate_misses: int
     command: str
     date: str
+    # the other calibrated settings the row was measured with ("key=value,
+    # ..."): a later fit changes them, and the row must still say what ran
+    settings: str = field(default="", metadata={"omit_if_default": True})
 
 
 @dataclass(frozen=True)
@@ -209,8 +212,10 @@ def _target(where: str, r: dict) -> ProfileTarget:
 
 def _fit(where: str, r: dict) -> ProfileFit:
     names = ProfileFit.__dataclass_fields__
-    if set(r) != set(names):
-        raise ProfileError(f"[calibration] {where}: needs exactly {', '.join(names)}")
+    required = [n for n in names if n != "settings"]  # rows written before it existed lack it
+    if not set(required) <= set(r) <= set(names):
+        raise ProfileError(f"[calibration] {where}: needs exactly {', '.join(required)} "
+                           "and may have settings")
     return ProfileFit(
         _str(where + ".target", r["target"]), _str(where + ".parameter", r["parameter"]),
         _num(where + ".value", r["value"], -1e9, 1e9), _int(where + ".gallery_size", r["gallery_size"]),
@@ -218,7 +223,8 @@ def _fit(where: str, r: dict) -> ProfileFit:
         *(_num(f"{where}.{k}", r[k], 0, 1) for k in ("fnir", "fnir_low", "fnir_high", "fpir",
                                                       "candidate_recall")),
         _int(where + ".misses", r["misses"]), _int(where + ".candidate_misses", r["candidate_misses"]),
-        _str(where + ".command", r["command"]), _str(where + ".date", r["date"]))
+        _str(where + ".command", r["command"]), _str(where + ".date", r["date"]),
+        _str(where + ".settings", r.get("settings", "")))
 
 
 def calibration_from_dict(t: dict) -> Calibration:

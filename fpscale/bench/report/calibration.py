@@ -30,9 +30,10 @@ def profile_lines(cal: Calibration) -> list[str]:
                 for t in cal.targets]
         out.append("")
     if cal.fit:
-        out += ["| target | fitted | measured at N | searches | FNIR [95%] | FPIR | mate listed by the candidate stage | misses (in the candidate stage) | date |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        out += [f"| {f.target} | {f.parameter} = {f.value:g} | {f.gallery_size:,} | {f.searches:,} | "
+        out += ["| target | fitted | with | measured at N | searches | FNIR [95%] | FPIR | mate listed by the candidate stage | misses (in the candidate stage) | date |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {f.target} | {f.parameter} = {f.value:g} | {f.settings or 'not recorded'} | "
+                f"{f.gallery_size:,} | {f.searches:,} | "
                 f"{_r(f.fnir)} [{_r(f.fnir_low)}, {_r(f.fnir_high)}] | {_r(f.fpir)} | "
                 f"{_r(f.candidate_recall)} | {f.misses} ({f.candidate_misses}) | {f.date} |" for f in cal.fit]
         out += ["", "A fit measured below the target's gallery size is not the published point "

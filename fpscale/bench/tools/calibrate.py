@@ -253,13 +253,23 @@ def best_trial(trials: list[Trial], target: ProfileTarget) -> Trial:
     return max(ok, key=lambda t: t.value) if ok else min(trials, key=lambda t: t.value)
 
 
-def fit_record(t: Trial, target: ProfileTarget, req: CalibrationRequest, command: str) -> dict:
-    """The [[fit]] row a profile file keeps for a trial."""
+def other_settings(req: CalibrationRequest, target: ProfileTarget) -> str:
+    """The calibrated settings besides the fitted one, as the trials run
+    them (the target's scenario with the profile): "key=value, ..."."""
+    pop = trial_scenario(req, target, None).population
+    return ", ".join(f"{k}={getattr(pop, population_field(k)):g}"
+                     for k in (PARAMETER, CAPTURE, UNMATCHABLE) if k != req.parameter)
+
+
+def fit_record(t: Trial, target: ProfileTarget, req: CalibrationRequest, command: str,
+               settings: str) -> dict:
+    """The [[fit]] row a profile file keeps for a trial; settings as
+    other_settings gives them."""
     nan = float("nan")
     row = ProfileFit(target.name, req.parameter, t.value, req.gallery_size, req.searches,
                      *(nan if v is None else float(v) for v in (t.fnir, t.fnir_low, t.fnir_high, t.fpir)),
                      t.candidate_recall, t.misses, t.candidate_misses, command,
-                     datetime.date.today().isoformat())
+                     datetime.date.today().isoformat(), settings)
     return dataclasses.asdict(row)
 
 
@@ -428,7 +438,7 @@ def calibrate(req: CalibrationRequest, command: str, progress: bool = True,
     else:
         trials = bisect(req, target, progress, param)
     chosen = best_trial(trials, target) if not confirm else trials[0]
-    new = updated_profile(prof, fit_record(chosen, target, req, command))
+    new = updated_profile(prof, fit_record(chosen, target, req, command, other_settings(req, target)))
     summary = read_summary(Path(chosen.folder))
     text = calibration_report(new, target, Outcome(param, trials, chosen, confirm), summary)
     write_text(req.out / "calibration.md", text)
