@@ -212,10 +212,12 @@ def _target(where: str, r: dict) -> ProfileTarget:
 
 def _fit(where: str, r: dict) -> ProfileFit:
     names = ProfileFit.__dataclass_fields__
-    required = [n for n in names if n != "settings"]  # rows written before it existed lack it
+    # fields added later (omit_if_default) are optional: older rows lack them
+    optional = [n for n, f in names.items() if f.metadata.get("omit_if_default")]
+    required = [n for n in names if n not in optional]
     if not set(required) <= set(r) <= set(names):
         raise ProfileError(f"[calibration] {where}: needs exactly {', '.join(required)} "
-                           "and may have settings")
+                           f"and may have {', '.join(optional)}")
     return ProfileFit(
         _str(where + ".target", r["target"]), _str(where + ".parameter", r["parameter"]),
         _num(where + ".value", r["value"], -1e9, 1e9), _int(where + ".gallery_size", r["gallery_size"]),
