@@ -25,7 +25,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 # what a profile may set: how hard matching is, never how big the run is
 SETTABLE = {
     "population": ("extraction_noise", "capture_noise", "quality_correlation",
-                   "unmatchable_share", "dim", "bits", "fusion"),
+                   "unmatchable_share", "quality_weighting", "dim", "bits", "fusion"),
     "search": ("rescore_matcher", "rescore_fusion"),
 }
 MAX_PROFILE_BYTES = 1 << 16

@@ -10,7 +10,9 @@ cosine. The basis, the mean and the SimHash matrix depend only on (dim,
 bits), never on a scenario's seed. docs/encoding.md has the design.
 ``code = "itq"`` takes a learned matrix in place of the random one
 (``fpscale.synth.itq_basis``, shipped for a few (dim, bits)); "simhash" is
-the default.
+the default. ``quality_weighting`` scales each LDA direction by how much
+finger signal it keeps at the capture's quality before the vector is
+normalised (weights learned with the basis; docs/encoding.md).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
                   qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
                   simhash: np.ndarray, screen: tuple, out_v: np.ndarray, out_b: np.ndarray,
-                  counts: np.ndarray, capture_noise: float) -> None:
+                  counts: np.ndarray, capture_noise: float, weights: np.ndarray) -> None:
     # out_v with no rows: the vectors are not wanted (a codes-only run), and
     # each block normalises into a small scratch instead: no (n x dim) array
     # to allocate and fault in for every chunk of the gallery
@@ -190,6 +192,12 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                     xs[b, h] = np.float32(feat[h] - mean[h])
             _project_rows(xs, nb, proj, v32)
             for b in range(nb):
+                # each direction times its weight at the capture's quality
+                # (all ones without weighting: a float32 product by 1 is exact)
+                w = weights[qualities[t0 + b]]
+                for j in range(v32.shape[1]):
+                    v32[b, j] *= w[j]
+            for b in range(nb):
                 v = _normalised(v32[b], out_v[t0 + b] if keep_v else scratch[b])
                 _screened_signs(v, simhash, screen, v32s, acc, out_b[t0 + b])
 
@@ -208,6 +216,26 @@ def shipped_basis() -> tuple[np.ndarray, np.ndarray]:
         # exactly, and half the bytes to stream per impression is what
         # bounds the projection's speed
         return z["mean"].astype(np.float64), z["basis"].astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def quality_weights(dim: int, weighting: bool = True) -> np.ndarray:
+    """Per-direction weights of the first dim LDA directions by capture
+    quality, (6, dim) float32, row q for quality q (row 0 unused): the
+    shipped ``quality_weights`` of the basis file, or all ones when
+    weighting is False."""
+    if not weighting:
+        return np.ones((6, dim), dtype=np.float32)
+    with np.load(_DATA, allow_pickle=False) as z:
+        if "quality_weights" not in z.files:
+            raise RuntimeError(f"{_DATA} has no quality weights; add them with "
+                               "`python -m fpscale.synth.lda_basis --weights`")
+        w = z["quality_weights"].astype(np.float32)
+    if dim > w.shape[1]:
+        raise ValueError(f"dim must be at most {w.shape[1]}, got {dim}")
+    out = np.ones((6, dim), dtype=np.float32)
+    out[1:] = w[:, :dim]
+    return out
 
 
 CODES = ("simhash", "itq")
@@ -291,14 +319,17 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
            encounters: np.ndarray, captures: np.ndarray, qualities: np.ndarray,
            dim: int = 64, bits: int = 128, noise: float = 1.0,
            code: str = "simhash", vectors: bool = True,
-           capture_noise: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           capture_noise: float = 1.0,
+           quality_weighting: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate and encode one impression per row of the key arrays.
 
     All inputs have shape (n,) or broadcast to it: identity, finger position
     1..10, encounter (0 = enrolment), capture type index, quality 1..5;
     noise scales the extraction errors, capture_noise the placement
     (``fpscale.synth.impressions``);
-    code picks the code matrix (``projections``). Returns float32 unit
+    code picks the code matrix (``projections``); quality_weighting scales
+    each direction by ``quality_weights`` at the row's quality before the
+    vector is normalised (and its code taken). Returns float32 unit
     vectors (n, dim) ((n, 0) with vectors=False: the same codes, no
     vectors kept), packed binary codes uint8 (n, bits // 8), and the
     minutiae count of each impression (n,) int32.
@@ -317,7 +348,7 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
                       mean, proj, simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
-                      counts, float(capture_noise))
+                      counts, float(capture_noise), quality_weights(int(dim), bool(quality_weighting)))
     return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 
 

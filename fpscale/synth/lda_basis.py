@@ -1,7 +1,8 @@
 """Learn the linear discriminant basis that ``fpscale.synth.embedding`` ships.
 
 Run ``python -m fpscale.synth.lda_basis`` to rebuild ``fpscale/synth/lda_basis.npz``
-after changing the histogram features. The reference population is fixed
+after changing the histogram features (``--weights`` recomputes only the
+quality weights, leaving the basis as shipped). The reference population is fixed
 (its own seed, never a scenario's): pairs of impressions of the same finger
 with mixed capture types, qualities and extraction noise. Fisher LDA solves
 St v = lambda Sw v (total against within-finger scatter) with
@@ -9,6 +10,18 @@ scipy.linalg.eigh; the leading ``KEEP`` directions are stored in float32 so
 that every machine reads the same numbers instead of re-deriving them with
 its own BLAS, with their eigenvalues. docs/encoding.md says why the
 population is this large.
+
+The quality weights come from the same population, projected on the basis:
+for each capture quality q and direction k, the finger signal s_k(q) (the
+mean product of the two impressions of a finger, both at quality q) and the
+total power t_k(q) (the mean square at quality q); the weight is
+sqrt(s_k(q)) / t_k(q), the factor that, applied to both sides, gives each
+direction's product the signal-over-variance weight of a linear
+discriminant when the two sides' signals are proportional (a two-covariance
+model with noise that depends on the capture's quality, as PLDA scoring
+with per-sample uncertainty does). Each quality's row is scaled to a
+largest weight of 1; only ratios within a row matter once the vector is
+normalised.
 """
 
 from __future__ import annotations
@@ -111,16 +124,63 @@ def learn(n: int = N_REFERENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, basis * signs, lam
 
 
-def main() -> int:
-    out = Path(__file__).with_name("lda_basis.npz")
-    mean, basis, lam = learn()
+def quality_weights(mean: np.ndarray, basis: np.ndarray, n: int = N_REFERENCE) -> np.ndarray:
+    """Weights (5, directions) of each basis direction at capture quality
+    1..5 (module docstring), from n fingers of the reference population
+    encoded as the encoder does (mean (N_FEATURES,) fills a missing
+    reference part and is subtracted; basis (N_FEATURES, directions))."""
+    keys_a, keys_b, noise = reference_keys(n)
+    qa, qb = keys_a[5], keys_b[5]
+    k = basis.shape[1]
+    power, signal = np.zeros((5, k)), np.zeros((5, k))
+    seen, pairs = np.zeros(5), np.zeros(5)
+    b64 = basis.astype(np.float64)
+    with threadpool_limits(1):
+        for lo in range(0, n, CHUNK):
+            hi = min(n, lo + CHUNK)
+            a = (_features(keys_a, noise, lo, hi, mean) - mean) @ b64
+            b = (_features(keys_b, noise, lo, hi, mean) - mean) @ b64
+            for q in range(5):
+                for v, qq in ((a, qa[lo:hi]), (b, qb[lo:hi])):
+                    w = qq == q + 1
+                    power[q] += (v[w] ** 2).sum(0)
+                    seen[q] += w.sum()
+                both = (qa[lo:hi] == q + 1) & (qb[lo:hi] == q + 1)
+                signal[q] += (a[both] * b[both]).sum(0)
+                pairs[q] += both.sum()
+    power /= seen[:, None]
+    signal /= pairs[:, None]
+    u = np.sqrt(np.maximum(signal, 0.0)) / power
+    return u / u.max(axis=1, keepdims=True)
+
+
+def _save(out: Path, arrays: dict) -> None:
     tmp = out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, mean=mean.astype(np.float32), basis=basis.astype(np.float32),
-                        eigenvalues=lam, n_features=N_FEATURES, r_max=R_MAX,
-                        n_reference=N_REFERENCE)
+    np.savez_compressed(tmp, **arrays)
     tmp.replace(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(__file__).with_name("lda_basis.npz")
+    if args == ["--weights"]:
+        with np.load(out, allow_pickle=False) as z:
+            arrays = {f: z[f] for f in z.files}
+        w = quality_weights(arrays["mean"].astype(np.float64), arrays["basis"])
+        arrays["quality_weights"] = w.astype(np.float32)
+        _save(out, arrays)
+        print(f"wrote the quality weights of {out}: {w.shape}")
+        return 0
+    if args:
+        print("usage: python -m fpscale.synth.lda_basis [--weights]", file=sys.stderr)
+        return 2
+    mean, basis, lam = learn()
+    mean32, basis32 = mean.astype(np.float32), basis.astype(np.float32)
+    w = quality_weights(mean32.astype(np.float64), basis32)
+    _save(out, dict(mean=mean32, basis=basis32, eigenvalues=lam, n_features=N_FEATURES,
+                    r_max=R_MAX, n_reference=N_REFERENCE, quality_weights=w.astype(np.float32)))
     print(f"wrote {out}: mean ({N_FEATURES},), basis {basis.shape}, "
-          f"eigenvalues {lam[0]:.3g} .. {lam[-1]:.3g}")
+          f"eigenvalues {lam[0]:.3g} .. {lam[-1]:.3g}, quality weights {w.shape}")
     return 0
 
 

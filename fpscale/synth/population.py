@@ -85,6 +85,11 @@ class PopulationSpec:
     # share of mated bookings whose captures cannot be matched to the mate at
     # all (the module docstring); 0 makes every mated booking the mate's fingers
     unmatchable_share: float = field(default=0.0, metadata={"omit_if_default": True})
+    # weight each LDA direction by the finger signal it keeps at the
+    # capture's quality (fpscale.synth.embedding.quality_weights): what an
+    # encoder that knows each capture's quality can do; off keeps the
+    # vectors of every earlier measurement
+    quality_weighting: bool = field(default=False, metadata={"omit_if_default": True})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -137,6 +142,8 @@ def validate(spec: PopulationSpec) -> None:
     v = spec.unmatchable_share
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
         _fail("unmatchable_share", v, "must be a number in [0, 1)")
+    if not isinstance(spec.quality_weighting, bool):
+        _fail("quality_weighting", spec.quality_weighting, "must be true or false")
     for f in ("gallery_capture", "booking_capture"):
         v = getattr(spec, f)
         if v not in CAPTURE_TYPES:
@@ -341,7 +348,7 @@ def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,
               probe_side: bool, with_vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
     vec, code, _ = encode(spec.seed, imp.identity, imp.finger, imp.encounter,
                           imp.capture, imp.quality, spec.dim, spec.bits, spec.extraction_noise,
-                          spec.code, with_vectors, spec.capture_noise)
+                          spec.code, with_vectors, spec.capture_noise, spec.quality_weighting)
     F = len(spec.search_fingers)
     nb = spec.bits // 8
     codes = np.full((n_rows, F, nb), ABSENT_CODE_BYTE, dtype=np.uint8)
