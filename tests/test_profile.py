@@ -181,7 +181,7 @@ def test_profile_text_reads_back_and_fit_replaces_its_own_row():
     assert prof["population"]["extraction_noise"] != 0.42  # the original is not changed
 
 
-def test_a_fit_row_records_the_other_settings_its_trials_ran_with():
+def test_a_fit_row_records_the_other_settings_its_trials_ran_with(monkeypatch):
     # fitting the capture noise: the extraction noise and the unmatchable
     # share are what the profile sets (or fpscale's default), as the trial runs them
     req = cal.CalibrationRequest("ident-2004", None, 50_000, 6000, None, parameter=cal.CAPTURE)
@@ -191,6 +191,14 @@ def test_a_fit_row_records_the_other_settings_its_trials_ran_with():
     best = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None, parameter=cal.UNMATCHABLE)
     assert cal.other_settings(best, _target()) == \
         "population.extraction_noise=0.5355, population.capture_noise=0.2329"
+    # the encoder's quality weighting is named where a profile turns it on
+    weighted = load_scenario("frif-class-a", ["calibration.profile=none",
+                                              "population.quality_weighting=true"])
+    monkeypatch.setattr(cal, "trial_scenario", lambda *a: weighted)
+    assert cal.other_settings(best, _target()) == ("population.extraction_noise=1, "
+                                                   "population.capture_noise=1, "
+                                                   "population.quality_weighting=true")
+    monkeypatch.undo()
     # a row without them (written before they were kept) still reads, and the
     # report says they were not recorded; any other extra key is refused
     from fpscale.bench.profile import calibration_from_dict

@@ -438,6 +438,8 @@ def test_legacy_records_have_only_index_fingers():
     ("capture_noise", True, "population.capture_noise"),
     ("unmatchable_share", 1.0, "population.unmatchable_share"),
     ("unmatchable_share", -0.01, "population.unmatchable_share"),
+    ("quality_weighting", 1, "population.quality_weighting"),
+    ("quality_weighting", "yes", "population.quality_weighting"),
     ("colour", 3, "unknown key 'colour'"),
 ])
 def test_bad_values_name_the_field(key, value, needle):

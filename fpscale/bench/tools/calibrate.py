@@ -255,10 +255,14 @@ def best_trial(trials: list[Trial], target: ProfileTarget) -> Trial:
 
 def other_settings(req: CalibrationRequest, target: ProfileTarget) -> str:
     """The calibrated settings besides the fitted one, as the trials run
-    them (the target's scenario with the profile): "key=value, ..."."""
+    them (the target's scenario with the profile): "key=value, ...", with
+    the quality weighting of the candidate vectors where it is on."""
     pop = trial_scenario(req, target, None).population
-    return ", ".join(f"{k}={getattr(pop, population_field(k)):g}"
-                     for k in (PARAMETER, CAPTURE, UNMATCHABLE) if k != req.parameter)
+    out = [f"{k}={getattr(pop, population_field(k)):g}"
+           for k in (PARAMETER, CAPTURE, UNMATCHABLE) if k != req.parameter]
+    if pop.quality_weighting:  # the encoder's setting, named only where it is on
+        out.append("population.quality_weighting=true")
+    return ", ".join(out)
 
 
 def fit_record(t: Trial, target: ProfileTarget, req: CalibrationRequest, command: str,

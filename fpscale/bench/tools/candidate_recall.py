@@ -41,7 +41,7 @@ import numpy as np
 
 from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
 from fpscale.bench.measure.metrics import binomial_ci
-from fpscale.bench.scenario import load_scenario
+from fpscale.bench.scenario import ScenarioError, load_scenario
 from fpscale.bench.tools.population_facts import search_overlap
 from fpscale.matcher.exact import inner_products, paired_inner_products, thread_count
 from fpscale.synth.population import (PopulationSpec, gallery_chunk, gallery_records,
@@ -219,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.encoder:
         _encoder(args.encoder)
     for size in args.gallery_size:
-        spec = spec_for(args.scenario, args.profile, size, args.searches, tuple(args.set))
+        try:
+            spec = spec_for(args.scenario, args.profile, size, args.searches, tuple(args.set))
+        except ScenarioError as e:  # a bad scenario or --set: one line, as fpscale run says it
+            print(f"candidate_recall: {e}", file=sys.stderr)
+            return 2
         with thread_count(args.threads):
             ranks = mate_ranks(spec, codes=args.codes)
         overlap = search_overlap(spec, spec.n_submissions) if args.by_overlap else None
