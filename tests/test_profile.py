@@ -186,8 +186,9 @@ def test_a_fit_row_records_the_other_settings_its_trials_ran_with(monkeypatch):
     # share are what the profile sets (or fpscale's default), as the trial runs them
     req = cal.CalibrationRequest("ident-2004", None, 50_000, 6000, None, parameter=cal.CAPTURE)
     target = cal.pick_target(read_profile("ident-2004"), None)
-    assert cal.other_settings(req, target) == \
-        "population.extraction_noise=0.5355, population.unmatchable_share=0.036"
+    assert cal.other_settings(req, target) == ("population.extraction_noise=0.5355, "
+                                               "population.unmatchable_share=0.041, "
+                                               "population.quality_weighting=true")
     best = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None, parameter=cal.UNMATCHABLE)
     assert cal.other_settings(best, _target()) == \
         "population.extraction_noise=0.5355, population.capture_noise=0.2329"
