@@ -199,7 +199,6 @@ def test_a_fit_row_records_the_other_settings_its_trials_ran_with(monkeypatch):
     assert cal.other_settings(best, _target()) == ("population.extraction_noise=1, "
                                                    "population.capture_noise=1, "
                                                    "population.quality_weighting=true")
-    monkeypatch.undo()
     # a row without them (written before they were kept) still reads, and the
     # report says they were not recorded; any other extra key is refused
     from fpscale.bench.profile import calibration_from_dict

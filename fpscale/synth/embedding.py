@@ -197,7 +197,6 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                 w = weights[qualities[t0 + b]]
                 for j in range(v32.shape[1]):
                     v32[b, j] *= w[j]
-            for b in range(nb):
                 v = _normalised(v32[b], out_v[t0 + b] if keep_v else scratch[b])
                 _screened_signs(v, simhash, screen, v32s, acc, out_b[t0 + b])
 
