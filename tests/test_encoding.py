@@ -159,6 +159,23 @@ def test_misses_are_counted_by_how_much_of_the_finger_a_search_shares(capsys):
     assert "top 5 " in out[0] and sum(int(x.split()[6].replace(",", "")) for x in out[1:]) == 20
 
 
+def test_misses_are_counted_by_the_quality_of_the_best_booking_finger(capsys):
+    from fpscale.bench.tools.candidate_recall import MateRanks, main, quality_lines
+    ranks = MateRanks(10, np.array([0, 500, 3, 200, 150, 99]), 0.0, 0.0)
+    lines = quality_lines(ranks, np.array([1, 1, 3, 5, 5, 5]), 100)
+    assert len(lines) == 3  # a line for each quality present, none for 2 and 4
+    assert "quality 1: 2 searches, 1 outside the top 100, 0.5000" in lines[0]
+    assert "quality 3: 1 searches, 0 outside" in lines[1]
+    assert "quality 5: 3 searches, 2 outside the top 100, 0.6667" in lines[2]
+    capsys.readouterr()
+    assert main(["frif-class-a", "--gallery-size", "500", "--searches", "30", "-k", "5",
+                 "--by-quality"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    groups = [x for x in out[1:] if "best booking finger" in x]
+    assert sum(int(x.split(": ")[1].split()[0]) for x in groups) == 30
+    assert sum(int(x.split(", ")[1].split()[0]) for x in groups) == int(out[0].split("(")[1].split()[0])
+
+
 def test_candidate_recall_on_codes_ranks_as_numpy_does():
     from fpscale.bench.tools.candidate_recall import candidate_recall, spec_for
     from fpscale.synth.population import gallery_chunk, submission_chunk, submission_truth

@@ -19,7 +19,8 @@ Example (docs/encoding.md quotes its numbers):
 
 ``--by-overlap`` also counts the misses by how much of each finger a
 search shares with its mate's record (the placement that
-``population.capture_noise`` scales; docs/calibration.md).
+``population.capture_noise`` scales; docs/calibration.md), and
+``--by-quality`` by the quality of the search's best booking finger.
 
 ``--codes`` ranks by the binary codes instead (Hamming scores, as
 numba-hamming), for a scenario that searches codes:
@@ -44,8 +45,8 @@ from fpscale.bench.measure.metrics import binomial_ci
 from fpscale.bench.scenario import ScenarioError, load_scenario
 from fpscale.bench.tools.population_facts import search_overlap
 from fpscale.matcher.exact import inner_products, paired_inner_products, thread_count
-from fpscale.synth.population import (PopulationSpec, gallery_chunk, gallery_records,
-                                     submission_chunk, submission_truth)
+from fpscale.synth.population import (PopulationSpec, booking_best_quality, gallery_chunk,
+                                     gallery_records, submission_chunk, submission_truth)
 
 CHUNK = 50_000
 
@@ -172,6 +173,16 @@ def _code_ranks(spec: PopulationSpec, mate: np.ndarray, chunk: int) -> MateRanks
 OVERLAP_BINS = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+def _missed_line(what: str, w: np.ndarray, ranks: MateRanks, k: int) -> str | None:
+    # one group's searches and its mates outside the top k, Wilson 95%
+    n, missed = int(w.sum()), int((ranks.above[w] >= k).sum())
+    if not n:
+        return None
+    a, b = binomial_ci(missed, n)
+    return (f"  {what}: {n:,} searches, {missed} outside the top {k}, "
+            f"{missed / n:.4f} [{float(a):.4f}, {float(b):.4f}]")
+
+
 def overlap_lines(ranks: MateRanks, overlap: np.ndarray, k: int) -> list[str]:
     """Mates outside the top k by how much of the finger a search shares
     with its mate's record (``population_facts.search_overlap``, (n,)),
@@ -180,12 +191,17 @@ def overlap_lines(ranks: MateRanks, overlap: np.ndarray, k: int) -> list[str]:
     for i, (lo, hi) in enumerate(zip(OVERLAP_BINS[:-1], OVERLAP_BINS[1:])):
         last = i == len(OVERLAP_BINS) - 2
         w = (overlap >= lo) & ((overlap <= hi) if last else (overlap < hi))
-        n, missed = int(w.sum()), int((ranks.above[w] >= k).sum())
-        if n:
-            a, b = binomial_ci(missed, n)
-            out.append(f"  sharing {lo:.1f}-{hi:.1f} of the booking's minutiae: {n:,} searches, "
-                       f"{missed} outside the top {k}, {missed / n:.4f} [{float(a):.4f}, {float(b):.4f}]")
-    return out
+        out.append(_missed_line(f"sharing {lo:.1f}-{hi:.1f} of the booking's minutiae", w, ranks, k))
+    return [line for line in out if line]
+
+
+def quality_lines(ranks: MateRanks, best_quality: np.ndarray, k: int) -> list[str]:
+    """Mates outside the top k by the quality (1 best .. 5) of the search's
+    best booking finger (``population.booking_best_quality``, (n,)), one
+    line a quality, with Wilson 95% intervals."""
+    out = [_missed_line(f"best booking finger at quality {q}", best_quality == q, ranks, k)
+           for q in np.unique(best_quality)]
+    return [line for line in out if line]
 
 
 def _encoder(path: str) -> None:
@@ -215,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by-overlap", action="store_true",
                     help="also count the misses by how much of each finger the booking shares "
                          "with the enrolment (the placement the capture noise sets)")
+    ap.add_argument("--by-quality", action="store_true",
+                    help="also count the misses by the quality of the search's best booking finger")
     args = ap.parse_args(argv)
     if args.encoder:
         _encoder(args.encoder)
@@ -227,10 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         with thread_count(args.threads):
             ranks = mate_ranks(spec, codes=args.codes)
         overlap = search_overlap(spec, spec.n_submissions) if args.by_overlap else None
+        quality = booking_best_quality(spec, spec.n_submissions) if args.by_quality else None
         for k in args.k:
             print(ranks.recall(k).line(), flush=True)
             if overlap is not None:
                 print("\n".join(overlap_lines(ranks, overlap, k)), flush=True)
+            if quality is not None:
+                print("\n".join(quality_lines(ranks, quality, k)), flush=True)
     return 0
 
 
