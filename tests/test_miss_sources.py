@@ -146,3 +146,49 @@ def test_an_unmatchable_booking_is_missed_and_reported(unmatchable_run):
     rescored["miss_sources"][0]["unmatchable"] = 10_000
     with pytest.raises(ResultsError, match="miss sources"):
         summary_from_dict(d)
+
+
+def test_poor_searches_have_a_longer_part_of_their_list_rescored(tiny):
+    # lists of 6 with the mate last; the first 2 re-scored, all 6 where the
+    # best booking finger is at quality >= 3
+    from dataclasses import replace
+    sc = scenario_from_dict(tiny(search__rescore=True, search__candidates=6,
+                                 search__rescore_candidates=2, search__rescore_poor_candidates=6,
+                                 search__rescore_poor_quality=3))
+    spec, rescoring = sc.population, sc.search.rescoring
+    assert (rescoring.candidates, rescoring.poor_candidates, rescoring.poor_quality) == (2, 6, 3)
+    Q = 60
+    _, mate = submission_truth(spec, 0, Q)
+    others = (np.arange(Q)[:, None] * 7 + np.arange(1, 6)[None, :] * 13) % spec.gallery_size
+    ids = np.hstack([others, np.where(mate >= 0, mate, -1)[:, None]]).astype(np.int64)
+    poor = booking_best_quality(spec, Q) >= 3
+    assert 0 < poor.sum() < Q
+    got_i, got_s, info = rescore_segment(spec, ids, rescoring)
+    assert got_i.shape == (Q, 2)
+    # a poor search: the best 2 of all 6 re-scored; the others: their first 2
+    all6 = rescore_segment(spec, ids, replace(rescoring, candidates=6, poor_candidates=0))
+    first2 = rescore_segment(spec, ids, replace(rescoring, poor_candidates=0))
+    np.testing.assert_array_equal(got_i[poor], all6[0][poor, :2])
+    np.testing.assert_array_equal(got_s[poor], all6[1][poor, :2])
+    np.testing.assert_array_equal(got_i[~poor], first2[0][~poor])
+    np.testing.assert_array_equal(got_s[~poor], first2[1][~poor])
+    depth = np.where(poor, 6, 2)[:, None]  # two fingers a listed candidate
+    assert info["comparisons"] == 2 * ((ids >= 0) & (np.arange(6)[None, :] < depth)).sum()
+    # the mates (listed last) are found only where the list was re-scored deeper
+    found = (got_i == mate[:, None]).any(1) & (mate >= 0)
+    assert found[poor & (mate >= 0)].mean() > 0.8 and not found[~poor].any()
+    # one search at a time (its own segment and offset) gives the same lists
+    for s in range(0, Q, 7):
+        one = rescore_segment(spec, ids[s:s + 1], rescoring, offset=s)
+        np.testing.assert_array_equal(one[0][0], got_i[s])
+
+
+def test_a_poor_search_list_longer_than_the_candidates_is_refused(tiny):
+    from fpscale.bench.scenario import ScenarioError
+    for poor, quality in ((11, 4), (1, 4), (6, 0), (6, 6)):
+        with pytest.raises(ScenarioError, match="rescore_poor"):
+            scenario_from_dict(tiny(search__rescore=True, search__rescore_candidates=2,
+                                    search__rescore_poor_candidates=poor,
+                                    search__rescore_poor_quality=quality))
+    sc = scenario_from_dict(tiny(search__rescore=True))
+    assert "rescore_poor_candidates" not in sc.to_dict()["search"]  # left out at its default

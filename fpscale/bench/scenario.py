@@ -91,6 +91,11 @@ class Rescoring:
     candidates: int
     fusion: str  # per-finger scores fused by "sum" or "max"
     matcher: str = "paired"
+    # searches whose best booking finger is at quality >= poor_quality (1
+    # best .. 5) have their first poor_candidates re-scored instead (0: as
+    # the others); every re-scored list keeps its best `candidates`
+    poor_candidates: int = 0
+    poor_quality: int = 4
 
 
 @dataclass(frozen=True)
@@ -108,11 +113,19 @@ class SearchSpec:
     # scan keeps every search's top candidates as it scores each chunk, and
     # no index is held (the searches are known before the gallery is built)
     streamed: bool = False
+    # a deeper re-scoring for poor searches, whose mates the candidate
+    # vectors rank lower (docs/calibration.md): the first
+    # rescore_poor_candidates of the list (0: none beyond
+    # rescore_candidates) when the best booking finger's quality is at
+    # least rescore_poor_quality
+    rescore_poor_candidates: int = field(default=0, metadata={"omit_if_default": True})
+    rescore_poor_quality: int = field(default=4, metadata={"omit_if_default": True})
 
     @property
     def rescoring(self) -> Rescoring:
         """What minutiae re-scoring does (whether it runs: ``rescore``)."""
-        return Rescoring(self.rescore_candidates, self.rescore_fusion, self.rescore_matcher)
+        return Rescoring(self.rescore_candidates, self.rescore_fusion, self.rescore_matcher,
+                         self.rescore_poor_candidates, self.rescore_poor_quality)
 
 
 @dataclass(frozen=True)
@@ -193,12 +206,13 @@ class Scenario:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        # population keys added later (marked omit_if_default) are left out
-        # at their defaults, so that fingerprints and summaries of scenarios
-        # that do not choose them stay as they were
-        for f in dataclasses.fields(PopulationSpec):
-            if f.metadata.get("omit_if_default") and d["population"].get(f.name) == f.default:
-                del d["population"][f.name]
+        # population and search keys added later (marked omit_if_default)
+        # are left out at their defaults, so that fingerprints and summaries
+        # of scenarios that do not choose them stay as they were
+        for part, cls in (("population", PopulationSpec), ("search", SearchSpec)):
+            for f in dataclasses.fields(cls):
+                if f.metadata.get("omit_if_default") and d[part].get(f.name) == f.default:
+                    del d[part][f.name]
         return d
 
     def fingerprint(self) -> str:
@@ -365,6 +379,14 @@ def _search(t: dict) -> SearchSpec:
     if rescore and vals["rescore_candidates"] > vals["candidates"]:
         raise _err("search", "rescore_candidates", vals["rescore_candidates"],
                    f"must not exceed candidates ({vals['candidates']}): only the list is re-scored")
+    poor = t.get("rescore_poor_candidates", d.rescore_poor_candidates)
+    _pos_int("search", "rescore_poor_candidates", poor, lo=0, hi=MAX_CANDIDATES)
+    if poor and not vals["rescore_candidates"] <= poor <= vals["candidates"]:
+        raise _err("search", "rescore_poor_candidates", poor,
+                   f"must be 0 or from rescore_candidates ({vals['rescore_candidates']}) to "
+                   f"candidates ({vals['candidates']}): only the list is re-scored")
+    poor_q = t.get("rescore_poor_quality", d.rescore_poor_quality)
+    _pos_int("search", "rescore_poor_quality", poor_q, lo=1, hi=5)
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
     if not isinstance(raw, list) or not raw or len(raw) > MAX_BACKENDS:
         raise _err("search", "backends", raw if not isinstance(raw, list) else f"{len(raw)} backends",
@@ -374,7 +396,8 @@ def _search(t: dict) -> SearchSpec:
     if len(set(names)) != len(names):
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
-                      backends, rescore, vals["rescore_candidates"], fusion, matcher, streamed)
+                      backends, rescore, vals["rescore_candidates"], fusion, matcher, streamed,
+                      poor, poor_q)
 
 
 def _metrics(t: dict, candidates: int) -> MetricsSpec:

@@ -335,13 +335,18 @@ def submission_impressions(spec: PopulationSpec, start: int, stop: int) -> Impre
     return Impressions(ident, finger, encounter, capture, quality, row, slot)
 
 
-def booking_best_quality(spec: PopulationSpec, n: int) -> np.ndarray:
-    """The best (lowest) capture quality 1..5 among the booking fingers of
-    each of submissions 0..n-1, (n,) int64."""
-    imp = submission_impressions(spec, 0, n)
+def best_quality(imp: Impressions, n: int) -> np.ndarray:
+    """The best (lowest) capture quality 1..5 among each of rows 0..n-1's
+    impressions imp, (n,) int64 (the worst level for a row with none)."""
     best = np.full(n, max(QUALITY_LEVELS), dtype=np.int64)
     np.minimum.at(best, imp.row, imp.quality)
     return best
+
+
+def booking_best_quality(spec: PopulationSpec, n: int) -> np.ndarray:
+    """The best (lowest) capture quality 1..5 among the booking fingers of
+    each of submissions 0..n-1, (n,) int64."""
+    return best_quality(submission_impressions(spec, 0, n), n)
 
 
 def _assemble(spec: PopulationSpec, imp: Impressions, n_rows: int,

@@ -45,6 +45,17 @@ def _operating_points(summary: Summary) -> list[str]:
     return lines
 
 
+def _poor_depth(summary: Summary) -> str:
+    # the re-scoring depth of poor searches, where it differs
+    srch = summary.scenario.search
+    k = min(srch.rescore_candidates, srch.candidates)
+    if srch.rescore_poor_candidates <= k:
+        return ""
+    return (f" A search whose best booking finger is at quality {srch.rescore_poor_quality} or "
+            f"worse had its top {srch.rescore_poor_candidates:,} re-scored, the others their top "
+            f"{k:,}; listed means in the best {k:,} after re-scoring.")
+
+
 def _miss_sources(summary: Summary) -> list[str]:
     rows = [(b.key, ms) for b in summary.backends for ms in b.miss_sources or []]
     if not rows:
@@ -52,7 +63,7 @@ def _miss_sources(summary: Summary) -> list[str]:
     lines = ["", "Where the misses come from: a re-scored backend misses a mate the candidate stage "
              "did not list, or one it listed that the 1:1 matcher scores below T (or past rank R). "
              "Unlisted mates were scored 1:1 as if listed; FNIR had every mate been listed is the "
-             "floor the 1:1 stage sets (docs/calibration.md).", "",
+             "floor the 1:1 stage sets (docs/calibration.md)." + _poor_depth(summary), "",
              "| backend | FPIR target | misses / mated | not listed, 1:1 reaches T | not listed, below T "
              "| listed, missed | FNIR had every mate been listed | misses / mated by best booking quality 1..5 |",
              "|---|---|---|---|---|---|---|---|"]

@@ -198,8 +198,9 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    S = batch_searches(k)
-    rescore = int((distinct_candidates(pop.gallery_size, S, k) + S) * F * per)
+    deep = max(k, min(srch.rescore_poor_candidates, L))  # the longest list re-scored
+    S = batch_searches(deep)
+    rescore = int((distinct_candidates(pop.gallery_size, S, deep) + S) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
     metrics = Q * (L * 2 + 40) + sc.metrics.thresholds * DET_POINT_BYTES * rows
     # a checkpoint of the gallery pass exports one index at a time: a copy

@@ -18,7 +18,8 @@ import numpy as np
 from fpscale.bench.scenario import Rescoring
 from fpscale.matcher import mcc, minutiae
 from fpscale.synth.impressions import impression_batch
-from fpscale.synth.population import PopulationSpec, gallery_impressions, submission_impressions
+from fpscale.synth.population import (PopulationSpec, best_quality, gallery_impressions,
+                                     submission_impressions)
 
 BATCH = 100  # searches re-scored at a time (bounded template memory)...
 BATCH_CANDIDATES = 100  # ...when their lists are at most this long
@@ -49,7 +50,9 @@ def warm_matcher(matcher: str):
 def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
                     offset: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Re-score the top k = rescoring.candidates of candidate lists ids (Q, L)
-    (-1 padded) of submissions offset..offset+Q-1.
+    (-1 padded) of submissions offset..offset+Q-1; of a search whose best
+    booking finger is at quality >= rescoring.poor_quality, the top
+    rescoring.poor_candidates when that is set, keeping the best k.
 
     Returns (ids (Q, k), scores (Q, k) float32 fused 1:1 scores (paired
     minutiae counts, or MCC scores in [0, 1] per finger), info with timings
@@ -59,19 +62,23 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
         raise ValueError(f"fusion must be 'sum' or 'max', got {fusion!r}")
     Q = ids.shape[0]
     k = min(rescoring.candidates, ids.shape[1])
+    deep = min(max(rescoring.poor_candidates, k), ids.shape[1])  # the longest list scored
     F = len(spec.search_fingers)
     out_i = np.full((Q, k), -1, dtype=np.int64)
     out_s = np.full((Q, k), -np.inf, dtype=np.float32)
     compare_s = 0.0
     comparisons = 0
     match_many = warm_matcher(rescoring.matcher)  # compiled or loaded outside the timing
-    step = batch_searches(k)
+    step = batch_searches(deep)
     for a in range(0, Q, step):
         b = min(Q, a + step)
-        cand = ids[a:b, :k]
+        pimp = submission_impressions(spec, offset + a, offset + b)
+        cand = ids[a:b, :deep]
+        if deep > k:  # only poor searches keep more than k
+            depth = np.where(best_quality(pimp, b - a) >= rescoring.poor_quality, deep, k)
+            cand = np.where(np.arange(deep)[None, :] < depth[:, None], cand, -1)
         if not (cand >= 0).any():  # nothing listed: the -1 / -inf rows stand
             continue
-        pimp = submission_impressions(spec, offset + a, offset + b)
         pt, pn = _templates(spec, pimp)
         p_index = np.full((b - a, F), -1, dtype=np.int64)
         p_index[pimp.row, pimp.slot] = np.arange(len(pimp.row))
@@ -95,8 +102,8 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
         score = np.full(cand.shape, -np.inf)
         score[q_ix, c_ix] = fused
         order = np.lexsort((np.where(cand < 0, np.iinfo(np.int64).max, cand), -score), axis=1)
-        out_i[a:b] = np.take_along_axis(cand, order, axis=1)
-        out_s[a:b] = np.take_along_axis(score, order, axis=1)
+        out_i[a:b] = np.take_along_axis(cand, order[:, :k], axis=1)
+        out_s[a:b] = np.take_along_axis(score, order[:, :k], axis=1)
     info = {"comparisons": comparisons, "compare_s": compare_s,
             "comparisons_per_s": comparisons / compare_s if compare_s > 0 else None,
             "candidates": k, "fusion": fusion}

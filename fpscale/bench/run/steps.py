@@ -317,7 +317,8 @@ def _rescored_ladder(ctx: RunContext, fs: str, st: dict,
     # re-scores each rung's top k, as the searches' re-scoring does
     list_ids = st["list_ids"][:, :, :rung_list_length(ctx.scenario.search)]
     union = rung_union(list_ids)
-    rescoring = replace(ctx.scenario.search.rescoring, candidates=union.shape[1])
+    rescoring = replace(ctx.scenario.search.rescoring, candidates=union.shape[1],
+                        poor_candidates=0)
     ri, rs, timings = rescore_lists(ctx, f"ladder_{fs}", union, rescoring)
     ctx.checkpoints.mark(f"rescore:ladder_{fs}")
     out = rescored_ladder_state(st["rungs"], list_ids, ri, rs, subs.mate)
