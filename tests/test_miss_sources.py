@@ -90,6 +90,19 @@ def test_miss_sources_that_do_not_add_up_are_refused(rescored_run):
         summary_from_dict(d)
 
 
+def test_the_report_says_when_poor_searches_were_rescored_deeper(rescored_run):
+    from dataclasses import replace
+    from fpscale.bench.report.markdown import _miss_sources
+    summary, out = rescored_run
+    said = "\n".join(_miss_sources(summary))
+    assert "Where the misses come from" in said and "re-scored, the others" not in said
+    srch = replace(summary.scenario.search, rescore_poor_candidates=8, rescore_poor_quality=3)
+    deeper = replace(summary, scenario=replace(summary.scenario, search=srch))
+    said = "\n".join(_miss_sources(deeper))
+    assert ("quality 3 or worse had its top 8 re-scored, the others their top 2; "
+            "listed means in the best 2 after re-scoring") in said
+
+
 def test_the_console_line_reads_a_split_without_an_interval():
     from fpscale.bench.measure.metrics import Rate
     from fpscale.bench.measure.miss_sources import MissSources
