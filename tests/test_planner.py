@@ -168,6 +168,20 @@ def test_rescored_ladder_is_planned_after_the_indexes_are_released():
     assert on.transient == off.transient  # the backends' re-scoring is planned as before
 
 
+def test_rescored_lists_are_planned_as_long_as_what_is_rescored():
+    # lists of 2,000 with 100 re-scored (a deeper part only for poor
+    # searches): the re-scored row holds 100 a search, not 2,000
+    d = {"name": "mem", "population": {"seed": 1, "gallery_size": 20000, "n_submissions": 3000},
+         "search": {"candidates": 2000, "rescore": True, "rescore_candidates": 100,
+                    "backends": [{"name": "numba-flat"}]}}
+    searched = plan(scenario_from_dict({**d, "search": {**d["search"], "rescore": False}}))
+    rescored = plan(scenario_from_dict(d))
+    assert rescored.submissions - searched.submissions == 3000 * 100 * 12
+    d["search"]["rescore_poor_candidates"] = 2000
+    deeper = plan(scenario_from_dict(d))
+    assert deeper.submissions == rescored.submissions  # what is kept is as wide
+
+
 def test_distinct_candidates_is_the_mean_distinct_count_of_uniform_lists():
     import numpy as np
 

@@ -160,8 +160,9 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     Q = pop.n_submissions
     L = srch.candidates
     rows = len(srch.backends) * (2 if srch.rescore else 1)
-    lists = Q * L * 12 * rows
     k = min(srch.rescore_candidates, L)
+    # each backend's lists (Q, L) and its re-scored lists (Q, k), ids and scores
+    lists = Q * 12 * len(srch.backends) * (L + (k if srch.rescore else 0))
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
     keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
