@@ -97,6 +97,10 @@ class Rescoring:
     poor_candidates: int = 0
     poor_quality: int = 4
 
+    def longest(self, width: int) -> int:
+        """The longest part of lists `width` long that is re-scored."""
+        return min(max(self.poor_candidates, self.candidates), width)
+
 
 @dataclass(frozen=True)
 class SearchSpec:

@@ -199,7 +199,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    deep = max(k, min(srch.rescore_poor_candidates, L))  # the longest list re-scored
+    deep = srch.rescoring.longest(L)
     S = batch_searches(deep)
     rescore = int((distinct_candidates(pop.gallery_size, S, deep) + S) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep

@@ -62,7 +62,7 @@ def rescore_segment(spec: PopulationSpec, ids: np.ndarray, rescoring: Rescoring,
         raise ValueError(f"fusion must be 'sum' or 'max', got {fusion!r}")
     Q = ids.shape[0]
     k = min(rescoring.candidates, ids.shape[1])
-    deep = min(max(rescoring.poor_candidates, k), ids.shape[1])  # the longest list scored
+    deep = rescoring.longest(ids.shape[1])
     F = len(spec.search_fingers)
     out_i = np.full((Q, k), -1, dtype=np.int64)
     out_s = np.full((Q, k), -np.inf, dtype=np.float32)
