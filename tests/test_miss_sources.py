@@ -196,12 +196,59 @@ def test_poor_searches_have_a_longer_part_of_their_list_rescored(tiny):
         np.testing.assert_array_equal(one[0][0], got_i[s])
 
 
-def test_a_poor_search_list_longer_than_the_candidates_is_refused(tiny):
+def test_a_poor_search_depth_below_the_rescored_list_is_refused(tiny):
     from fpscale.bench.scenario import ScenarioError
-    for poor, quality in ((11, 4), (1, 4), (6, 0), (6, 6)):
+    for poor, quality in ((1, 4), (6, 0), (6, 6), (10_001, 4)):
         with pytest.raises(ScenarioError, match="rescore_poor"):
             scenario_from_dict(tiny(search__rescore=True, search__rescore_candidates=2,
                                     search__rescore_poor_candidates=poor,
                                     search__rescore_poor_quality=quality))
     sc = scenario_from_dict(tiny(search__rescore=True))
     assert "rescore_poor_candidates" not in sc.to_dict()["search"]  # left out at its default
+    assert sc.search.retrieved == sc.search.candidates
+    # deeper than the reported list: the vectors retrieve that many
+    deeper = scenario_from_dict(tiny(search__rescore=True, search__candidates=10,
+                                     search__rescore_candidates=2,
+                                     search__rescore_poor_candidates=40))
+    assert deeper.search.retrieved == 40
+    off = scenario_from_dict(tiny(search__candidates=10, search__rescore_candidates=2,
+                                  search__rescore_poor_candidates=40))
+    assert off.search.retrieved == 10  # nothing is re-scored
+
+
+@pytest.fixture(scope="module")
+def deep_lists_runs(tmp_path_factory, tiny):
+    """Runs of one scenario whose poor searches have their top 24 re-scored:
+    the vectors' row reporting 6 candidates (retrieving 24), reporting all
+    24, and a run reporting 6 without the deeper re-scoring."""
+    from fpscale.bench.run.steps import run_scenario
+    base = dict(population__gallery_size=400, population__n_submissions=120,
+                search__backends=[{"name": "numba-flat"}], search__rescore=True,
+                search__rescore_candidates=3, projection__ladder=[],
+                projection__finger_sets=["two_index"], metrics__rank=3)
+    runs = {}
+    for name, L, poor in (("short", 6, 24), ("long", 24, 24), ("plain", 6, 0)):
+        out = tmp_path_factory.mktemp(name) / "run"
+        d = tiny(**base, search__candidates=L, search__rescore_poor_candidates=poor,
+                 search__rescore_poor_quality=3)
+        runs[name] = (run_scenario(scenario_from_dict(d), out, progress=False), out)
+    return runs
+
+
+def test_the_vectors_row_keeps_its_list_while_poor_searches_are_rescored_deeper(deep_lists_runs):
+    short, long, plain = (deep_lists_runs[k] for k in ("short", "long", "plain"))
+    tables = {k: read_npz(out / "searches_numba-flat.npz") for k, (_, out) in deep_lists_runs.items()}
+    rescored = {k: read_npz(out / "searches_numba-flat+minutiae.npz")
+                for k, (_, out) in deep_lists_runs.items()}
+    # the vectors' row: the first 6 of the 24 retrieved, as a run of 6 lists them
+    assert tables["short"]["cand_ids"].shape == (120, 6)
+    np.testing.assert_array_equal(tables["short"]["cand_ids"], tables["long"]["cand_ids"][:, :6])
+    np.testing.assert_array_equal(tables["short"]["cand_ids"], tables["plain"]["cand_ids"])
+    row = {s.key: s for s in short[0].backends}
+    assert row["numba-flat"].metrics == {s.key: s for s in plain[0].backends}["numba-flat"].metrics
+    # the re-scored row: as if the vectors had reported all 24
+    for col in ("cand_ids", "cand_scores", "mate_rank"):
+        np.testing.assert_array_equal(rescored["short"][col], rescored["long"][col])
+    assert not np.array_equal(rescored["short"]["cand_ids"], rescored["plain"]["cand_ids"])
+    assert "The vectors retrieved 24 a search; their own row reports its top 6" in \
+        (short[1] / "report.md").read_text()

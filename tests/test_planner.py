@@ -180,6 +180,13 @@ def test_rescored_lists_are_planned_as_long_as_what_is_rescored():
     d["search"]["rescore_poor_candidates"] = 2000
     deeper = plan(scenario_from_dict(d))
     assert deeper.submissions == rescored.submissions  # what is kept is as wide
+    # the vectors' row at 100 while 2,000 are retrieved: the same lists are
+    # held while re-scoring, only the per-search tables are narrower
+    from fpscale.bench.run.planner import TABLE_ROW_BYTES, TABLE_SLICE
+    d["search"]["candidates"] = 100
+    short = plan(scenario_from_dict(d))
+    assert deeper.submissions - short.submissions == min(TABLE_SLICE, 3000) * 1900 * TABLE_ROW_BYTES
+    assert short.transient == deeper.transient  # the search and re-scoring hold 2,000-long lists
 
 
 def test_distinct_candidates_is_the_mean_distinct_count_of_uniform_lists():

@@ -45,7 +45,10 @@ def resumable(tmp_path_factory, tiny, write_toml):
     d = tiny(population__gallery_size=6000, population__n_submissions=600,
              search__chunk_size=400, search__probe_batch=50, search__rescore=True,
              search__rescore_candidates=5, projection__ladder=[500, 1500, 3000, 6000],
-             projection__rescored=True)
+             projection__rescored=True,
+             # poor searches re-scored deeper than the list of 10 reported:
+             # the search checkpoints lists of 15
+             search__rescore_poor_candidates=15, search__rescore_poor_quality=3)
     tmp = tmp_path_factory.mktemp("resume")
     scen = write_toml(tmp / "r.toml", d)
     env = dict(os.environ, FPSCALE_CHECKPOINT_S="0")
@@ -120,6 +123,7 @@ def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml,
     d = tiny(population__gallery_size=3000, population__n_submissions=300,
              search__chunk_size=400, search__rescore=True, search__rescore_candidates=5,
              search__backends=[{"name": "numba-hamming"}], search__streamed=True,
+             search__rescore_poor_candidates=15, search__rescore_poor_quality=3,
              projection__ladder=[500, 1500, 3000], projection__scores="codes",
              projection__finger_sets=["two_index"])
     scen = write_toml(tmp_path / "s.toml", d)

@@ -118,10 +118,11 @@ class SearchSpec:
     # no index is held (the searches are known before the gallery is built)
     streamed: bool = False
     # a deeper re-scoring for poor searches, whose mates the candidate
-    # vectors rank lower (docs/calibration.md): the first
-    # rescore_poor_candidates of the list (0: none beyond
-    # rescore_candidates) when the best booking finger's quality is at
-    # least rescore_poor_quality
+    # vectors rank lower (docs/calibration.md): the vectors' first
+    # rescore_poor_candidates (0: none beyond rescore_candidates) when the
+    # best booking finger's quality is at least rescore_poor_quality. The
+    # vectors retrieve that many for every search; their row keeps its
+    # first `candidates`
     rescore_poor_candidates: int = field(default=0, metadata={"omit_if_default": True})
     rescore_poor_quality: int = field(default=4, metadata={"omit_if_default": True})
 
@@ -130,6 +131,12 @@ class SearchSpec:
         """What minutiae re-scoring does (whether it runs: ``rescore``)."""
         return Rescoring(self.rescore_candidates, self.rescore_fusion, self.rescore_matcher,
                          self.rescore_poor_candidates, self.rescore_poor_quality)
+
+    @property
+    def retrieved(self) -> int:
+        """Candidates the vectors retrieve a search: the list reported
+        (``candidates``), or the deeper part re-scored for poor searches."""
+        return max(self.candidates, self.rescore_poor_candidates if self.rescore else 0)
 
 
 @dataclass(frozen=True)
@@ -385,10 +392,10 @@ def _search(t: dict) -> SearchSpec:
                    f"must not exceed candidates ({vals['candidates']}): only the list is re-scored")
     poor = t.get("rescore_poor_candidates", d.rescore_poor_candidates)
     _pos_int("search", "rescore_poor_candidates", poor, lo=0, hi=MAX_CANDIDATES)
-    if poor and not vals["rescore_candidates"] <= poor <= vals["candidates"]:
+    if poor and poor < vals["rescore_candidates"]:
         raise _err("search", "rescore_poor_candidates", poor,
-                   f"must be 0 or from rescore_candidates ({vals['rescore_candidates']}) to "
-                   f"candidates ({vals['candidates']}): only the list is re-scored")
+                   f"must be 0 or at least rescore_candidates ({vals['rescore_candidates']}): "
+                   "a poor search's list keeps its best rescore_candidates")
     poor_q = t.get("rescore_poor_quality", d.rescore_poor_quality)
     _pos_int("search", "rescore_poor_quality", poor_q, lo=1, hi=5)
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])

@@ -53,7 +53,8 @@ def _poor_depth(summary: Summary) -> str:
         return ""
     return (f" A search whose best booking finger is at quality {srch.rescore_poor_quality} or "
             f"worse had its top {srch.rescore_poor_candidates:,} re-scored, the others their top "
-            f"{k:,}; listed means in the best {k:,} after re-scoring.")
+            f"{k:,}; listed means in the best {k:,} after re-scoring. The vectors retrieved "
+            f"{srch.retrieved:,} a search; their own row reports its top {srch.candidates:,}.")
 
 
 def _miss_sources(summary: Summary) -> list[str]:

@@ -158,11 +158,12 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     indexes = indexes and not srch.streamed
     sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
     Q = pop.n_submissions
-    L = srch.candidates
+    L, deep_L = srch.candidates, srch.retrieved
     rows = len(srch.backends) * (2 if srch.rescore else 1)
     k = min(srch.rescore_candidates, L)
-    # each backend's lists (Q, L) and its re-scored lists (Q, k), ids and scores
-    lists = Q * 12 * len(srch.backends) * (L + (k if srch.rescore else 0))
+    # each backend's lists (Q, L) and its re-scored lists (Q, k), ids and
+    # scores, and the one backend's deeper lists being re-scored
+    lists = Q * 12 * (len(srch.backends) * (L + (k if srch.rescore else 0)) + deep_L - L)
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
     keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
@@ -192,14 +193,14 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         ladder = tile + chunk * cols + len(sc.projection.finger_sets) * Q * len(sc.projection.ladder) * 12
     batch = min(srch.probe_batch, Q)
     threads = min(srch.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
-    search = 0 if srch.streamed else batch * (vec + code) + 3 * batch * L * 12 \
+    search = 0 if srch.streamed else batch * (vec + code) + 3 * batch * deep_L * 12 \
         + threads * NumbaFlatIP.PROBE_BLOCK * NumbaFlatIP.GALLERY_BLOCK * 4
     train = 0
     for b in srch.backends:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    deep = srch.rescoring.longest(L)
+    deep = srch.rescoring.longest(deep_L)
     S = batch_searches(deep)
     rescore = int((distinct_candidates(pop.gallery_size, S, deep) + S) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep

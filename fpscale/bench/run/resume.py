@@ -82,7 +82,7 @@ class _Expect:
         pop = sc.population
         self.N = pop.gallery_size
         self.Q = pop.n_submissions
-        self.L = sc.search.candidates
+        self.L = sc.search.retrieved  # the vectors' lists as searched, before the row keeps its list
         self.k = min(sc.search.rescore_candidates, self.L)
         self.n_chunks = len(list(chunks(self.N, sc.search.chunk_size)))
         self.backends = {b.key: b for b in sc.search.backends}
