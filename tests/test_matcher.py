@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from fpscale.matcher import make_backend
 from fpscale.matcher.checks import MatcherInputError
-from fpscale.matcher.exact import inner_products, paired_inner_products, popcount64
+from fpscale.matcher.exact import (gathered_inner_products, inner_products, paired_inner_products,
+                                  popcount64)
 from fpscale.matcher.sharded import ShardedIndex
 from fpscale.matcher.topk import merge_lists
 
@@ -219,6 +220,8 @@ def test_inner_products_match_numpy_and_do_not_depend_on_position(d):
     assert np.array_equal(inner_products(p[3:], g[7:]), s[3:, 7:])  # other tile edges
     assert np.array_equal(inner_products(p[5:6], g[9:10]), s[5:6, 9:10])
     assert np.array_equal(paired_inner_products(p, g[:51]), np.diag(s[:, :51]))
+    ai, bi = rng.integers(0, 51, 300), rng.integers(0, 1001, 300)
+    assert np.array_equal(gathered_inner_products(p, ai, g, bi), s[ai, bi])
 
 
 def _fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:

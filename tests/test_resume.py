@@ -119,11 +119,13 @@ def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_p
 
 def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml, tmp_path):
     # the streamed search's lists live in the ladder scan's checkpoints: no
-    # index is written, and a resumed run lists what an uninterrupted one does
+    # index is written, and a resumed run lists what an uninterrupted one
+    # does; its lists are refined before re-scoring
     d = tiny(population__gallery_size=3000, population__n_submissions=300,
              search__chunk_size=400, search__rescore=True, search__rescore_candidates=5,
              search__backends=[{"name": "numba-hamming"}], search__streamed=True,
              search__rescore_poor_candidates=15, search__rescore_poor_quality=3,
+             search__refine_candidates=40,
              projection__ladder=[500, 1500, 3000], projection__scores="codes",
              projection__finger_sets=["two_index"])
     scen = write_toml(tmp_path / "s.toml", d)
@@ -132,7 +134,8 @@ def test_a_killed_streamed_search_resumes_to_identical_results(tiny, write_toml,
     code, err = _run(scen, tmp_path / "ref", env)
     assert code == 0, err.decode()[-2000:]
     out = tmp_path / "killed"
-    for point in ("build_next/3", "build_next/2/before", "rescore_next/1"):
+    for point in ("build_next/3", "build_next/2/before", "refine_next/1/before", "refine_next/1",
+                  "rescore_next/1"):
         code, err = _run(scen, out, dict(env, FPSCALE_CRASH_AT=point))
         assert code == -signal.SIGKILL, (point, code, err.decode()[-2000:])
         assert not any(p.name.startswith("index_") for p in (out / "state").iterdir())

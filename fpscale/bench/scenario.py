@@ -125,6 +125,11 @@ class SearchSpec:
     # first `candidates`
     rescore_poor_candidates: int = field(default=0, metadata={"omit_if_default": True})
     rescore_poor_quality: int = field(default=4, metadata={"omit_if_default": True})
+    # refinement before re-scoring, as faiss's IndexRefine does: the backend
+    # retrieves refine_candidates a search, re-ranked by the exact inner
+    # product of the records' float vectors (regenerated from the seed), of
+    # which the best `retrieved` go to the re-scoring (0: none)
+    refine_candidates: int = field(default=0, metadata={"omit_if_default": True})
 
     @property
     def rescoring(self) -> Rescoring:
@@ -137,6 +142,12 @@ class SearchSpec:
         """Candidates the vectors retrieve a search: the list reported
         (``candidates``), or the deeper part re-scored for poor searches."""
         return max(self.candidates, self.rescore_poor_candidates if self.rescore else 0)
+
+    @property
+    def searched(self) -> int:
+        """Candidates the backend's search lists: refine_candidates when the
+        lists are refined, else ``retrieved``."""
+        return self.refine_candidates or self.retrieved
 
 
 @dataclass(frozen=True)
@@ -398,6 +409,15 @@ def _search(t: dict) -> SearchSpec:
                    "a poor search's list keeps its best rescore_candidates")
     poor_q = t.get("rescore_poor_quality", d.rescore_poor_quality)
     _pos_int("search", "rescore_poor_quality", poor_q, lo=1, hi=5)
+    refine = t.get("refine_candidates", d.refine_candidates)
+    _pos_int("search", "refine_candidates", refine, lo=0, hi=MAX_CANDIDATES)
+    handed = max(vals["candidates"], poor)
+    if refine and not rescore:
+        raise _err("search", "refine_candidates", refine,
+                   "needs search.rescore = true: the refined lists are what is re-scored")
+    if refine and refine < handed:
+        raise _err("search", "refine_candidates", refine,
+                   f"must be 0 or at least the list handed to the re-scoring ({handed})")
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
     if not isinstance(raw, list) or not raw or len(raw) > MAX_BACKENDS:
         raise _err("search", "backends", raw if not isinstance(raw, list) else f"{len(raw)} backends",
@@ -408,7 +428,7 @@ def _search(t: dict) -> SearchSpec:
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
                       backends, rescore, vals["rescore_candidates"], fusion, matcher, streamed,
-                      poor, poor_q)
+                      poor, poor_q, refine)
 
 
 def _metrics(t: dict, candidates: int) -> MetricsSpec:
@@ -603,6 +623,10 @@ def scenario_from_dict(d: dict, name: str = "scenario") -> Scenario:
     if proj.rescored and proj.ladder:
         if not search.rescore:
             raise _err("projection", "rescored", True, "needs search.rescore = true")
+        if search.refine_candidates:
+            raise _err("projection", "rescored", True,
+                       "re-scores each rung's own list, unrefined; set search.refine_candidates "
+                       "= 0 or projection.rescored = false")
         if pipeline_finger_set(pop.search_fingers, proj.finger_sets) is None:
             raise _err("projection", "rescored", True,
                        "needs a finger set in projection.finger_sets holding every searched "

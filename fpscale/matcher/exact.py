@@ -178,6 +178,19 @@ def paired_inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
+def gathered_inner_products(a: np.ndarray, ai: np.ndarray, b: np.ndarray,
+                            bi: np.ndarray) -> np.ndarray:
+    """Scores (n,) float32 of a[ai[i]] with b[bi[i]] (a, b float32
+    C-contiguous rows; ai, bi (n,) int64), the bits ``inner_products`` gives
+    each pair, without gathering the rows into copies."""
+    n = ai.shape[0]
+    out = np.empty((n, 1), dtype=np.float32)
+    for i in prange(n):
+        _score_tile(a, ai[i], ai[i] + 1, b, bi[i], bi[i] + 1, out[i:i + 1])
+    return out[:, 0]
+
+
+@njit(cache=True, parallel=True)
 def _flat_scan(probes: np.ndarray, gallery: np.ndarray, gids: np.ndarray,
                hs: np.ndarray, hi: np.ndarray, probe_block: int, gallery_block: int) -> None:
     # Each thread owns a block of probes and walks the gallery in blocks:

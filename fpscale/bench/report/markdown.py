@@ -45,6 +45,24 @@ def _operating_points(summary: Summary) -> list[str]:
     return lines
 
 
+def _refined(summary: Summary) -> list[str]:
+    # what the refinement did, per re-scored row that had one
+    said = []
+    for b in summary.backends:
+        r = b.timings.refine
+        if r is None:
+            continue
+        secs = f"{r.wall_s:.1f}" if r.wall_s is not None else f"{r.refine_s:.1f}"
+        said.append(f"{b.rescored_from}'s top {r.searched:,} a search were re-ranked by the "
+                    f"records' float vectors (inner product, as numba-flat scores them; the "
+                    f"records regenerated from the seed) and the best {r.kept:,} handed to "
+                    f"the re-scoring: {r.pairs:,} pairs in {secs} s")
+    if not said:
+        return []
+    return ["", "Refined before re-scoring (search.refine_candidates): " + "; ".join(said) +
+            ". The backend's own row reports its unrefined list."]
+
+
 def _poor_depth(summary: Summary) -> str:
     # the re-scoring depth of poor searches, where it differs
     srch = summary.scenario.search
@@ -110,7 +128,7 @@ def _backends(summary: Summary) -> list[str]:
                   "search's top candidates as the gallery was generated, the lists an exact "
                   "Hamming search returns; no index was held, and the search's time is inside "
                   "the ladder scan's seconds (below), so it has no searches/s or latency of its own."]
-    lines += _operating_points(summary) + _miss_sources(summary)
+    lines += _refined(summary) + _operating_points(summary) + _miss_sources(summary)
     lines += ["", "![DET](plots/det.png) ![CMC](plots/cmc.png)",
               "![throughput against recall](plots/throughput_recall.png)", ""]
     return lines

@@ -104,7 +104,7 @@ def scan_list_length(search: SearchSpec, proj: ProjectionSpec) -> int:
     rung's list is the search's), the re-scored part of it for the
     re-scored ladder, else none."""
     if search.streamed:
-        return search.retrieved
+        return search.searched
     return rung_list_length(search) if proj.rescored else 0
 
 

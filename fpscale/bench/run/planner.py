@@ -36,6 +36,7 @@ import numba
 from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
 from fpscale.bench.run.gallery import scan_list_length
+from fpscale.bench.run.refine import BATCH_PAIRS
 from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario, ScenarioError, check_streamed
 from fpscale.bench.store.tables import TABLE_SLICE
@@ -131,6 +132,8 @@ def kernel_modules(sc: Scenario) -> set[str]:
         mods.add("code_ladder" if sc.projection.scores == "codes" else "ladder")
     if sc.search.rescore:
         mods.add("mcc" if sc.search.rescore_matcher == "mcc" else "minutiae")
+    if sc.search.refine_candidates:
+        mods.add("exact")
     return mods
 
 
@@ -158,12 +161,13 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     indexes = indexes and not srch.streamed
     sizes = _index_sizes(sc, pop.gallery_size) if indexes else {}
     Q = pop.n_submissions
-    L, deep_L = srch.candidates, srch.retrieved
+    L, deep_L = srch.candidates, srch.searched
+    refined = srch.retrieved if srch.refine_candidates else 0
     rows = len(srch.backends) * (2 if srch.rescore else 1)
     k = min(srch.rescore_candidates, L)
     # each backend's lists (Q, L) and its re-scored lists (Q, k), ids and
-    # scores, and the one backend's deeper lists being re-scored
-    lists = Q * 12 * (len(srch.backends) * (L + (k if srch.rescore else 0)) + deep_L - L)
+    # scores, and the one backend's deeper lists being refined or re-scored
+    lists = Q * 12 * (len(srch.backends) * (L + (k if srch.rescore else 0)) + deep_L - L + refined)
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
     keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
@@ -200,7 +204,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         if b.name.startswith("faiss:") and ("IVF" in b.name or "PQ" in b.name):
             n = min(b.train_size, pop.gallery_size)
             train = max(train, n * (vec + code) * 3)  # the sample, its chunk and k-means' copy
-    deep = srch.rescoring.longest(deep_L)
+    deep = srch.rescoring.longest(srch.retrieved)
     S = batch_searches(deep)
     rescore = int((distinct_candidates(pop.gallery_size, S, deep) + S) * F * per)
     # the metrics of one row: ranks, scores and masks of every search, and the DET sweep
@@ -212,7 +216,13 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     checkpoint = max((final_index_bytes(b.name, part if appends_checkpoints(b.name) else pop.gallery_size,
                                         pop.record_width(b.binary))
                       for b in srch.backends), default=0) if indexes else 0
-    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint)
+    # refinement: a batch's listed records regenerated (as a gallery chunk
+    # is) and its pairs' scores, indexes and sort order
+    refine = 0
+    if refined:
+        n = BATCH_PAIRS
+        refine = n * (vec + code) + n * F * 8 * 7 * 2 + n * 40
+    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint, refine)
     baseline = BASELINE + (0 if numba_cache_is_warm(kernel_modules(sc)) else COMPILE)
     return Plan(sizes, submissions, transient, baseline, after_search)
 

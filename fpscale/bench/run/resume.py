@@ -22,7 +22,7 @@ import numpy as np
 from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.run.checkpoints import RUN_TIME, Checkpoints, part_files, state_file
 from fpscale.bench.run.gallery import finger_set_columns, rung_list_length, scan_list_length
-from fpscale.bench.run.rescore import SEGMENT
+from fpscale.bench.run.segments import SEGMENT
 from fpscale.bench.scenario import Scenario, pipeline_finger_set
 from fpscale.bench.store.files import ResultsError, read_npz
 from fpscale.matcher.registry import appends_checkpoints
@@ -82,7 +82,7 @@ class _Expect:
         pop = sc.population
         self.N = pop.gallery_size
         self.Q = pop.n_submissions
-        self.L = sc.search.retrieved  # the vectors' lists as searched, before the row keeps its list
+        self.L = sc.search.searched  # the lists as searched, before the row keeps its own
         self.k = min(sc.search.rescore_candidates, self.L)
         self.n_chunks = len(list(chunks(self.N, sc.search.chunk_size)))
         self.backends = {b.key: b for b in sc.search.backends}
@@ -94,6 +94,9 @@ class _Expect:
         # list lengths of what is re-scored: each backend's lists and, with
         # projection.rescored, the union of the rung lists a scan keeps
         self.widths = {key: self.k for key in self.backends} if sc.search.rescore else {}
+        # lists refined before re-scoring: refine_candidates a search, kept to `retrieved`
+        self.refined = {key: min(sc.search.retrieved, self.L) for key in self.backends} \
+            if sc.search.rescore and sc.search.refine_candidates else {}
         self.keep = {}
         piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
         keep = scan_list_length(sc.search, sc.projection)
@@ -204,6 +207,21 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 if "wall_s" in info:
                     _seconds(info["wall_s"], "wall_s")
                 needs[step] = [state_file(f"rescore_{step[13:]}", start)]
+            elif step.startswith("refine_next:") and step[12:] in ex.refined:
+                if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
+                    raise _Bad(f"{step} is not [count, timings]")
+                start = _int(v[0], 1, ex.Q, step)
+                _boundary(start, ex.Q, SEGMENT, step)
+                info = v[1]
+                if set(info) != {"pairs", "refine_s", "wall_s"}:
+                    raise _Bad(f"{step} holds unknown timings")
+                _int(info["pairs"], 0, ex.Q * ex.L, "pairs")
+                _seconds(info["refine_s"], "refine_s")
+                _seconds(info["wall_s"], "wall_s")
+                needs[step] = [state_file(f"refine_{step[12:]}", start)]
+            elif step.split(":", 1)[0] == "refine" and step.split(":", 1)[1] in ex.refined:
+                if v is not True:
+                    raise _Bad(f"{step} = {str(v)[:40]}")
             elif step in ("build", "projection", "summary") or (
                     step.split(":", 1)[0] == "search" and step.split(":", 1)[1] in keys) or (
                     step.split(":", 1)[0] == "rescore" and step.split(":", 1)[1] in ex.widths):
@@ -242,6 +260,8 @@ def _check_file(ck: Checkpoints, ex: _Expect, group: str, rel: str) -> None:
                 ex.ladder(arrays, name.removeprefix("ladder_"))
         elif group.startswith("search_next:"):
             ex.lists(arrays, count, ex.L)
+        elif group.startswith("refine_next:"):
+            ex.lists(arrays, count, ex.refined[group.split(":", 1)[1]])
         else:
             ex.lists(arrays, count, ex.widths[group.split(":", 1)[1]])
     except _Bad as e:
@@ -251,14 +271,15 @@ def _check_file(ck: Checkpoints, ex: _Expect, group: str, rel: str) -> None:
 
 _REDO = {"build": "building the gallery again from the start",
          "search_next": "searching {key} again from the first batch",
-         "rescore_next": "re-scoring {key} again from the first segment"}
+         "rescore_next": "re-scoring {key} again from the first segment",
+         "refine_next": "refining {key} again from the first segment"}
 
 
 def _forget(ck: Checkpoints, group: str) -> None:
     if group == "build":
         for s in ("build_next", "build_parts", "build_timing", "build"):
             ck.forget(s)
-    elif group.startswith(("search_next:", "rescore_next:")):
+    elif group.startswith(("search_next:", "rescore_next:", "refine_next:")):
         kind, key = group.split(":", 1)
         ck.forget(group)
         ck.forget(f"{kind.removesuffix('_next')}:{key}")

@@ -16,10 +16,11 @@ LATENCY_SAMPLE = 50  # single searches timed one by one for latency percentiles
 
 def search_backend(ctx: RunContext, run: BackendRun,
                    probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, Timings]:
-    """Lists (Q, L) of every probe, L = search.retrieved (the reported list,
-    or deeper for re-scoring poor searches), and the backend's timings.
+    """Lists (Q, L) of every probe, L = search.searched (the reported list,
+    or deeper for refinement or for re-scoring poor searches), and the
+    backend's timings.
     Every probe batch is checkpointed; a resumed run goes on from the next one."""
-    L = ctx.scenario.search.retrieved
+    L = ctx.scenario.search.searched
     ck, ex = ctx.checkpoints, ctx.executor
     Q = len(probes)
     key = run.spec.key

@@ -33,6 +33,7 @@ from fpscale.bench.run.gallery import BackendRun, Gallery, finger_set_columns, r
 from fpscale.bench.run.host import fpscale_version, host_info, peak_rss
 from fpscale.bench.run.local import LocalExecutor
 from fpscale.bench.run.planner import Plan, check
+from fpscale.bench.run.refine import refine_lists
 from fpscale.bench.run.rescore import rescore_lists
 from fpscale.bench.run.rescore_segment import unlisted_mate_scores
 from fpscale.bench.run.resume import notice, verify_resume
@@ -41,7 +42,7 @@ from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.run.warmup import warm_up
 from fpscale.bench.scenario import Scenario, SearchSpec, pipeline_finger_set
 from fpscale.bench.store.manifest import ResultsFolder, open_for_run
-from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan,
+from fpscale.bench.store.summary import (SUMMARY, BackendResult, Memory, MemoryPlan, Refinement,
                                          RescoreTimings, Resumed, Summary, Timings, read_summary,
                                          to_json_dict, untimed)
 from fpscale.bench.store.tables import SearchTable, write_metric_tables, write_searches_parquet
@@ -229,7 +230,7 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         else:
             deep, deep_scores, timings = search_backend(ctx, run, subs.probes(run.spec.binary))
         # the row reports the list NIST's protocol asks for; only the
-        # re-scoring of poor searches reads further down
+        # refinement and the re-scoring of poor searches read further down
         L = ctx.scenario.search.candidates
         ids, scores = np.ascontiguousarray(deep[:, :L]), np.ascontiguousarray(deep_scores[:, :L])
         lists[key] = (ids, scores)
@@ -243,7 +244,11 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         rows.append(row)
         ctx.checkpoints.mark(f"search:{key}")
         if ctx.scenario.search.rescore:
-            rows.append(_rescored(ctx, row, deep, subs.mate))
+            refined = None
+            if ctx.scenario.search.refine_candidates:
+                deep, _, refined = refine_lists(ctx, key, subs.vectors, deep)
+                ctx.checkpoints.mark(f"refine:{key}")
+            rows.append(_rescored(ctx, row, deep, subs.mate, refined))
             ctx.checkpoints.mark(f"rescore:{key}")
     if exact_key is not None:
         for row in rows:
@@ -275,18 +280,20 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
     return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
 
 
-def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray,
-              mate: np.ndarray) -> BackendResult:
-    """Minutiae re-scoring of one backend's lists, as a row of its own."""
+def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray, mate: np.ndarray,
+              refined: Refinement | None = None) -> BackendResult:
+    """Minutiae re-scoring of one backend's lists (refined first, as
+    ``refined`` says, when the scenario refines), as a row of its own."""
     ri, rs, info = rescore_lists(ctx, row.key, ids)
     rkey = f"{row.key}+minutiae"
     t = row.timings
     total = t.search_s + ctx.executor.rescore_seconds({"compare_s": info.compare_s,
                                                        "wall_s": info.wall_s})
+    total += refined.refine_s if refined else 0.0
     # a streamed search's time is inside the gallery pass: no throughput
     qps = len(ri) / total if total > 0 and not ctx.scenario.search.streamed else None
     timings = type(t)(t.train_s, t.build_s, t.search_s, qps,
-                      t.latency_ms, info)
+                      t.latency_ms, info, refined)
     measured = _measure(ctx, rkey, (ri, rs), mate)
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
                          binary=row.binary, rescored_from=row.key, memory=row.memory,

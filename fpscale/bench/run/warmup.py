@@ -15,6 +15,7 @@ from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.measure.weighted_quantile import upper_quantiles, weight_at_or_above
 from fpscale.bench.run.gallery import new_backend
 from fpscale.bench.run.progress import stage
+from fpscale.bench.run.refine import refine_segment
 from fpscale.bench.run.rescore_segment import warm_matcher
 from fpscale.bench.scenario import Scenario
 from fpscale.synth.population import gallery_chunk, submission_chunk
@@ -49,7 +50,8 @@ def _ladder_once(sc: Scenario) -> None:
 def kernel_groups(sc: Scenario) -> list[Callable[[], None]]:
     """One call per group of numba kernels the scenario runs: generation and
     encoding (booking and gallery captures), each numba backend's search, the
-    ladder scan with the projection that reads it, and the minutiae matcher."""
+    ladder scan with the projection that reads it, the minutiae matcher and
+    the refinement's inner products."""
     pop = sc.population
     groups = [lambda: submission_chunk(pop, 0, 1), lambda: gallery_chunk(pop, 0, 1)]
     for name in dict.fromkeys(b.name for b in sc.search.backends if b.name.startswith("numba")):
@@ -58,7 +60,14 @@ def kernel_groups(sc: Scenario) -> list[Callable[[], None]]:
         groups.append(lambda: _ladder_once(sc))
     if sc.search.rescore:
         groups.append(lambda: warm_matcher(sc.search.rescoring.matcher))
+    if sc.search.refine_candidates:
+        groups.append(lambda: _refine_once(sc))
     return groups
+
+
+def _refine_once(sc: Scenario) -> None:
+    probe = submission_chunk(sc.population, 0, 1).vectors
+    refine_segment(sc.population, probe, np.zeros((1, 1), np.int64), 1)
 
 
 def warm_up(sc: Scenario, show: bool = True) -> None:

@@ -65,6 +65,20 @@ class RescoreTimings:
 
 
 @dataclass
+class Refinement:
+    """A backend's lists refined before re-scoring (search.refine_candidates):
+    lists of ``searched`` re-ranked by the records' float vectors to their
+    best ``kept``; pairs scored, the seconds scoring them (regeneration of
+    the records included) and the step's wall time."""
+
+    searched: int
+    kept: int
+    pairs: int
+    refine_s: float
+    wall_s: float | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass
 class Timings:
     """Seconds spent per stage and searches per second (None when unmeasured)."""
 
@@ -74,6 +88,7 @@ class Timings:
     throughput_searches_per_s: float | None
     latency_ms: LatencyMs
     rescore: RescoreTimings | None = field(default=None, metadata=OMIT_IF_NONE)
+    refine: Refinement | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 def untimed() -> Timings:
