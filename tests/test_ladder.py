@@ -154,6 +154,13 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
         assert np.array_equal(lists[0]["list_ids"][:, r], ids), r
         assert np.array_equal(lists[0]["list_scores"][:, r], scores), r
     assert (lists[0]["list_ids"][:, 0, 5:] == -1).all()
+    # shorter lists are the longer ones' heads; the largest rung's list alone is the last
+    short = scan.state(3)
+    assert np.array_equal(short["list_ids"], lists[1]["list_ids"][:, :, :3])
+    assert np.array_equal(short["list_scores"], lists[1]["list_scores"][:, :, :3])
+    top_i, top_s = scan.top_list()
+    assert np.array_equal(top_i, lists[1]["list_ids"][:, -1])
+    assert np.array_equal(top_s, lists[1]["list_scores"][:, -1])
     # two shards' states merge into the whole gallery's
     halves = [make(), make()]
     halves[0].add(0, gallery[:1500])
@@ -224,18 +231,19 @@ def test_a_streamed_search_lists_what_the_hamming_search_lists(tiny, write_toml,
                  projection__finger_sets=["one", "two_index"])
         outs[streamed] = tmp_path / f"s{streamed}"
         _run(write_toml(tmp_path / f"s{streamed}.toml", d), outs[streamed])
+    # the streamed scan keeps whole lists, but writes the rungs' lists as
+    # long as the re-scored ladder reads them, as the indexed one does
     for name in ("searches_numba-hamming.npz", "searches_numba-hamming+minutiae.npz",
-                 "ladder_two_index+minutiae.npz", "ladder_one.npz"):
+                 "ladder_two_index+minutiae.npz", "ladder_one.npz", "ladder_two_index.npz"):
         a, b = read_npz(outs[False] / name), read_npz(outs[True] / name)
         assert set(a) == set(b), name
         for k in a:
             assert np.array_equal(a[k], b[k]), (name, k)
-    # the streamed scan keeps whole lists; the indexed one the re-scored part
-    a, b = read_npz(outs[False] / "ladder_two_index.npz"), read_npz(outs[True] / "ladder_two_index.npz")
-    assert a["list_ids"].shape[2] == 4 and b["list_ids"].shape[2] == 10
-    assert np.array_equal(a["list_ids"], b["list_ids"][:, :, :4])
+    b = read_npz(outs[True] / "ladder_two_index.npz")
+    assert b["list_ids"].shape[2] == 4
     s = read_npz(outs[True] / "searches_numba-hamming.npz")
-    assert np.array_equal(b["list_ids"][:, -1], s["cand_ids"])
+    assert s["cand_ids"].shape[1] == 10
+    assert np.array_equal(b["list_ids"][:, -1], s["cand_ids"][:, :4])
     assert (s["mate_rank"] >= 1).sum() > 50
     summary = read_summary(outs[True])
     row = summary.backends[0]

@@ -145,11 +145,13 @@ class LadderScan:
             self.top_s = np.array(st["top_scores"], dtype=np.float32)
             self.top_i = np.array(st["top_ids"], dtype=np.int64)
 
-    def rung_lists(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each rung's top-keep list: ids and scores (Q, R, keep), best
-        first, ties to the lower id, (-1, -inf) padded: what an exact search
-        of the rung's gallery [0, N_r) returns."""
+    def rung_lists(self, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each rung's top list, ``width`` long (at most keep; default keep):
+        ids and scores (Q, R, width), best first, ties to the lower id, (-1,
+        -inf) padded: what an exact search of the rung's gallery [0, N_r)
+        returns."""
         Q, R, k = self.top_i.shape
+        k = k if width is None else min(width, k)
         ids = np.empty((Q, R, k), dtype=np.int64)
         scores = np.empty((Q, R, k), dtype=np.float32)
         prev: list[tuple[np.ndarray, np.ndarray]] = []
@@ -159,14 +161,22 @@ class LadderScan:
             prev = [(ids[:, r], scores[:, r])]
         return ids, scores
 
-    def state(self) -> dict[str, np.ndarray]:
+    def top_list(self) -> tuple[np.ndarray, np.ndarray]:
+        """The largest rung's top-keep list, ids and scores (Q, keep), as
+        ``rung_lists`` gives it, without holding every rung's."""
+        prev: list[tuple[np.ndarray, np.ndarray]] = []
+        for r in range(self.top_i.shape[1]):
+            prev = [merge_lists([*prev, (self.top_i[:, r], self.top_s[:, r])], self.keep)]
+        return prev[0]
+
+    def state(self, width: int | None = None) -> dict[str, np.ndarray]:
         """Per rung: best non-mate score (Q, R), non-mates above the mate
         (Q, R), and the impostor score histogram (bins,) with its edges;
-        with keep, each rung's list (``rung_lists``) as list_ids and
-        list_scores (Q, R, keep)."""
+        with keep, each rung's list (``rung_lists(width)``) as list_ids and
+        list_scores (Q, R, width)."""
         lists = {}
         if self.keep:
-            lists["list_ids"], lists["list_scores"] = self.rung_lists()
+            lists["list_ids"], lists["list_scores"] = self.rung_lists(width)
         return {
             "rungs": self.rungs,
             "top_nonmate": np.maximum.accumulate(self.seg_max, axis=1),

@@ -35,7 +35,7 @@ import numba
 
 from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
-from fpscale.bench.run.gallery import scan_list_length
+from fpscale.bench.run.gallery import rung_list_length, scan_list_length
 from fpscale.bench.run.refine import BATCH_PAIRS
 from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario, ScenarioError, check_streamed
@@ -172,9 +172,12 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     per = _template_bytes(sc) if srch.rescore else 0
     keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
     if keep:
-        # every rung's top lists kept by the scan (heaps, the sorted lists,
-        # the re-scored lists)
-        lists += 4 * Q * len(sc.projection.ladder) * keep * 12
+        # every rung's top lists kept by the scan: the heaps, and while the
+        # streamed search's list is merged from them a second copy; the
+        # rung lists written with the ladder (and re-scored) are
+        # rung_list_length long
+        R = len(sc.projection.ladder)
+        lists += 2 * Q * R * 12 * (keep + rung_list_length(srch))
     if sc.projection.rescored and sc.projection.ladder:
         # the rung lists' union re-scored in batches: each batch sized for
         # R x k candidates a search, holding the distinct ones

@@ -179,7 +179,10 @@ def _run(ctx: RunContext, plan: Plan) -> Summary:
                                plan.total, None, plan.after_search),
         cluster=ctx.executor.cluster_info())
     if gallery.scans:
-        ladder_state = {fs: s.state() for fs, s in gallery.scans.items()}
+        # a rung's list as long as the re-scored ladder reads it: a streamed
+        # search's deeper lists were the searches' alone
+        width = rung_list_length(sc.search)
+        ladder_state = {fs: s.state(width) for fs, s in gallery.scans.items()}
         for fs, st in ladder_state.items():
             st.update(mate=subs.mate, person=subs.person)
             folder.write_npz(f"ladder_{fs}.npz", **st)
@@ -264,8 +267,8 @@ def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.n
     throughput or latency."""
     sc = ctx.scenario
     piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
-    ids, scores = gallery.scans[piped].rung_lists()
-    return np.ascontiguousarray(ids[:, -1]), np.ascontiguousarray(scores[:, -1]), untimed()
+    ids, scores = gallery.scans[piped].top_list()
+    return ids, scores, untimed()
 
 
 def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
