@@ -14,7 +14,7 @@ import pytest
 
 import fpscale.bench
 from fpscale.bench.cli import main
-from fpscale.bench.run import progress, rescore
+from fpscale.bench.run import progress, segments
 from fpscale.bench.run.progress import LOG_EVERY_S, LOG_QUIET_S, Sink, Stage, say, stage
 from fpscale.bench.scenario import training_advice
 from fpscale.matcher import make_backend
@@ -148,7 +148,7 @@ def logged_run(tmp_path_factory, tiny, write_toml):
                                                          "train_size": 300}]
     scen = write_toml(tmp / "s.toml", d)
     mp = pytest.MonkeyPatch()
-    mp.setattr(rescore, "SEGMENT", 100)  # 240 searches: three segments per backend
+    mp.setattr(segments, "SEGMENT", 100)  # 240 searches: three segments per backend
     err = io.StringIO()
     mp.setattr(sys, "stderr", err)
     saved = os.dup(2)
