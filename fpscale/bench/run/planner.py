@@ -171,13 +171,15 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
     keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
+    merge = 0
     if keep:
-        # every rung's top lists kept by the scan: the heaps, and while the
-        # streamed search's list is merged from them a second copy; the
-        # rung lists written with the ladder (and re-scored) are
-        # rung_list_length long
+        # every rung's top lists kept by the scan (heaps), and the rung
+        # lists written with the ladder (and re-scored), rung_list_length
+        # long, twice; the streamed search's list is merged from the heaps
+        # two rungs' lists at a time (ids, scores, sort keys and order)
         R = len(sc.projection.ladder)
-        lists += 2 * Q * R * 12 * (keep + rung_list_length(srch))
+        lists += Q * R * 12 * keep + 2 * Q * R * 12 * rung_list_length(srch)
+        merge = Q * keep * (2 * 36 + 12) if srch.streamed else 0
     if sc.projection.rescored and sc.projection.ladder:
         # the rung lists' union re-scored in batches: each batch sized for
         # R x k candidates a search, holding the distinct ones
@@ -225,7 +227,8 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     if refined:
         n = BATCH_PAIRS
         refine = n * (vec + code) + n * F * 8 * 7 * 2 + n * 40
-    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint, refine)
+    transient = max(chunk_bytes + ladder, search, train, rescore, metrics, checkpoint, refine,
+                    merge)
     baseline = BASELINE + (0 if numba_cache_is_warm(kernel_modules(sc)) else COMPILE)
     return Plan(sizes, submissions, transient, baseline, after_search)
 
