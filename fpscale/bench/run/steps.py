@@ -261,7 +261,7 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
 
 
 def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.ndarray, Timings]:
-    """A streamed search's lists (Q, search.retrieved): the top rung's lists of the scan of
+    """A streamed search's lists (Q, search.searched): the top rung's lists of the scan of
     every searched finger, which is the whole gallery. Their time is in the
     gallery pass's ladder seconds, not measured apart: no search time,
     throughput or latency."""
