@@ -258,10 +258,29 @@ def test_streamed_search_on_a_cluster_equals_one_process(tmp_path):
     d["projection"]["scores"] = "codes"
     d["projection"]["rescored"] = True
     sc = scenario_from_dict(d)
+    sb = _streamed_on_one_and_two(sc, tmp_path, 6)
+    assert sb["cluster"]["shards"] == 3 and sb["backends"][0]["memory"]["actual_bytes"] == 0
+    listed = np.load(tmp_path / "two" / "searches_numba-hamming.npz")["mate_rank"]
+    assert (listed >= 1).sum() > 100  # the merged lists find mates
+
+
+def test_refined_streamed_search_on_a_cluster_equals_one_process(tmp_path):
+    # the shards' deeper lists merge into one process's, and the client
+    # refines them as one process does
+    d = json.loads(json.dumps(SMALL))
+    d["search"].update(backends=[{"name": "numba-hamming"}], streamed=True, refine_candidates=40)
+    d["projection"]["scores"] = "codes"
+    sb = _streamed_on_one_and_two(scenario_from_dict(d), tmp_path, 5)
+    assert sb["backends"][1]["timings"]["refine"]["pairs"] == 400 * 40
+
+
+def _streamed_on_one_and_two(sc, tmp_path, n_files: int) -> dict:
+    # sc run in one process and on two workers in three shards: the same
+    # arrays, metrics and projection; the cluster run's summary
     run_scenario(sc, tmp_path / "one", progress=False)
     run_scenario(_on_cluster(sc, 2, 3), tmp_path / "two", progress=False)
     files = sorted(p.name for p in (tmp_path / "one").glob("*.npz"))
-    assert files == sorted(p.name for p in (tmp_path / "two").glob("*.npz")) and len(files) == 6
+    assert files == sorted(p.name for p in (tmp_path / "two").glob("*.npz")) and len(files) == n_files
     for f in files:
         za, zb = np.load(tmp_path / "one" / f), np.load(tmp_path / "two" / f)
         for k in za.files:
@@ -271,9 +290,7 @@ def test_streamed_search_on_a_cluster_equals_one_process(tmp_path):
     for x, y in zip(sa["backends"], sb["backends"], strict=True):
         assert json.dumps(x["metrics"], sort_keys=True) == json.dumps(y["metrics"], sort_keys=True)
     assert json.dumps(sa["projection"], sort_keys=True) == json.dumps(sb["projection"], sort_keys=True)
-    assert sb["cluster"]["shards"] == 3 and sb["backends"][0]["memory"]["actual_bytes"] == 0
-    listed = np.load(tmp_path / "two" / "searches_numba-hamming.npz")["mate_rank"]
-    assert (listed >= 1).sum() > 100  # the merged lists find mates
+    return sb
 
 
 def test_a_streamed_shard_plans_no_index(scenario):
