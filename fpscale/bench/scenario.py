@@ -411,7 +411,8 @@ def _search(t: dict) -> SearchSpec:
     _pos_int("search", "rescore_poor_quality", poor_q, lo=1, hi=5)
     refine = t.get("refine_candidates", d.refine_candidates)
     _pos_int("search", "refine_candidates", refine, lo=0, hi=MAX_CANDIDATES)
-    handed = max(vals["candidates"], poor)
+    # the list handed to the re-scoring, as SearchSpec.retrieved says
+    handed = SearchSpec(vals["candidates"], rescore=True, rescore_poor_candidates=poor).retrieved
     if refine and not rescore:
         raise _err("search", "refine_candidates", refine,
                    "needs search.rescore = true: the refined lists are what is re-scored")

@@ -193,38 +193,16 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 _seconds(v[1], step)
                 needs[step] = [state_file(f"search_{step[12:]}", start)]
             elif step.startswith("rescore_next:") and step[13:] in ex.widths:
-                if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
-                    raise _Bad(f"{step} is not [count, timings]")
-                start = _int(v[0], 1, ex.Q, step)
-                _boundary(start, ex.Q, SEGMENT, step)
-                info = v[1]
-                if set(info) - {"comparisons", "compare_s", "wall_s"} or \
-                        not {"comparisons", "compare_s"} <= set(info):
-                    raise _Bad(f"{step} holds unknown timings")
-                _int(info["comparisons"], 0,
-                     ex.Q * ex.widths[step[13:]] * len(ex.sc.population.search_fingers), "comparisons")
-                _seconds(info["compare_s"], "compare_s")
-                if "wall_s" in info:
-                    _seconds(info["wall_s"], "wall_s")
+                most = ex.Q * ex.widths[step[13:]] * len(ex.sc.population.search_fingers)
+                start = _segments(step, v, ex.Q, {"comparisons": most}, "compare_s")
                 needs[step] = [state_file(f"rescore_{step[13:]}", start)]
             elif step.startswith("refine_next:") and step[12:] in ex.refined:
-                if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
-                    raise _Bad(f"{step} is not [count, timings]")
-                start = _int(v[0], 1, ex.Q, step)
-                _boundary(start, ex.Q, SEGMENT, step)
-                info = v[1]
-                if set(info) != {"pairs", "refine_s", "wall_s"}:
-                    raise _Bad(f"{step} holds unknown timings")
-                _int(info["pairs"], 0, ex.Q * ex.L, "pairs")
-                _seconds(info["refine_s"], "refine_s")
-                _seconds(info["wall_s"], "wall_s")
+                start = _segments(step, v, ex.Q, {"pairs": ex.Q * ex.L}, "refine_s")
                 needs[step] = [state_file(f"refine_{step[12:]}", start)]
-            elif step.split(":", 1)[0] == "refine" and step.split(":", 1)[1] in ex.refined:
-                if v is not True:
-                    raise _Bad(f"{step} = {str(v)[:40]}")
             elif step in ("build", "projection", "summary") or (
                     step.split(":", 1)[0] == "search" and step.split(":", 1)[1] in keys) or (
-                    step.split(":", 1)[0] == "rescore" and step.split(":", 1)[1] in ex.widths):
+                    step.split(":", 1)[0] == "rescore" and step.split(":", 1)[1] in ex.widths) or (
+                    step.split(":", 1)[0] == "refine" and step.split(":", 1)[1] in ex.refined):
                 if v is not True:
                     raise _Bad(f"{step} = {str(v)[:40]}")
             else:
@@ -232,6 +210,25 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
         except _Bad as e:
             bad.append((_group(step), str(e)))
     return needs, bad
+
+
+def _segments(step: str, v, Q: int, counts: dict[str, int], seconds: str) -> int:
+    """The searches done by a segmented step's record [count, timings]
+    (``fpscale.bench.run.segments``): timings hold each of counts (at most
+    its value), seconds and, once a segment is done, wall_s."""
+    if not isinstance(v, list) or len(v) != 2 or not isinstance(v[1], dict):
+        raise _Bad(f"{step} is not [count, timings]")
+    start = _int(v[0], 1, Q, step)
+    _boundary(start, Q, SEGMENT, step)
+    info = v[1]
+    if set(info) - {*counts, seconds, "wall_s"} or not {*counts, seconds} <= set(info):
+        raise _Bad(f"{step} holds unknown timings")
+    for key, most in counts.items():
+        _int(info[key], 0, most, key)
+    for key in (seconds, "wall_s"):
+        if key in info:
+            _seconds(info[key], key)
+    return start
 
 
 def _group(step: str) -> str:
