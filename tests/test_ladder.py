@@ -128,14 +128,15 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
         probes = np.packbits(np.unpackbits(gallery[np.maximum(mate, 0)], axis=1)
                              ^ (rng.random((Q, 128)) < 0.1), axis=1)
         ms = np.where(mate >= 0, hamming_scores(probes, gallery[np.maximum(mate, 0)]), -np.inf)
-        make = lambda: CodeLadderScan(rungs, probes, mate, ms.astype(np.float32), keep=k)
+        make = lambda whole=0: CodeLadderScan(rungs, probes, mate, ms.astype(np.float32), keep=k,
+                                             whole=whole)
         exact = NumbaHamming(128)
     else:  # few distinct values: many ties
         gallery = rng.integers(-2, 3, (n, 8)).astype(np.float32)
         probes = rng.integers(-2, 3, (Q, 8)).astype(np.float32)
         ms = np.where(mate >= 0, inner_products(probes, gallery)[np.arange(Q), np.maximum(mate, 0)],
                       -np.inf).astype(np.float32)
-        make = lambda: LadderScan(rungs, probes, mate, ms, 40.0, keep=k)
+        make = lambda whole=0: LadderScan(rungs, probes, mate, ms, 40.0, keep=k, whole=whole)
         exact = NumbaFlatIP(8)
     rungs = np.array([5, 300, 2049, n])  # the first rung holds fewer records than k
     lists = []
@@ -168,6 +169,27 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
     merged = make()
     merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
     assert np.array_equal(merged.state()["list_ids"], lists[0]["list_ids"])
+    # a whole-gallery list deeper than the rungs': the exact search's top
+    # 3k, the same rung lists, chunked, threaded or in shards alike
+    deep = []
+    for cuts, threads in (([0, n], None), ([0, 1, 299, 2050, 2100, n], 1)):
+        wide = make(3 * k)
+        with thread_count(threads):
+            for a, b in zip(cuts, cuts[1:]):
+                wide.add(a, gallery[a:b])
+        assert all(np.array_equal(wide.state()[f], lists[0][f]) for f in ("list_ids", "list_scores"))
+        deep.append(wide.top_list())
+    idx = type(exact)(exact.d)
+    idx.add(np.arange(n), gallery)
+    ids, scores = idx.search(probes, 3 * k)
+    for got in deep:
+        assert np.array_equal(got[0], ids) and np.array_equal(got[1], scores)
+    halves = [make(3 * k), make(3 * k)]
+    halves[0].add(0, gallery[:1500])
+    halves[1].add(1500, gallery[1500:])
+    merged = make(3 * k)
+    merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
+    assert np.array_equal(merged.top_list()[0], ids)
     # without keep, no lists
     assert "list_ids" not in (CodeLadderScan(rungs, probes, mate, ms) if on_codes else
                               LadderScan(rungs, probes, mate, ms, 40.0)).state()

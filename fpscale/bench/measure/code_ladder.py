@@ -34,13 +34,15 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
     # (unit stride per word: LLVM vectorises the popcounts); segs (3, K):
     # local records [segs[0, k], segs[1, k]) of rung segment segs[2, k];
     # hist (threads, >= bits + 1) per-thread impostor counts by score; top:
-    # (scores, ids) (Q, R, keep) each segment's top-keep heaps (keep may be 0)
+    # (scores, ids) (Q, R, keep) each segment's top-keep heaps and (scores,
+    # ids) (Q, whole) the whole gallery's top-whole heaps (keep, whole may be 0)
     Q, W = qc.shape
     n = planes.shape[1]
     bits = 64 * W
     seg_lo, seg_hi, seg_id = segs[0], segs[1], segs[2]
-    top_s, top_i = top
+    top_s, top_i, whole_s, whole_i = top
     keep = top_s.shape[2]
+    whole = whole_s.shape[1]
     per = (Q + nthreads - 1) // nthreads
     for t in prange(nthreads):
         tid = numba.get_thread_id()
@@ -61,6 +63,8 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                 # its distances; the minimum tells whether any record can
                 # enter the lists, and the mate's share is taken back below
                 tile_best, tile_above = hamming_distances(qc[q], planes, g0, g1, dist, dthr)
+                if whole > 0 and tile_best <= np.int64(max_distance(bits, whole_s[q, 0])):
+                    offer_codes(dist, 0, g1 - g0, no_ids, start + g0, bits, whole_s[q], whole_i[q])
                 for k in range(len(seg_id)):
                     lo = max(seg_lo[k], g0)
                     hi = min(seg_hi[k], g1)
@@ -115,11 +119,12 @@ class CodeLadderScan(LadderScan):
     on_codes = True
 
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
-                 mate_score: np.ndarray, keep: int = 0) -> None:
+                 mate_score: np.ndarray, keep: int = 0, whole: int = 0) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, bytes) uint8 packed
         codes of this finger set (bytes a multiple of 8); mate (Q,) gallery
         id or -1; mate_score (Q,) bits minus the mate's Hamming distance
-        (-inf when none); keep: top records kept per search and rung (0: none)."""
+        (-inf when none); keep: top records kept per search and rung (0: none);
+        whole: top records of the whole gallery kept per search (0: none)."""
         probes = np.ascontiguousarray(probes, dtype=np.uint8)
         if probes.ndim != 2 or probes.shape[1] % 8 or probes.shape[1] * 8 + 1 > HIST_BINS:
             raise ValueError(f"probe codes must be (Q, 8k) bytes with 8k * 8 < {HIST_BINS}, "
@@ -127,7 +132,7 @@ class CodeLadderScan(LadderScan):
         bits = probes.shape[1] * 8
         # the same histogram length as the float scan's
         super().__init__(rungs, np.zeros((len(probes), 1), np.float32), mate, mate_score,
-                         HIST_BINS / 2, keep)
+                         HIST_BINS / 2, keep, whole)
         self.probes = probes.view(np.uint64)
         self.bits = bits
         # bin s is [s, s + 1): the count above an edge T is the count of
@@ -151,7 +156,7 @@ class CodeLadderScan(LadderScan):
         segs = np.stack([np.maximum(bounds[seg_id], start) - start,
                          np.minimum(bounds[seg_id + 1], stop) - start, seg_id])
         _code_scan(self.probes, planes, start, segs, self.mate, self.mate_score, self.seg_max,
-                   self.seg_better, self.hist, (self.top_s, self.top_i), numba.get_num_threads())
+                   self.seg_better, self.hist, self._lists(), numba.get_num_threads())
 
 
 def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,7 +12,11 @@ of every rung segment (higher score first, ties to the lower id, as the
 exact searches order them), so that every rung's candidate list can be
 re-scored afterwards: the re-scored pipeline measured at every rung, not
 only the first stage. Memory then grows by (Q x rungs x keep) ids and
-scores.
+scores. With ``whole`` > 0 it keeps each search's top ``whole`` records of
+the whole gallery in one more list, for a streamed search whose lists are
+deeper than the rungs': one heap over the whole gallery, where a heap per
+rung segment as deep would each start empty and take in about five times
+as many records.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ HIST_BINS = 40_000
 @njit(cache=True, parallel=True)
 def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray,
             mate_score: np.ndarray, seg_max: np.ndarray, seg_better: np.ndarray,
-            hist: np.ndarray, lo: float, width: float, top_s: np.ndarray,
-            top_i: np.ndarray) -> None:
+            hist: np.ndarray, lo: float, width: float, lists: tuple) -> None:
     # scores (Q, n) for gallery ids start..start+n-1; seg_of (n,) rung segment
-    # of each id; hist (threads, bins) per-thread impostor histograms;
-    # top_s, top_i (Q, R, keep) each segment's top-keep heaps (keep may be 0)
+    # of each id; hist (threads, bins) per-thread impostor histograms; lists:
+    # (scores, ids) (Q, R, keep) each segment's top-keep heaps and (scores,
+    # ids) (Q, whole) the whole gallery's top-whole heaps (keep, whole may be 0)
     Q, n = scores.shape
     nb = hist.shape[1]
+    top_s, top_i, whole_s, whole_i = lists
     keep = top_s.shape[2]
+    whole = whole_s.shape[1]
     for q in prange(Q):
         tid = numba.get_thread_id()
         m = mate[q]
@@ -48,6 +54,8 @@ def _update(scores: np.ndarray, start: int, seg_of: np.ndarray, mate: np.ndarray
             # the lists hold the mate too, as the search's do
             if keep > 0 and s >= top_s[q, g, 0]:
                 heap_push(top_s[q, g], top_i[q, g], s, start + j)
+            if whole > 0 and s >= whole_s[q, 0]:
+                heap_push(whole_s[q], whole_i[q], s, start + j)
             if start + j == m:
                 continue
             if s > seg_max[q, g]:
@@ -76,12 +84,14 @@ class LadderScan:
     on_codes = False  # scores float vectors; CodeLadderScan scores codes
 
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
-                 mate_score: np.ndarray, score_range: float, keep: int = 0) -> None:
+                 mate_score: np.ndarray, score_range: float, keep: int = 0,
+                 whole: int = 0) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, d) float32 (the
         slice of this finger set); mate (Q,) gallery id or -1; mate_score (Q,)
         the probe's score against its mate (-inf when none); scores lie in
         [-score_range, score_range]; keep: top records kept per search and
-        rung (0: none)."""
+        rung (0: none); whole: top records of the whole gallery kept per
+        search (0: none; ``top_list`` then merges the rungs')."""
         self.rungs = np.asarray(rungs, dtype=np.int64)
         self.probes = np.ascontiguousarray(probes, dtype=np.float32)
         self.mate = np.asarray(mate, dtype=np.int64)
@@ -95,6 +105,12 @@ class LadderScan:
         self.keep = int(keep)
         top_s, top_i = empty_lists(Q * R, self.keep)
         self.top_s, self.top_i = top_s.reshape(Q, R, self.keep), top_i.reshape(Q, R, self.keep)
+        self.whole = int(whole)
+        self.whole_s, self.whole_i = empty_lists(Q, self.whole)
+
+    def _lists(self) -> tuple:
+        """The heaps the kernels fill: each segment's, then the whole gallery's."""
+        return self.top_s, self.top_i, self.whole_s, self.whole_i
 
     def add(self, start: int, gallery: np.ndarray) -> None:
         """Score one gallery chunk (n, d) float32 of ids start..start+n-1."""
@@ -110,13 +126,15 @@ class LadderScan:
             scores = inner_products(self.probes, g[a:a + step])
             _update(scores, start + a, seg_of[a:a + step], self.mate, self.mate_score,
                     self.seg_max, self.seg_better, self.hist, self.lo, self.width,
-                    self.top_s, self.top_i)
+                    self._lists())
 
     def export_state(self) -> dict[str, np.ndarray]:
         """The accumulators, to checkpoint the gallery pass."""
         st = {"seg_max": self.seg_max, "seg_better": self.seg_better, "hist": self.hist.sum(axis=0)}
         if self.keep:
             st.update(top_scores=self.top_s, top_ids=self.top_i)
+        if self.whole:
+            st.update(whole_scores=self.whole_s, whole_ids=self.whole_i)
         return st
 
     @staticmethod
@@ -134,6 +152,9 @@ class LadderScan:
             ids, scores = merge_lists([(st["top_ids"].reshape(Q * R, k),
                                         st["top_scores"].reshape(Q * R, k)) for st in states], k)
             out.update(top_ids=ids.reshape(Q, R, k), top_scores=scores.reshape(Q, R, k))
+        if "whole_ids" in states[0]:
+            out["whole_ids"], out["whole_scores"] = merge_lists(
+                [(st["whole_ids"], st["whole_scores"]) for st in states], states[0]["whole_ids"].shape[1])
         return out
 
     def import_state(self, st: dict[str, np.ndarray]) -> None:
@@ -144,6 +165,9 @@ class LadderScan:
         if self.keep:
             self.top_s = np.array(st["top_scores"], dtype=np.float32)
             self.top_i = np.array(st["top_ids"], dtype=np.int64)
+        if self.whole:
+            self.whole_s = np.array(st["whole_scores"], dtype=np.float32)
+            self.whole_i = np.array(st["whole_ids"], dtype=np.int64)
 
     def rung_lists(self, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each rung's top list, ``width`` long (at most keep; default keep):
@@ -162,8 +186,11 @@ class LadderScan:
         return ids, scores
 
     def top_list(self) -> tuple[np.ndarray, np.ndarray]:
-        """The largest rung's top-keep list, ids and scores (Q, keep), as
-        ``rung_lists`` gives it, without holding every rung's."""
+        """The whole gallery's top list, ids and scores (Q, whole), or
+        without whole the largest rung's (Q, keep), as ``rung_lists`` gives
+        it, without holding every rung's; best first, ties to the lower id."""
+        if self.whole:
+            return merge_lists([(self.whole_i, self.whole_s)], self.whole)
         prev: list[tuple[np.ndarray, np.ndarray]] = []
         for r in range(self.top_i.shape[1]):
             prev = [merge_lists([*prev, (self.top_i[:, r], self.top_s[:, r])], self.keep)]

@@ -25,7 +25,7 @@ from fpscale.bench.run.checkpoints import Checkpoints
 from fpscale.bench.run.executor import RescoredSegment
 from fpscale.bench.run.cluster_tasks import build_shard, forget_run, rescore_task, search_shard
 from fpscale.bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, ladder_scans, new_backend,
-                               scan_list_length, train_backend)
+                               scan_lists, train_backend)
 from fpscale.bench.run.planner import PlanError, plan_shards
 from fpscale.bench.run.progress import say, stage
 from fpscale.bench.run.submissions import Submissions
@@ -115,7 +115,7 @@ class DaskExecutor:
                            build_s=sum(st["build_s"][i] for st in stats))
                 for i, b in enumerate(sc.search.backends)]
         self._nbytes = [sum(st["nbytes"][i] for st in stats) for i in range(len(runs))]
-        scans, _ = ladder_scans(pop, sc.projection, subs, scan_list_length(sc.search, sc.projection))
+        scans, _ = ladder_scans(pop, sc.projection, subs, scan_lists(sc.search, sc.projection))
         for fs, scan in scans.items():
             scan.import_state(scan.merge_states([st["ladder"][fs] for st in stats]))
         records = self.layout["records"]

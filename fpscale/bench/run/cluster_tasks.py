@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fpscale.bench.run.gallery import (BackendRun, GalleryBuilder, ladder_scans, new_backend,
-                                      scan_list_length)
+                                      scan_lists)
 from fpscale.bench.run.rescore_segment import rescore_segment
 from fpscale.bench.run.submissions import Submissions, make_submissions
 from fpscale.bench.scenario import Rescoring, scenario_from_dict
@@ -68,7 +68,7 @@ def _build(job: dict, ladder: bool,
         idx.set_search_params(b.params)
         runs.append(BackendRun(b, slot, idx))
     scans, cols = (ladder_scans(sc.population, sc.projection, _run_submissions(job["run"], sc),
-                                 scan_list_length(sc.search, sc.projection))
+                                 scan_lists(sc.search, sc.projection))
                    if ladder and job["ladder"] else ({}, {}))
     builder = GalleryBuilder(sc.population, runs, scans, cols)
     built = 0

@@ -98,26 +98,36 @@ def rung_list_length(search: SearchSpec) -> int:
     return min(search.rescore_candidates, search.candidates)
 
 
-def scan_list_length(search: SearchSpec, proj: ProjectionSpec) -> int:
-    """Records per search and rung that the scan of every searched finger
-    keeps: the whole candidate list when the search is streamed (the top
-    rung's list is the search's), the re-scored part of it for the
-    re-scored ladder, else none."""
+@dataclass(frozen=True)
+class ScanLists:
+    """Lengths of the lists the scan of every searched finger keeps, per
+    search: each rung's (rung) and the whole gallery's (whole; 0 where the
+    largest rung's list is the search's list)."""
+
+    rung: int = 0
+    whole: int = 0
+
+
+def scan_lists(search: SearchSpec, proj: ProjectionSpec) -> ScanLists:
+    """What the scan keeps: a streamed search's lists (the largest rung's,
+    or one whole-gallery list where they are deeper than a rung's) and the
+    rung lists written with the ladder; the rung lists the re-scored ladder
+    reads; else none."""
+    width = rung_list_length(search)
     if search.streamed:
-        return search.searched
-    return rung_list_length(search) if proj.rescored else 0
+        return ScanLists(width, search.searched if search.searched > width else 0)
+    return ScanLists(width if proj.rescored else 0)
 
 
 def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
-                 keep: int = 0) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
+                 lists: ScanLists = ScanLists()) -> tuple[dict[str, LadderScan], dict[str, np.ndarray]]:
     """Empty ladder scans per finger set, and each set's record columns
     (vector columns, or code bytes when the ladder scores codes); the set
-    of every searched finger keeps each rung's top keep records
-    (``scan_list_length``)."""
+    of every searched finger keeps the lists ``scan_lists`` says."""
     scans, scan_cols = {}, {}
     if not proj.ladder:
         return scans, scan_cols
-    piped = pipeline_finger_set(pop.search_fingers, proj.finger_sets) if keep else None
+    piped = pipeline_finger_set(pop.search_fingers, proj.finger_sets) if lists.rung else None
     on_codes = proj.scores == "codes"
     rungs, mates = np.array(proj.ladder), subs.mate
     has = mates >= 0
@@ -132,14 +142,15 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
             probes = subs.codes[:, cols]
             if mated is not None:  # as numba-hamming scores the pair
                 ms[has] = hamming_scores(probes[has], mated.codes[:, cols])
-            scans[fs] = CodeLadderScan(rungs, probes, mates, ms, keep if fs == piped else 0)
+            scans[fs] = CodeLadderScan(rungs, probes, mates, ms,
+                                       *((lists.rung, lists.whole) if fs == piped else ()))
             continue
         if mated is not None:  # the bits the search and the ladder give the same pair
             ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
                                             np.ascontiguousarray(mated.vectors[:, cols]))
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
         scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001,
-                               keep if fs == piped else 0)
+                               *((lists.rung, lists.whole) if fs == piped else ()))
     return scans, scan_cols
 
 

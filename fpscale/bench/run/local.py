@@ -15,7 +15,7 @@ import numpy as np
 from fpscale.bench.run.checkpoints import Checkpoints, part_counts, part_files
 from fpscale.bench.run.executor import RescoredSegment
 from fpscale.bench.run.gallery import (GALLERY_STAGE, BackendRun, Gallery, GalleryBuilder, ladder_scans,
-                               new_backend, scan_list_length, train_backend)
+                               new_backend, scan_lists, train_backend)
 from fpscale.bench.run.progress import stage
 from fpscale.bench.run.rescore_segment import rescore_segment
 from fpscale.bench.run.submissions import Submissions
@@ -57,7 +57,7 @@ class LocalExecutor:
                 run.train_s = train_backend(pop, b, idx, self.progress)
                 idx.set_search_params(b.params)
             runs.append(run)
-        scans, cols = ladder_scans(pop, sc.projection, subs, scan_list_length(sc.search, sc.projection))
+        scans, cols = ladder_scans(pop, sc.projection, subs, scan_lists(sc.search, sc.projection))
         if done:
             for fs, scan in scans.items():
                 scan.import_state(ck.load(f"ladder_{fs}", done))

@@ -35,7 +35,7 @@ import numba
 
 from fpscale.bench.measure.ladder import block_records
 from fpscale.bench.run.checkpoints import PART_CHUNKS
-from fpscale.bench.run.gallery import rung_list_length, scan_list_length
+from fpscale.bench.run.gallery import ScanLists, rung_list_length, scan_lists
 from fpscale.bench.run.refine import BATCH_PAIRS
 from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario, ScenarioError, check_streamed
@@ -170,16 +170,17 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
     lists = Q * 12 * (len(srch.backends) * (L + (k if srch.rescore else 0)) + deep_L - L + refined)
     after_search = 0
     per = _template_bytes(sc) if srch.rescore else 0
-    keep = scan_list_length(srch, sc.projection) if sc.projection.ladder else 0
+    kept = scan_lists(srch, sc.projection) if sc.projection.ladder else ScanLists()
     merge = 0
-    if keep:
-        # every rung's top lists kept by the scan (heaps), and the rung
-        # lists written with the ladder (and re-scored), rung_list_length
-        # long, twice; the streamed search's list is merged from the heaps
-        # two rungs' lists at a time (ids, scores, sort keys and order)
+    if kept.rung:
+        # every rung's top lists kept by the scan (heaps) and the whole
+        # gallery's, and the rung lists written with the ladder (and
+        # re-scored), rung_list_length long, twice; the streamed search's
+        # list is merged from the heaps two lists at a time (ids, scores,
+        # sort keys and order)
         R = len(sc.projection.ladder)
-        lists += Q * R * 12 * keep + 2 * Q * R * 12 * rung_list_length(srch)
-        merge = Q * keep * (2 * 36 + 12) if srch.streamed else 0
+        lists += Q * 12 * (R * kept.rung + kept.whole) + 2 * Q * R * 12 * rung_list_length(srch)
+        merge = Q * (kept.whole or kept.rung) * (2 * 36 + 12) if srch.streamed else 0
     if sc.projection.rescored and sc.projection.ladder:
         # the rung lists' union re-scored in batches: each batch sized for
         # R x k candidates a search, holding the distinct ones
@@ -399,7 +400,8 @@ def shard_bytes(sc: Scenario, n: int) -> int:
     if sc.projection.ladder:
         R = len(sc.projection.ladder)
         total += len(sc.projection.finger_sets) * pop.n_submissions * R * 12
-        total += 2 * pop.n_submissions * R * scan_list_length(sc.search, sc.projection) * 12
+        kept = scan_lists(sc.search, sc.projection)
+        total += 2 * pop.n_submissions * (R * kept.rung + kept.whole) * 12
     return total
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from fpscale.bench.measure.ladder import HIST_BINS
 from fpscale.bench.run.checkpoints import RUN_TIME, Checkpoints, part_files, state_file
-from fpscale.bench.run.gallery import finger_set_columns, rung_list_length, scan_list_length
+from fpscale.bench.run.gallery import ScanLists, finger_set_columns, rung_list_length, scan_lists
 from fpscale.bench.run.segments import SEGMENT
 from fpscale.bench.scenario import Scenario, pipeline_finger_set
 from fpscale.bench.store.files import ResultsError, read_npz
@@ -99,9 +99,9 @@ class _Expect:
             if sc.search.rescore and sc.search.refine_candidates else {}
         self.keep = {}
         piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
-        keep = scan_list_length(sc.search, sc.projection)
-        if keep and piped in self.scanned:
-            self.keep[piped] = keep
+        lists = scan_lists(sc.search, sc.projection)
+        if lists.rung and piped in self.scanned:
+            self.keep[piped] = lists
         if sc.projection.rescored and piped in self.scanned:
             self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * rung_list_length(sc.search)
 
@@ -133,10 +133,11 @@ class _Expect:
     def ladder(self, arrays: dict, fs: str) -> None:
         R = len(self.sc.projection.ladder)
         _no_nan(_array(arrays, "seg_max", np.float32, (self.Q, R)), "seg_max")
-        if fs in self.keep:
-            shape = (self.Q, R, self.keep[fs])
-            _ids(_array(arrays, "top_ids", np.int64, shape), self.N, "top_ids")
-            _no_nan(_array(arrays, "top_scores", np.float32, shape), "top_scores")
+        lists = self.keep.get(fs, ScanLists())
+        for name, shape in (("top", (self.Q, R, lists.rung)), ("whole", (self.Q, lists.whole))):
+            if shape[-1]:
+                _ids(_array(arrays, f"{name}_ids", np.int64, shape), self.N, f"{name}_ids")
+                _no_nan(_array(arrays, f"{name}_scores", np.float32, shape), f"{name}_scores")
         better = _array(arrays, "seg_better", np.int64, (self.Q, R))
         hist = _array(arrays, "hist", np.int64, (HIST_BINS,))
         if better.size and (better.min() < 0 or better.max() > self.N):
