@@ -114,6 +114,27 @@ def test_code_ladder_scan_matches_numpy_whatever_the_chunking_and_threads(nbytes
     assert empty.state()["top_nonmate"].shape == (0, len(rungs))
 
 
+# one chunk on every thread; chunks cut at and beside the rungs, on one thread
+CHUNKINGS = (([0, 3000], None), ([0, 1, 299, 2050, 2100, 3000], 1))
+
+
+def _scanned(scan: LadderScan, gallery: np.ndarray, cuts: list[int], threads) -> LadderScan:
+    # the gallery added to scan in the chunks [cuts[i], cuts[i + 1])
+    with thread_count(threads):
+        for a, b in zip(cuts, cuts[1:]):
+            scan.add(a, gallery[a:b])
+    return scan
+
+
+def _two_shards_merged(make, gallery: np.ndarray) -> LadderScan:
+    # scans of the gallery's two halves, merged into a new scan
+    halves = [_scanned(make(), gallery, [0, 1500], None),
+              _scanned(make(), gallery, [1500, len(gallery)], None)]
+    merged = make()
+    merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
+    return merged
+
+
 @pytest.mark.parametrize("on_codes", [True, False])
 def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(on_codes):
     # each rung's kept list is what numba-hamming (numba-flat) returns from
@@ -140,11 +161,8 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
         exact = NumbaFlatIP(8)
     rungs = np.array([5, 300, 2049, n])  # the first rung holds fewer records than k
     lists = []
-    for cuts, threads in (([0, n], None), ([0, 1, 299, 2050, 2100, n], 1)):
-        scan = make()
-        with thread_count(threads):
-            for a, b in zip(cuts, cuts[1:]):
-                scan.add(a, gallery[a:b])
+    for cuts, threads in CHUNKINGS:
+        scan = _scanned(make(), gallery, cuts, threads)
         lists.append(scan.state())
     assert np.array_equal(lists[0]["list_ids"], lists[1]["list_ids"])
     assert np.array_equal(lists[0]["list_scores"], lists[1]["list_scores"])
@@ -163,20 +181,13 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
     assert np.array_equal(top_i, lists[1]["list_ids"][:, -1])
     assert np.array_equal(top_s, lists[1]["list_scores"][:, -1])
     # two shards' states merge into the whole gallery's
-    halves = [make(), make()]
-    halves[0].add(0, gallery[:1500])
-    halves[1].add(1500, gallery[1500:])
-    merged = make()
-    merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
+    merged = _two_shards_merged(make, gallery)
     assert np.array_equal(merged.state()["list_ids"], lists[0]["list_ids"])
     # a whole-gallery list deeper than the rungs': the exact search's top
     # 3k, the same rung lists, chunked, threaded or in shards alike
     deep = []
-    for cuts, threads in (([0, n], None), ([0, 1, 299, 2050, 2100, n], 1)):
-        wide = make(3 * k)
-        with thread_count(threads):
-            for a, b in zip(cuts, cuts[1:]):
-                wide.add(a, gallery[a:b])
+    for cuts, threads in CHUNKINGS:
+        wide = _scanned(make(3 * k), gallery, cuts, threads)
         assert all(np.array_equal(wide.state()[f], lists[0][f]) for f in ("list_ids", "list_scores"))
         deep.append(wide.top_list())
     idx = type(exact)(exact.d)
@@ -184,11 +195,7 @@ def test_rung_lists_are_the_exact_searches_of_every_rung_whatever_the_chunking(o
     ids, scores = idx.search(probes, 3 * k)
     for got in deep:
         assert np.array_equal(got[0], ids) and np.array_equal(got[1], scores)
-    halves = [make(3 * k), make(3 * k)]
-    halves[0].add(0, gallery[:1500])
-    halves[1].add(1500, gallery[1500:])
-    merged = make(3 * k)
-    merged.import_state(LadderScan.merge_states([h.export_state() for h in halves]))
+    merged = _two_shards_merged(lambda: make(3 * k), gallery)
     assert np.array_equal(merged.top_list()[0], ids)
     # without keep, no lists
     assert "list_ids" not in (CodeLadderScan(rungs, probes, mate, ms) if on_codes else

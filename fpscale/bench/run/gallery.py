@@ -137,20 +137,19 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
         if cols is None:
             continue
         scan_cols[fs] = cols
+        kept = (lists.rung, lists.whole) if fs == piped else (0, 0)
         ms = np.full(len(mates), -np.inf, dtype=np.float32)
         if on_codes:
             probes = subs.codes[:, cols]
             if mated is not None:  # as numba-hamming scores the pair
                 ms[has] = hamming_scores(probes[has], mated.codes[:, cols])
-            scans[fs] = CodeLadderScan(rungs, probes, mates, ms,
-                                       *((lists.rung, lists.whole) if fs == piped else ()))
+            scans[fs] = CodeLadderScan(rungs, probes, mates, ms, *kept)
             continue
         if mated is not None:  # the bits the search and the ladder give the same pair
             ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
                                             np.ascontiguousarray(mated.vectors[:, cols]))
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
-        scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001,
-                               *((lists.rung, lists.whole) if fs == piped else ()))
+        scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001, *kept)
     return scans, scan_cols
 
 

@@ -97,11 +97,11 @@ class _Expect:
         # lists refined before re-scoring: refine_candidates a search, kept to `retrieved`
         self.refined = {key: min(sc.search.retrieved, self.L) for key in self.backends} \
             if sc.search.rescore and sc.search.refine_candidates else {}
-        self.keep = {}
+        self.kept = {}  # what the scan of a finger set keeps, where it keeps lists
         piped = pipeline_finger_set(pop.search_fingers, sc.projection.finger_sets)
         lists = scan_lists(sc.search, sc.projection)
         if lists.rung and piped in self.scanned:
-            self.keep[piped] = lists
+            self.kept[piped] = lists
         if sc.projection.rescored and piped in self.scanned:
             self.widths[f"ladder_{piped}"] = len(sc.projection.ladder) * rung_list_length(sc.search)
 
@@ -133,7 +133,7 @@ class _Expect:
     def ladder(self, arrays: dict, fs: str) -> None:
         R = len(self.sc.projection.ladder)
         _no_nan(_array(arrays, "seg_max", np.float32, (self.Q, R)), "seg_max")
-        lists = self.keep.get(fs, ScanLists())
+        lists = self.kept.get(fs, ScanLists())
         for name, shape in (("top", (self.Q, R, lists.rung)), ("whole", (self.Q, lists.whole))):
             if shape[-1]:
                 _ids(_array(arrays, f"{name}_ids", np.int64, shape), self.N, f"{name}_ids")
