@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fpscale.bench.measure.metrics import OperatingPoint, mate_rank
-from fpscale.bench.measure.miss_sources import miss_sources
+from fpscale.bench.measure.miss_sources import MateOutcomes, miss_sources
 from fpscale.bench.run.rescore_segment import rescore_segment, unlisted_mate_scores
 from fpscale.bench.scenario import scenario_from_dict
 from fpscale.bench.store.files import ResultsError, read_npz
@@ -24,7 +24,8 @@ def test_misses_split_by_where_they_arise():
     pair = np.array([0.9, 0.7, 0.2, 0.3, 0.8, 0.5, np.nan, np.nan])
     mated = np.array([True] * 6 + [False] * 2)
     quality = np.array([1, 2, 5, 5, 3, 1, 4, 4])
-    ms = miss_sources(rank, pair, mated, quality, 3, _op(0.5))
+    searches = MateOutcomes(rank, pair, mated, quality)
+    ms = miss_sources(searches, 3, _op(0.5))
     # hits: search 0 (rank 1, 0.9) and 5 (rank R, exactly T); misses: 1 (not
     # listed, reaches T), 2 (not listed, below), 3 (listed, below T), 4 (past R)
     assert (ms.mated, ms.misses) == (6, 4)
@@ -32,8 +33,26 @@ def test_misses_split_by_where_they_arise():
     assert ms.fnir_all_listed.count == 3 and ms.fnir_all_listed.of == 6
     assert ms.mated_by_quality == [2, 1, 1, 0, 2]
     assert ms.misses_by_quality == [0, 1, 1, 0, 2]
-    assert miss_sources(rank, pair, mated, quality, 3, _op(None)) is None
-    assert miss_sources(rank, pair, np.zeros(8, bool), quality, 3, _op(0.5)) is None
+    assert ms.retrieved is None and ms.not_listed_above_retrieved is None
+    assert miss_sources(searches, 3, _op(None)) is None
+    assert miss_sources(MateOutcomes(rank, pair, np.zeros(8, bool), quality), 3, _op(0.5)) is None
+
+
+def test_unlisted_mates_above_t_split_by_whether_the_deeper_list_held_them():
+    # ten mated searches, none listed, all reaching T = 0.5 but the last
+    # two; the deeper list (length 50) held searches 0, 3, 4 and 9
+    rank = np.zeros(10, dtype=np.int64)
+    pair = np.array([0.9] * 8 + [0.1, 0.2])
+    deeper = np.array([7, 0, 0, 50, 1, 0, 0, 0, 0, 12])
+    ones = np.ones(10, dtype=np.int64)
+    ms = miss_sources(MateOutcomes(rank, pair, ones > 0, ones, None, deeper, 50), 1, _op(0.5))
+    assert (ms.not_listed_above, ms.not_listed_below) == (8, 2)
+    # search 9 was retrieved but is below T: not counted
+    assert (ms.retrieved, ms.not_listed_above_retrieved) == (50, 3)
+    # a non-mated search's rank is not read
+    mated = np.array([False] + [True] * 9)
+    ms = miss_sources(MateOutcomes(rank, pair, mated, ones, None, deeper, 50), 1, _op(0.5))
+    assert (ms.not_listed_above, ms.not_listed_above_retrieved) == (7, 2)
 
 
 def test_booking_best_quality_is_the_lowest_level_of_a_search(tiny):
@@ -113,6 +132,9 @@ def test_the_console_line_reads_a_split_without_an_interval():
     assert "3 of 10 mated searches missed: 1 not listed" in line and line.endswith("0.2000 [0.0500, 0.5000]")
     ms.fnir_all_listed = Rate(None, [None, None], 0, 0)
     assert miss_source_line("x+minutiae", ms).endswith("listed n/a")
+    ms.retrieved, ms.not_listed_above_retrieved = 2000, 1
+    assert "1 not listed by the candidate stage though the 1:1 score reaches T (1 of them in its " \
+           "top 2,000), 1 not listed and below T" in miss_source_line("x+minutiae", ms)
     ms.unmatchable = 2
     assert miss_source_line("x+minutiae", ms).endswith(
         "; 2 of the misses are unmatchable bookings (captures of another person's fingers, "
@@ -125,9 +147,9 @@ def test_unmatchable_misses_are_counted_apart():
     mated = np.array([True, True, True, True, False])
     quality = np.ones(5, dtype=np.int64)
     unmatchable = np.array([False, True, False, False, True])  # the last is not mated
-    ms = miss_sources(rank, pair, mated, quality, 3, _op(0.5), unmatchable)
+    ms = miss_sources(MateOutcomes(rank, pair, mated, quality, unmatchable), 3, _op(0.5))
     assert (ms.misses, ms.unmatchable) == (3, 1)
-    assert miss_sources(rank, pair, mated, quality, 3, _op(0.5)).unmatchable is None
+    assert miss_sources(MateOutcomes(rank, pair, mated, quality), 3, _op(0.5)).unmatchable is None
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +274,42 @@ def test_the_vectors_row_keeps_its_list_while_poor_searches_are_rescored_deeper(
     assert not np.array_equal(rescored["short"]["cand_ids"], rescored["plain"]["cand_ids"])
     assert "The vectors retrieved 24 a search; their own row reports its top 6" in \
         (short[1] / "report.md").read_text()
+
+
+def test_a_row_counts_the_unlisted_mates_its_deeper_list_held(deep_lists_runs, tiny):
+    # "short" and "long" both retrieve 24 and re-score 3 for every search:
+    # the mates MCC reaches unlisted, of them those among the vectors' 24
+    from fpscale.bench.store.summary import read_summary
+    (summary, out), (_, long_out) = deep_lists_runs["short"], deep_lists_runs["long"]
+    spec, srch = summary.scenario.population, summary.scenario.search
+    rescored = read_npz(out / "searches_numba-flat+minutiae.npz")
+    mate = rescored["mate"]
+    unlisted = (mate >= 0) & (rescored["mate_rank"] == 0)
+    pair = unlisted_mate_scores(spec, mate, unlisted, srch.rescoring)
+    in24 = (read_npz(long_out / "searches_numba-flat.npz")["cand_ids"] == mate[:, None]).any(1)
+    row = {b.key: b for b in summary.backends}["numba-flat+minutiae"]
+    for ms in row.miss_sources:
+        above = unlisted & (pair >= ms.threshold)
+        assert ms.not_listed_above == above.sum()
+        assert (ms.retrieved, ms.not_listed_above_retrieved) == (24, (above & in24).sum())
+    assert any(0 < ms.not_listed_above_retrieved for ms in row.miss_sources)
+    assert "in its top 24" in (out / "report.md").read_text()
+    assert read_summary(out).backends == summary.backends  # written and read back
+    # a list no deeper than the re-scored one: not counted
+    d = tiny(population__gallery_size=200, population__n_submissions=40,
+             search__backends=[{"name": "numba-flat"}], search__rescore=True,
+             search__candidates=4, search__rescore_candidates=4, projection__ladder=[])
+    from fpscale.bench.run.steps import run_scenario
+    same = run_scenario(scenario_from_dict(d), out.parent / "same", progress=False)
+    assert all(ms.retrieved is None for b in same.backends for ms in b.miss_sources or [])
+
+
+def test_a_deeper_list_count_that_does_not_add_up_is_refused(deep_lists_runs):
+    summary, _ = deep_lists_runs["short"]
+    for field, value in (("not_listed_above_retrieved", 10_000), ("retrieved", None),
+                         ("retrieved", 0)):
+        d = to_json_dict(summary)
+        row = next(b for b in d["backends"] if b["key"] == "numba-flat+minutiae")
+        row["miss_sources"][0][field] = value
+        with pytest.raises(ResultsError, match="miss sources"):
+            summary_from_dict(d)

@@ -72,6 +72,12 @@ def test_refined_codes_are_rescored_as_the_float_vectors_list(refined_runs):
     assert (r.searched, r.kept, r.pairs) == (400, 10, 120 * 400) and r.refine_s > 0
     assert {b.key: b for b in refined_runs["codes"][0].backends}[
         "numba-hamming+minutiae"].timings.refine is None
+    # the codes retrieved the whole gallery: every mate left out of the
+    # re-scored list was in the list refined
+    row = {b.key: b for b in summary.backends}["numba-hamming+minutiae"]
+    assert any(ms.not_listed_above for ms in row.miss_sources)
+    for ms in row.miss_sources:
+        assert (ms.retrieved, ms.not_listed_above_retrieved) == (400, ms.not_listed_above)
     report = (out / "report.md").read_text()
     assert "numba-hamming's top 400 a search were re-ranked by the records' float vectors" in report
     assert "Refined before re-scoring" not in (refined_runs["codes"][1] / "report.md").read_text()

@@ -71,12 +71,17 @@ class MetricsSummary:
 
 def mate_rank(ids: np.ndarray, mate: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rank (Q,) 1-based or 0 when the mate is not listed, score (Q,) or -inf)."""
+    rank = list_rank(ids, mate)
+    pos = np.maximum(rank - 1, 0)
+    score = np.where(rank > 0, scores[np.arange(len(ids)), pos], -np.inf)
+    return rank, score.astype(np.float64)
+
+
+def list_rank(ids: np.ndarray, mate: np.ndarray) -> np.ndarray:
+    """The mate's rank in each list ids (Q, L): (Q,) int64, 1-based, 0 when
+    not listed or not mated (mate -1)."""
     hit = (ids == mate[:, None]) & (mate[:, None] >= 0)
-    found = hit.any(axis=1)
-    pos = hit.argmax(axis=1)
-    rank = np.where(found, pos + 1, 0)
-    score = np.where(found, scores[np.arange(len(ids)), pos], -np.inf)
-    return rank.astype(np.int64), score.astype(np.float64)
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0).astype(np.int64)
 
 
 def binomial_ci(k, n, method: str = "wilson", level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,12 @@ misses split into three counts that add up to FNIR's:
 
 FNIR if every mate had been listed counts the last two (an unlisted mate at
 T or more is counted as a hit, as if no other candidate outranked it past R):
-the floor that the 1:1 stage sets. The mated searches and the misses are
+the floor that the 1:1 stage sets. Where the backend retrieved a deeper list
+than every search had re-scored (a list refined from its top
+``search.refine_candidates``, or the deeper part kept for poor searches),
+the first count says how many of its mates that deeper list held: the
+mates a longer re-scored list, or a better refinement, would reach, apart
+from those the candidate stage did not retrieve at all. The mated searches and the misses are
 also counted by the best capture quality among a search's booking fingers
 (1 best .. 5), which is where a population's hard searches show, and the
 misses that are unmatchable bookings (``population.unmatchable_share``:
@@ -52,33 +57,55 @@ class MissSources:
     # misses that are unmatchable bookings; None (left out of summaries) where
     # the population has none
     unmatchable: int | None = field(default=None, metadata={"omit_if_none": True})
+    # the length of the deeper list the backend retrieved, and how many of
+    # the not_listed_above it held; None where no list was deeper than the
+    # one re-scored for every search
+    retrieved: int | None = field(default=None, metadata={"omit_if_none": True})
+    not_listed_above_retrieved: int | None = field(default=None, metadata={"omit_if_none": True})
 
 
-def miss_sources(rank: np.ndarray, pair_score: np.ndarray, mated: np.ndarray,
-                 best_quality: np.ndarray, R: int, op: OperatingPoint,
-                 unmatchable: np.ndarray | None = None) -> MissSources | None:
-    """Split one operating point's misses by where they arise.
+@dataclass(frozen=True)
+class MateOutcomes:
+    """What the split reads of each search (arrays (Q,)): rank, the mate's
+    rank in the re-scored list, 1-based, 0 when not listed; pair_score, the
+    1:1 score of its (probe, mate) pair (read for mated searches only);
+    mated, bool; best_quality, int 1..5; unmatchable, bool, the unmatchable
+    mated bookings (None: the population has none); retrieved_rank, the
+    mate's rank in the deeper list the backend retrieved, 1-based, 0 when
+    not in it (None: no deeper list), and that list's length."""
 
-    rank (Q,): the mate's rank in the re-scored list, 1-based, 0 when not
-    listed; pair_score (Q,): the 1:1 score of each search's (probe, mate)
-    pair (read for mated searches only); mated (Q,) bool; best_quality (Q,)
-    int 1..5; R: the rank FNIR counts to; op: the operating point (None is
-    returned where its threshold is not set or no search is mated);
-    unmatchable (Q,) bool: the unmatchable mated bookings (None: the
-    population has none)."""
+    rank: np.ndarray
+    pair_score: np.ndarray
+    mated: np.ndarray
+    best_quality: np.ndarray
+    unmatchable: np.ndarray | None = None
+    retrieved_rank: np.ndarray | None = None
+    retrieved: int = 0
+
+
+def miss_sources(searches: MateOutcomes, R: int, op: OperatingPoint) -> MissSources | None:
+    """Split one operating point's misses by where they arise: searches,
+    what each search's mate did (MateOutcomes); R, the rank FNIR counts to;
+    op, the operating point (None where its threshold is not set or no
+    search is mated)."""
+    mated = searches.mated
     if op.threshold is None or not mated.any():
         return None
     T = op.threshold
-    r, s, q = rank[mated], np.asarray(pair_score, dtype=np.float64)[mated], best_quality[mated]
+    r, q = searches.rank[mated], searches.best_quality[mated]
+    s = np.asarray(searches.pair_score, dtype=np.float64)[mated]
     listed = r > 0
     reaches = s >= T
     miss = ~listed | (r > R) | ~reaches
-    above = int((~listed & reaches).sum())
+    above = ~listed & reaches
     below = int((~listed & ~reaches).sum())
     listed_missed = int((listed & miss).sum())
     levels = np.asarray(LEVELS)
+    deeper = searches.retrieved_rank
     return MissSources(
-        float(op.target_fpir), float(T), int(mated.sum()), int(miss.sum()), above, below,
+        float(op.target_fpir), float(T), int(mated.sum()), int(miss.sum()), int(above.sum()), below,
         listed_missed, rate_of(below + listed_missed, int(mated.sum())),
         [int((q == v).sum()) for v in levels], [int((miss & (q == v)).sum()) for v in levels],
-        None if unmatchable is None else int((miss & np.asarray(unmatchable)[mated]).sum()))
+        None if searches.unmatchable is None else int((miss & np.asarray(searches.unmatchable)[mated]).sum()),
+        None if deeper is None else int(searches.retrieved),
+        None if deeper is None else int((above & (np.asarray(deeper)[mated] > 0)).sum()))

@@ -63,9 +63,17 @@ def miss_source_line(key: str, ms: MissSources) -> str:
              if f.value is not None and None not in f.ci95 else "n/a")
     return (f"{key} at FPIR {ms.target_fpir:g}: {ms.misses:,} of {ms.mated:,} mated searches "
             f"missed: {ms.not_listed_above:,} not listed by the candidate stage though the 1:1 "
-            f"score reaches T, {ms.not_listed_below:,} not listed and below T, "
+            f"score reaches T{retrieved_clause(ms)}, {ms.not_listed_below:,} not listed and below T, "
             f"{ms.listed_missed:,} listed and missed; FNIR had every mate been listed {floor}"
             + unmatchable_clause(ms))
+
+
+def retrieved_clause(ms: MissSources) -> str:
+    """' (K of them in its top D)', or '' where the backend retrieved no
+    deeper list than it had re-scored."""
+    if ms.retrieved is None:
+        return ""
+    return f" ({ms.not_listed_above_retrieved:,} of them in its top {ms.retrieved:,})"
 
 
 def unmatchable_clause(ms: MissSources) -> str:

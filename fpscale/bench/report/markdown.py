@@ -91,6 +91,14 @@ def _miss_sources(summary: Summary) -> list[str]:
         lines.append(f"| {key} | {ms.target_fpir:g} | {ms.misses:,} / {ms.mated:,} | "
                      f"{ms.not_listed_above:,} | {ms.not_listed_below:,} | {ms.listed_missed:,} | "
                      f"{_fmt_rate(ms.fnir_all_listed)} | {by_q} |")
+    deeper = [f"{key} at FPIR {ms.target_fpir:g}: {ms.not_listed_above_retrieved:,} of "
+              f"{ms.not_listed_above:,} in its top {ms.retrieved:,}"
+              for key, ms in rows if ms.retrieved is not None]
+    if deeper:
+        lines += ["", "Of the mates not listed though the 1:1 matcher reaches T, those the backend "
+                  "did retrieve in its deeper list (before refinement, or the part kept for poor "
+                  "searches), where a longer re-scored list or a better refinement would reach "
+                  "them; the others it did not retrieve at all: " + "; ".join(deeper) + "."]
     told = [f"{key} at FPIR {ms.target_fpir:g}: {ms.unmatchable:,} of {ms.misses:,}"
             for key, ms in rows if ms.unmatchable is not None]
     if told:

@@ -21,7 +21,7 @@ import numpy as np
 
 from fpscale.bench.measure import metrics
 from fpscale.bench.measure.individuality import compare as individuality
-from fpscale.bench.measure.miss_sources import MissSources, miss_sources
+from fpscale.bench.measure.miss_sources import MateOutcomes, MissSources, miss_sources
 from fpscale.bench.measure.projection import Study, project
 from fpscale.bench.measure.recall import recall_against
 from fpscale.bench.measure.rescored_ladder import PIPELINE_SUFFIX, rescored_ladder_state, rung_union
@@ -247,11 +247,11 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         rows.append(row)
         ctx.checkpoints.mark(f"search:{key}")
         if ctx.scenario.search.rescore:
-            refined = None
+            refined, retrieved = None, deep
             if ctx.scenario.search.refine_candidates:
                 deep, _, refined = refine_lists(ctx, key, subs.vectors, deep)
                 ctx.checkpoints.mark(f"refine:{key}")
-            rows.append(_rescored(ctx, row, deep, subs.mate, refined))
+            rows.append(_rescored(ctx, row, (deep, retrieved), subs.mate, refined))
             ctx.checkpoints.mark(f"rescore:{key}")
     if exact_key is not None:
         for row in rows:
@@ -283,10 +283,12 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
     return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
 
 
-def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray, mate: np.ndarray,
-              refined: Refinement | None = None) -> BackendResult:
-    """Minutiae re-scoring of one backend's lists (refined first, as
-    ``refined`` says, when the scenario refines), as a row of its own."""
+def _rescored(ctx: RunContext, row: BackendResult, lists: tuple[np.ndarray, np.ndarray],
+              mate: np.ndarray, refined: Refinement | None = None) -> BackendResult:
+    """Minutiae re-scoring of one backend's lists, as a row of its own:
+    lists, (the lists re-scored (Q, L), refined first as ``refined`` says
+    when the scenario refines; the lists the backend retrieved (Q, D))."""
+    ids, retrieved = lists
     ri, rs, info = rescore_lists(ctx, row.key, ids)
     rkey = f"{row.key}+minutiae"
     t = row.timings
@@ -301,24 +303,27 @@ def _rescored(ctx: RunContext, row: BackendResult, ids: np.ndarray, mate: np.nda
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
                          binary=row.binary, rescored_from=row.key, memory=row.memory,
                          timings=timings, metrics=measured,
-                         miss_sources=_miss_sources(ctx, (ri, rs), mate, measured))
+                         miss_sources=_miss_sources(ctx, (ri, rs, retrieved), mate, measured))
 
 
-def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray], mate: np.ndarray,
-                  measured: metrics.MetricsSummary) -> list[MissSources]:
+def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  mate: np.ndarray, measured: metrics.MetricsSummary) -> list[MissSources]:
     """Each operating point's misses split by where they arise: the mates the
-    candidate stage did not list are scored 1:1 here, as if listed."""
-    ids, scores = lists
-    pop = ctx.scenario.population
+    candidate stage did not list are scored 1:1 here, as if listed. lists:
+    the re-scored ids and scores (Q, L), and the ids the backend retrieved
+    (Q, D), read where D is longer than every search had re-scored."""
+    ids, scores, retrieved = lists
+    pop, srch = ctx.scenario.population, ctx.scenario.search
     rank, pair = metrics.mate_rank(ids, mate, scores)
     unlisted = (mate >= 0) & (rank == 0)
     if unlisted.any():
-        pair = np.where(unlisted, unlisted_mate_scores(pop, mate, unlisted,
-                                                       ctx.scenario.search.rescoring), pair)
-    best = booking_best_quality(pop, len(mate))
-    unmatchable = unmatchable_bookings(pop, 0, len(mate)) if pop.unmatchable_share else None
-    found = (miss_sources(rank, pair, mate >= 0, best, ctx.scenario.metrics.rank, op, unmatchable)
-             for op in measured.operating_points)
+        pair = np.where(unlisted, unlisted_mate_scores(pop, mate, unlisted, srch.rescoring), pair)
+    deeper = retrieved.shape[1] > min(srch.rescore_candidates, srch.candidates)
+    searches = MateOutcomes(
+        rank, pair, mate >= 0, booking_best_quality(pop, len(mate)),
+        unmatchable_bookings(pop, 0, len(mate)) if pop.unmatchable_share else None,
+        metrics.list_rank(retrieved, mate) if deeper else None, retrieved.shape[1])
+    found = (miss_sources(searches, ctx.scenario.metrics.rank, op) for op in measured.operating_points)
     return [m for m in found if m is not None]
 
 

@@ -405,7 +405,10 @@ def _miss_sources_problem(ms: MissSources, key: str) -> str | None:
             or any(len(x) != QUALITY_LEVELS or min(x) < 0 for x in by_q)
             or sum(ms.mated_by_quality) != ms.mated or sum(ms.misses_by_quality) != ms.misses
             or any(m > n for m, n in zip(ms.misses_by_quality, ms.mated_by_quality))
-            or not 0 <= (ms.unmatchable or 0) <= ms.misses):
+            or not 0 <= (ms.unmatchable or 0) <= ms.misses
+            or (ms.retrieved is None) != (ms.not_listed_above_retrieved is None)
+            or not 0 <= (ms.not_listed_above_retrieved or 0) <= ms.not_listed_above
+            or (ms.retrieved is not None and ms.retrieved < 1)):
         return f"the miss sources of {key} are not counts that add up"
     return _rate_problem(ms.fnir_all_listed, f"{key} fnir_all_listed")
 
