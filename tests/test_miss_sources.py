@@ -53,6 +53,13 @@ def test_unlisted_mates_above_t_split_by_whether_the_deeper_list_held_them():
     mated = np.array([False] + [True] * 9)
     ms = miss_sources(MateOutcomes(rank, pair, mated, ones, None, deeper, 50), 1, _op(0.5))
     assert (ms.not_listed_above, ms.not_listed_above_retrieved) == (7, 2)
+    assert ms.not_listed_above_refinable is None  # nothing refined
+    # refined: of the five not retrieved and above T (searches 1, 2, 5, 6,
+    # 7), the refinement would have handed on 2 and 6; search 8 is below T
+    refinable = np.zeros(10, bool)
+    refinable[[2, 6, 8]] = True
+    ms = miss_sources(MateOutcomes(rank, pair, mated, ones, None, deeper, 50, refinable), 1, _op(0.5))
+    assert ms.not_listed_above_refinable == 2
 
 
 def test_booking_best_quality_is_the_lowest_level_of_a_search(tiny):
@@ -135,6 +142,9 @@ def test_the_console_line_reads_a_split_without_an_interval():
     ms.retrieved, ms.not_listed_above_retrieved = 2000, 1
     assert "1 not listed by the candidate stage though the 1:1 score reaches T (1 of them in its " \
            "top 2,000), 1 not listed and below T" in miss_source_line("x+minutiae", ms)
+    ms.not_listed_above_refinable = 0
+    assert "(1 of them in its top 2,000; of the others, 0 the refinement would have handed on " \
+           "had the backend retrieved them)" in miss_source_line("x+minutiae", ms)
     ms.unmatchable = 2
     assert miss_source_line("x+minutiae", ms).endswith(
         "; 2 of the misses are unmatchable bookings (captures of another person's fingers, "
@@ -307,7 +317,7 @@ def test_a_row_counts_the_unlisted_mates_its_deeper_list_held(deep_lists_runs, t
 def test_a_deeper_list_count_that_does_not_add_up_is_refused(deep_lists_runs):
     summary, _ = deep_lists_runs["short"]
     for field, value in (("not_listed_above_retrieved", 10_000), ("retrieved", None),
-                         ("retrieved", 0)):
+                         ("retrieved", 0), ("not_listed_above_refinable", 10_000)):
         d = to_json_dict(summary)
         row = next(b for b in d["backends"] if b["key"] == "numba-flat+minutiae")
         row["miss_sources"][0][field] = value

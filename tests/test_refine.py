@@ -47,7 +47,7 @@ def refined_runs(tmp_path_factory, tiny):
                 search__rescore=True, search__rescore_candidates=3, projection__ladder=[],
                 metrics__rank=3)
     runs = {}
-    for name, backend, refine in (("refined", "numba-hamming", 400),
+    for name, backend, refine in (("refined", "numba-hamming", 400), ("partial", "numba-hamming", 20),
                                   ("codes", "numba-hamming", 0), ("flat", "numba-flat", 0)):
         out = tmp_path_factory.mktemp(name) / "run"
         d = tiny(**base, search__backends=[{"name": backend}], search__refine_candidates=refine)
@@ -78,6 +78,7 @@ def test_refined_codes_are_rescored_as_the_float_vectors_list(refined_runs):
     assert any(ms.not_listed_above for ms in row.miss_sources)
     for ms in row.miss_sources:
         assert (ms.retrieved, ms.not_listed_above_retrieved) == (400, ms.not_listed_above)
+        assert ms.not_listed_above_refinable == 0
     report = (out / "report.md").read_text()
     assert "numba-hamming's top 400 a search were re-ranked by the records' float vectors" in report
     assert "Refined before re-scoring" not in (refined_runs["codes"][1] / "report.md").read_text()
@@ -97,3 +98,48 @@ def test_refinement_settings_that_cannot_work_are_refused(tiny):
     sc = scenario_from_dict(tiny(search__rescore=True, search__refine_candidates=50))
     assert (sc.search.searched, sc.search.retrieved) == (50, 10)
     assert "refine_candidates" not in scenario_from_dict(tiny()).to_dict()["search"]
+
+
+def test_a_refined_row_counts_the_mates_the_codes_lost_that_the_refinement_would_hand_on(refined_runs):
+    # the codes' top 20 refined to 10, the best 3 re-scored: of the unlisted
+    # mates MCC reaches, those outside the codes' 20 whose float score beats
+    # the refined list's third
+    from fpscale.bench.run.rescore_segment import unlisted_mate_scores
+    summary, out = refined_runs["partial"]
+    spec, srch = summary.scenario.population, summary.scenario.search
+    gallery = gallery_chunk(spec, 0, spec.gallery_size)
+    subs = submission_chunk(spec, 0, spec.n_submissions)
+    codes = make_backend("numba-hamming", spec.record_bits)
+    codes.add(gallery.ids, gallery.codes)
+    top20, _ = codes.search(subs.codes, 20)
+    _, refined_s, _ = refine_segment(spec, subs.vectors, top20, 10)
+    mate = read_npz(out / "searches_numba-hamming+minutiae.npz")["mate"]
+    rank = read_npz(out / "searches_numba-hamming+minutiae.npz")["mate_rank"]
+    unlisted = (mate >= 0) & (rank == 0)
+    pair = unlisted_mate_scores(spec, mate, unlisted, srch.rescoring)
+    retrieved = (top20 == mate[:, None]).any(1)
+    full = subs.vectors.astype(np.float64) @ gallery.vectors.T.astype(np.float64)
+    mate_float = np.where(mate >= 0, full[np.arange(len(mate)), np.maximum(mate, 0)], -np.inf)
+    beats = mate_float > refined_s[:, 2]
+    row = {b.key: b for b in summary.backends}["numba-hamming+minutiae"]
+    seen = 0
+    for ms in row.miss_sources:
+        above = unlisted & (pair >= ms.threshold)
+        assert (ms.retrieved, ms.not_listed_above_retrieved) == (20, (above & retrieved).sum())
+        assert ms.not_listed_above_refinable == (above & ~retrieved & beats).sum()
+        seen += ms.not_listed_above_refinable
+    assert seen > 0
+    assert "the refinement would have handed on" in (out / "report.md").read_text()
+
+
+def test_refinement_would_list_compares_the_mates_float_score_with_the_last_handed_on(tiny):
+    from fpscale.bench.run.refine import refinement_would_list
+    spec = scenario_from_dict(tiny(population__gallery_size=300, projection__ladder=[])).population
+    gallery = gallery_chunk(spec, 0, 300)
+    probes = submission_chunk(spec, 0, 40).vectors
+    mate = np.arange(40, dtype=np.int64) * 7
+    score = (probes.astype(np.float64) * gallery.vectors[mate].astype(np.float64)).sum(1)
+    last = (score + np.where(np.arange(40) % 2, -0.05, 0.05)).astype(np.float32)
+    who = np.arange(40) % 3 > 0
+    got = refinement_would_list(spec, probes, mate, last, who)
+    np.testing.assert_array_equal(got, who & (np.arange(40) % 2 == 1))

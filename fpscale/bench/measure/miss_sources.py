@@ -20,9 +20,13 @@ than every search had re-scored (a list refined from its top
 ``search.refine_candidates``, or the deeper part kept for poor searches),
 the first count says how many of its mates that deeper list held: the
 mates a longer re-scored list, or a better refinement, would reach, apart
-from those the candidate stage did not retrieve at all. The mated searches and the misses are
-also counted by the best capture quality among a search's booking fingers
-(1 best .. 5), which is where a population's hard searches show, and the
+from those the candidate stage did not retrieve at all; and where the list
+was refined, how many of those not retrieved the refinement would have
+handed on had they been (their float score above the last one it handed
+on): mates the codes lost that the float vectors rank well enough.
+
+The mated searches and the misses are also counted by the best capture
+quality among a search's booking fingers (1 best .. 5), which is where a population's hard searches show, and the
 misses that are unmatchable bookings (``population.unmatchable_share``:
 captures of another person's fingers, missed by construction) are counted
 apart from the matcher's.
@@ -62,6 +66,11 @@ class MissSources:
     # one re-scored for every search
     retrieved: int | None = field(default=None, metadata={"omit_if_none": True})
     not_listed_above_retrieved: int | None = field(default=None, metadata={"omit_if_none": True})
+    # of the not_listed_above that the backend did not retrieve, those whose
+    # float score would have put them in the refined list handed on had it
+    # retrieved them: the codes' loss, not the float vectors'; None where
+    # nothing is refined
+    not_listed_above_refinable: int | None = field(default=None, metadata={"omit_if_none": True})
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,9 @@ class MateOutcomes:
     mated, bool; best_quality, int 1..5; unmatchable, bool, the unmatchable
     mated bookings (None: the population has none); retrieved_rank, the
     mate's rank in the deeper list the backend retrieved, 1-based, 0 when
-    not in it (None: no deeper list), and that list's length."""
+    not in it (None: no deeper list), and that list's length; refinable,
+    bool, the mated searches whose mate the backend did not retrieve but the
+    refinement would have handed on (None: nothing refined)."""
 
     rank: np.ndarray
     pair_score: np.ndarray
@@ -81,6 +92,7 @@ class MateOutcomes:
     unmatchable: np.ndarray | None = None
     retrieved_rank: np.ndarray | None = None
     retrieved: int = 0
+    refinable: np.ndarray | None = None
 
 
 def miss_sources(searches: MateOutcomes, R: int, op: OperatingPoint) -> MissSources | None:
@@ -108,4 +120,6 @@ def miss_sources(searches: MateOutcomes, R: int, op: OperatingPoint) -> MissSour
         [int((q == v).sum()) for v in levels], [int((miss & (q == v)).sum()) for v in levels],
         None if searches.unmatchable is None else int((miss & np.asarray(searches.unmatchable)[mated]).sum()),
         None if deeper is None else int(searches.retrieved),
-        None if deeper is None else int((above & (np.asarray(deeper)[mated] > 0)).sum()))
+        None if deeper is None else int((above & (np.asarray(deeper)[mated] > 0)).sum()),
+        None if searches.refinable is None or deeper is None
+        else int((above & (np.asarray(deeper)[mated] == 0) & np.asarray(searches.refinable)[mated]).sum()))

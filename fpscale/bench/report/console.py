@@ -73,7 +73,10 @@ def retrieved_clause(ms: MissSources) -> str:
     deeper list than it had re-scored."""
     if ms.retrieved is None:
         return ""
-    return f" ({ms.not_listed_above_retrieved:,} of them in its top {ms.retrieved:,})"
+    refinable = ("" if ms.not_listed_above_refinable is None else
+                 f"; of the others, {ms.not_listed_above_refinable:,} the refinement would have "
+                 f"handed on had the backend retrieved them")
+    return f" ({ms.not_listed_above_retrieved:,} of them in its top {ms.retrieved:,}{refinable})"
 
 
 def unmatchable_clause(ms: MissSources) -> str:

@@ -92,13 +92,20 @@ def _miss_sources(summary: Summary) -> list[str]:
                      f"{ms.not_listed_above:,} | {ms.not_listed_below:,} | {ms.listed_missed:,} | "
                      f"{_fmt_rate(ms.fnir_all_listed)} | {by_q} |")
     deeper = [f"{key} at FPIR {ms.target_fpir:g}: {ms.not_listed_above_retrieved:,} of "
-              f"{ms.not_listed_above:,} in its top {ms.retrieved:,}"
+              f"{ms.not_listed_above:,} in its top {ms.retrieved:,}" + (
+                  "" if ms.not_listed_above_refinable is None else
+                  f", and of the {ms.not_listed_above - ms.not_listed_above_retrieved:,} it did "
+                  f"not retrieve, {ms.not_listed_above_refinable:,} the refinement would have "
+                  f"handed on")
               for key, ms in rows if ms.retrieved is not None]
     if deeper:
         lines += ["", "Of the mates not listed though the 1:1 matcher reaches T, those the backend "
                   "did retrieve in its deeper list (before refinement, or the part kept for poor "
                   "searches), where a longer re-scored list or a better refinement would reach "
-                  "them; the others it did not retrieve at all: " + "; ".join(deeper) + "."]
+                  "them; the others it did not retrieve at all. Where the lists were refined, of "
+                  "those not retrieved, the ones whose float score is above the last the refined "
+                  "list handed on, which the refinement would have handed on had the codes "
+                  "retrieved them: " + "; ".join(deeper) + "."]
     told = [f"{key} at FPIR {ms.target_fpir:g}: {ms.unmatchable:,} of {ms.misses:,}"
             for key, ms in rows if ms.unmatchable is not None]
     if told:

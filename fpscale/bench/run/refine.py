@@ -72,3 +72,21 @@ def refine_lists(ctx: RunContext, key: str, probes: np.ndarray,
     what = ListStep(f"refine:{key}", f"refine {key}", ("pairs", "refine_s"))
     ri, rs, info = segmented_lists(ctx, what, (len(ids), keep), work)
     return ri, rs, Refinement(ids.shape[1], keep, info["pairs"], info["refine_s"], info.get("wall_s"))
+
+
+def refinement_would_list(spec: PopulationSpec, probes: np.ndarray, mate: np.ndarray,
+                          last: np.ndarray, who: np.ndarray) -> np.ndarray:
+    """(Q,) bool: for the searches who (Q,) bool (mated ones whose mate the
+    backend did not retrieve), whether the mate's float score, as the
+    refinement scores it, is above last (Q,) float32, the score of the last
+    candidate the refined list hands on: had the backend retrieved the mate,
+    the refinement would have handed it on. probes (Q, record_dim) float32
+    C-contiguous: the searches' record vectors; mate (Q,) gallery ids."""
+    out = np.zeros(len(mate), dtype=bool)
+    q = np.nonzero(who)[0]
+    if len(q):
+        uniq, rec = np.unique(mate[q], return_inverse=True)
+        vecs = gallery_records(spec, uniq).vectors
+        score = gathered_inner_products(probes, q.astype(np.int64), vecs, rec.astype(np.int64))
+        out[q] = score > last[q]
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from fpscale.bench.run.gallery import BackendRun, Gallery, finger_set_columns, r
 from fpscale.bench.run.host import fpscale_version, host_info, peak_rss
 from fpscale.bench.run.local import LocalExecutor
 from fpscale.bench.run.planner import Plan, check
-from fpscale.bench.run.refine import refine_lists
+from fpscale.bench.run.refine import refine_lists, refinement_would_list
 from fpscale.bench.run.rescore import rescore_lists
 from fpscale.bench.run.rescore_segment import unlisted_mate_scores
 from fpscale.bench.run.resume import notice, verify_resume
@@ -247,11 +248,13 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         rows.append(row)
         ctx.checkpoints.mark(f"search:{key}")
         if ctx.scenario.search.rescore:
-            refined, retrieved = None, deep
+            refined, handed = None, HandedOn(deep, deep)
             if ctx.scenario.search.refine_candidates:
-                deep, _, refined = refine_lists(ctx, key, subs.vectors, deep)
+                deep, deep_scores, refined = refine_lists(ctx, key, subs.vectors, deep)
                 ctx.checkpoints.mark(f"refine:{key}")
-            rows.append(_rescored(ctx, row, (deep, retrieved), subs.mate, refined))
+                handed = HandedOn(deep, handed.retrieved, _refinable(ctx, subs, handed.retrieved,
+                                                                     deep_scores))
+            rows.append(_rescored(ctx, row, handed, subs.mate, refined))
             ctx.checkpoints.mark(f"rescore:{key}")
     if exact_key is not None:
         for row in rows:
@@ -283,13 +286,37 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
     return metrics.summarize(ids, scores, mate, ctx.scenario.metrics)
 
 
-def _rescored(ctx: RunContext, row: BackendResult, lists: tuple[np.ndarray, np.ndarray],
+class HandedOn(NamedTuple):
+    """A backend's lists as the re-scoring reads them: ids (Q, L) re-scored
+    (refined first when the scenario refines); retrieved (Q, D), the lists
+    the backend retrieved; refinable (Q,) bool, the mated searches whose
+    mate it did not retrieve but the refinement would have handed on
+    (refinement_would_list), None where nothing is refined."""
+
+    ids: np.ndarray
+    retrieved: np.ndarray
+    refinable: np.ndarray | None = None
+
+
+def _refinable(ctx: RunContext, subs: Submissions, retrieved: np.ndarray,
+               refined_scores: np.ndarray) -> np.ndarray:
+    """HandedOn.refinable: the last float score each refined list (Q, W)
+    hands on is its score at the depth the search is re-scored to."""
+    pop, r = ctx.scenario.population, ctx.scenario.search.rescoring
+    Q, W = refined_scores.shape
+    depth = np.full(Q, min(r.candidates, W))
+    if r.poor_candidates:
+        depth = np.where(booking_best_quality(pop, Q) >= r.poor_quality, r.longest(W), depth)
+    last = refined_scores[np.arange(Q), depth - 1]
+    who = (subs.mate >= 0) & (metrics.list_rank(retrieved, subs.mate) == 0)
+    return refinement_would_list(pop, subs.vectors, subs.mate, last, who)
+
+
+def _rescored(ctx: RunContext, row: BackendResult, lists: HandedOn,
               mate: np.ndarray, refined: Refinement | None = None) -> BackendResult:
-    """Minutiae re-scoring of one backend's lists, as a row of its own:
-    lists, (the lists re-scored (Q, L), refined first as ``refined`` says
-    when the scenario refines; the lists the backend retrieved (Q, D))."""
-    ids, retrieved = lists
-    ri, rs, info = rescore_lists(ctx, row.key, ids)
+    """Minutiae re-scoring of one backend's lists, as a row of its own
+    (refined first, as ``refined`` says, when the scenario refines)."""
+    ri, rs, info = rescore_lists(ctx, row.key, lists.ids)
     rkey = f"{row.key}+minutiae"
     t = row.timings
     total = t.search_s + ctx.executor.rescore_seconds({"compare_s": info.compare_s,
@@ -303,16 +330,17 @@ def _rescored(ctx: RunContext, row: BackendResult, lists: tuple[np.ndarray, np.n
     return BackendResult(name=row.name + "+minutiae", params=row.params, key=rkey,
                          binary=row.binary, rescored_from=row.key, memory=row.memory,
                          timings=timings, metrics=measured,
-                         miss_sources=_miss_sources(ctx, (ri, rs, retrieved), mate, measured))
+                         miss_sources=_miss_sources(ctx, (ri, rs), lists, mate, measured))
 
 
-def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _miss_sources(ctx: RunContext, rescored: tuple[np.ndarray, np.ndarray], lists: HandedOn,
                   mate: np.ndarray, measured: metrics.MetricsSummary) -> list[MissSources]:
     """Each operating point's misses split by where they arise: the mates the
-    candidate stage did not list are scored 1:1 here, as if listed. lists:
-    the re-scored ids and scores (Q, L), and the ids the backend retrieved
-    (Q, D), read where D is longer than every search had re-scored."""
-    ids, scores, retrieved = lists
+    candidate stage did not list are scored 1:1 here, as if listed.
+    rescored: the re-scored ids and scores (Q, L); the backend's retrieved
+    lists (Q, D) are read where D is longer than every search had re-scored."""
+    ids, scores = rescored
+    retrieved = lists.retrieved
     pop, srch = ctx.scenario.population, ctx.scenario.search
     rank, pair = metrics.mate_rank(ids, mate, scores)
     unlisted = (mate >= 0) & (rank == 0)
@@ -322,7 +350,7 @@ def _miss_sources(ctx: RunContext, lists: tuple[np.ndarray, np.ndarray, np.ndarr
     searches = MateOutcomes(
         rank, pair, mate >= 0, booking_best_quality(pop, len(mate)),
         unmatchable_bookings(pop, 0, len(mate)) if pop.unmatchable_share else None,
-        metrics.list_rank(retrieved, mate) if deeper else None, retrieved.shape[1])
+        metrics.list_rank(retrieved, mate) if deeper else None, retrieved.shape[1], lists.refinable)
     found = (miss_sources(searches, ctx.scenario.metrics.rank, op) for op in measured.operating_points)
     return [m for m in found if m is not None]
 

@@ -408,7 +408,10 @@ def _miss_sources_problem(ms: MissSources, key: str) -> str | None:
             or not 0 <= (ms.unmatchable or 0) <= ms.misses
             or (ms.retrieved is None) != (ms.not_listed_above_retrieved is None)
             or not 0 <= (ms.not_listed_above_retrieved or 0) <= ms.not_listed_above
-            or (ms.retrieved is not None and ms.retrieved < 1)):
+            or (ms.retrieved is not None and ms.retrieved < 1)
+            or (ms.not_listed_above_refinable is not None
+                and (ms.retrieved is None or not 0 <= ms.not_listed_above_refinable
+                     <= ms.not_listed_above - ms.not_listed_above_retrieved))):
         return f"the miss sources of {key} are not counts that add up"
     return _rate_problem(ms.fnir_all_listed, f"{key} fnir_all_listed")
 
