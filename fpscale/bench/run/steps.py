@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
