@@ -248,12 +248,12 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         rows.append(row)
         ctx.checkpoints.mark(f"search:{key}")
         if ctx.scenario.search.rescore:
-            refined, handed = None, HandedOn(deep, deep)
+            refined, handed = None, _handed_on(ctx, deep, subs.mate)
             if ctx.scenario.search.refine_candidates:
                 deep, deep_scores, refined = refine_lists(ctx, key, subs.vectors, deep)
                 ctx.checkpoints.mark(f"refine:{key}")
-                handed = HandedOn(deep, handed.retrieved, _refinable(ctx, subs, handed.retrieved,
-                                                                     deep_scores))
+                handed = handed._replace(ids=deep, refinable=_refinable(ctx, subs, handed,
+                                                                        deep_scores))
             rows.append(_rescored(ctx, row, handed, subs.mate, refined))
             ctx.checkpoints.mark(f"rescore:{key}")
     if exact_key is not None:
@@ -288,27 +288,40 @@ def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
 
 class HandedOn(NamedTuple):
     """A backend's lists as the re-scoring reads them: ids (Q, L) re-scored
-    (refined first when the scenario refines); retrieved (Q, D), the lists
-    the backend retrieved; refinable (Q,) bool, the mated searches whose
-    mate it did not retrieve but the refinement would have handed on
+    (refined first when the scenario refines); retrieved_rank (Q,), the
+    mate's rank in the lists the backend retrieved, 1-based, 0 when not in
+    them, None where they are no longer than every search has re-scored;
+    depth, their length; refinable (Q,) bool, the mated searches whose mate
+    it did not retrieve but the refinement would have handed on
     (refinement_would_list), None where nothing is refined."""
 
     ids: np.ndarray
-    retrieved: np.ndarray
+    retrieved_rank: np.ndarray | None
+    depth: int
     refinable: np.ndarray | None = None
 
 
-def _refinable(ctx: RunContext, subs: Submissions, retrieved: np.ndarray,
-               refined_scores: np.ndarray) -> np.ndarray:
+def _handed_on(ctx: RunContext, retrieved: np.ndarray, mate: np.ndarray) -> HandedOn:
+    """The backend's retrieved lists (Q, D) as HandedOn, before any refinement."""
+    srch = ctx.scenario.search
+    deeper = retrieved.shape[1] > min(srch.rescore_candidates, srch.candidates)
+    return HandedOn(retrieved, metrics.list_rank(retrieved, mate) if deeper else None,
+                    retrieved.shape[1])
+
+
+def _refinable(ctx: RunContext, subs: Submissions, handed: HandedOn,
+               refined_scores: np.ndarray) -> np.ndarray | None:
     """HandedOn.refinable: the last float score each refined list (Q, W)
     hands on is its score at the depth the search is re-scored to."""
+    if handed.retrieved_rank is None:
+        return None  # nothing retrieved beyond what is re-scored: nothing to split
     pop, r = ctx.scenario.population, ctx.scenario.search.rescoring
     Q, W = refined_scores.shape
     depth = np.full(Q, min(r.candidates, W))
     if r.poor_candidates:
         depth = np.where(booking_best_quality(pop, Q) >= r.poor_quality, r.longest(W), depth)
     last = refined_scores[np.arange(Q), depth - 1]
-    who = (subs.mate >= 0) & (metrics.list_rank(retrieved, subs.mate) == 0)
+    who = (subs.mate >= 0) & (handed.retrieved_rank == 0)
     return refinement_would_list(pop, subs.vectors, subs.mate, last, who)
 
 
@@ -337,20 +350,17 @@ def _miss_sources(ctx: RunContext, rescored: tuple[np.ndarray, np.ndarray], list
                   mate: np.ndarray, measured: metrics.MetricsSummary) -> list[MissSources]:
     """Each operating point's misses split by where they arise: the mates the
     candidate stage did not list are scored 1:1 here, as if listed.
-    rescored: the re-scored ids and scores (Q, L); the backend's retrieved
-    lists (Q, D) are read where D is longer than every search had re-scored."""
+    rescored: the re-scored ids and scores (Q, L)."""
     ids, scores = rescored
-    retrieved = lists.retrieved
     pop, srch = ctx.scenario.population, ctx.scenario.search
     rank, pair = metrics.mate_rank(ids, mate, scores)
     unlisted = (mate >= 0) & (rank == 0)
     if unlisted.any():
         pair = np.where(unlisted, unlisted_mate_scores(pop, mate, unlisted, srch.rescoring), pair)
-    deeper = retrieved.shape[1] > min(srch.rescore_candidates, srch.candidates)
     searches = MateOutcomes(
         rank, pair, mate >= 0, booking_best_quality(pop, len(mate)),
         unmatchable_bookings(pop, 0, len(mate)) if pop.unmatchable_share else None,
-        metrics.list_rank(retrieved, mate) if deeper else None, retrieved.shape[1], lists.refinable)
+        lists.retrieved_rank, lists.depth, lists.refinable)
     found = (miss_sources(searches, ctx.scenario.metrics.rank, op) for op in measured.operating_points)
     return [m for m in found if m is not None]
 
