@@ -60,25 +60,6 @@ def test_profile_sets_its_keys_and_refuses_a_scenario_that_sets_them():
         load_scenario("frif-class-a", ["calibration.profile=best-2099"])
 
 
-def test_a_profile_may_set_how_deep_poor_searches_are_re_scored(monkeypatch, tmp_path):
-    # the decision stage's depth for poor searches belongs to the matcher a
-    # profile describes; a scenario that asks for another depth is refused
-    from fpscale.bench import profile as prof_mod
-    text = (PROFILES_DIR / "best-2012.toml").read_text().replace('name = "best-2012"', 'name = "deep"')
-    text = text.replace('rescore_matcher = "mcc"', 'rescore_matcher = "mcc"\nrescore_poor_candidates = 2000')
-    (tmp_path / "deep.toml").write_text(text)
-    monkeypatch.setattr(prof_mod, "PROFILES_DIR", tmp_path)
-    sc = load_scenario("frif-class-a", ["calibration.profile=deep"])
-    assert (sc.search.rescore_poor_candidates, sc.search.retrieved) == (2000, 2000)
-    assert "search.rescore_poor_candidates = 2000" in sc.calibration.settings
-    assert scenario_from_dict(sc.to_dict(), sc.name) == sc
-    with pytest.raises(ScenarioError, match="profile 'deep' sets it"):
-        load_scenario("frif-class-a", ["calibration.profile=deep", "search.rescore_poor_candidates=500"])
-    (tmp_path / "deep.toml").write_text(text.replace("rescore_poor_candidates", "refine_candidates"))
-    with pytest.raises(ScenarioError, match=r"\[search\] may set only"):
-        load_scenario("frif-class-a", ["calibration.profile=deep"])
-
-
 def test_resolved_scenario_round_trips_and_cannot_misstate_its_profile():
     sc = load_scenario("frif-class-a")
     back = scenario_from_dict(sc.to_dict(), sc.name)

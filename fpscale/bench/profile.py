@@ -2,8 +2,7 @@
 
 A profile is a TOML file in ``profiles/`` (docs/calibration.md): the
 population and search keys it sets (extraction noise, the within-person
-quality correlation, the encoding's dimensions, the 1:1 matcher and how
-deep it re-scores poor searches), the
+quality correlation, the encoding's dimensions, the 1:1 matcher), the
 published operating points it reproduces with their sources, and the fit
 that ``fpscale calibrate`` wrote. A scenario names one with
 ``[calibration] profile = "best-2012"``; the profile's keys are then set
@@ -27,7 +26,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 SETTABLE = {
     "population": ("extraction_noise", "capture_noise", "quality_correlation",
                    "unmatchable_share", "quality_weighting", "dim", "bits", "fusion"),
-    "search": ("rescore_matcher", "rescore_fusion", "rescore_poor_candidates", "rescore_poor_quality"),
+    "search": ("rescore_matcher", "rescore_fusion"),
 }
 MAX_PROFILE_BYTES = 1 << 16
 
