@@ -10,6 +10,8 @@ import pytest
 from scipy import stats
 
 from fpscale.bench.measure import fpir_model as fm
+from fpscale.bench.measure.fpir_model import frailty, validation
+from fpscale.bench.measure.fpir_model import tail as tail_model
 from fpscale.bench.measure.metrics import binomial_ci
 from fpscale.bench.measure.fpir_model import (Estimate, Ladder, Options, Volume,
                               decades_past_data, first_exceedance, fit_frailty, fit_shift,
@@ -62,7 +64,7 @@ def halved_hazard(m, tau, n):
     return 0.5 * _REAL_HAZARD(m, tau, n)
 
 
-_REAL_HAZARD = fm._cum_hazard
+_REAL_HAZARD = frailty._cum_hazard
 
 
 # ---------------------------------------------------------------- closed forms
@@ -184,7 +186,7 @@ def test_halved_exponent_fails_parameter_recovery(monkeypatch):
     rng = np.random.default_rng(11)
     k, theta = 0.4, 2e-4
     lad = frailty_ladder(rng, 40_000, [250, 500, 1000, 2000, 5000, 10000, 20000], k, theta)
-    monkeypatch.setattr(fm, "_cum_hazard", halved_hazard)
+    monkeypatch.setattr(frailty, "_cum_hazard", halved_hazard)
     fit = fit_frailty(lad, 0.5, Options(n_boot=200, seed=1))
     ks = 1 / fit.boot[:, 1]
     assert not np.quantile(ks, 0.005) <= k <= np.quantile(ks, 0.995)
@@ -209,16 +211,16 @@ def test_independence_is_recovered():
 def test_vectorised_refit_matches_scipy():
     rng = np.random.default_rng(2)
     lad = frailty_ladder(rng, 3000, RUNGS[:4], 0.3, 1e-4, 0.3)
-    _, table, _ = fm._table(lad, 0.5, "censor")
+    _, table, _ = frailty._table(lad, 0.5, "censor")
     counts = table.sum(axis=0)
     tables = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=20).astype(float)
     rho_max = np.log1p(1e4)
-    s, r, ok = fm._refit_many(tables, lad.rungs, np.array([-9.0, 0.5]), rho_max)
+    s, r, ok = frailty._refit_many(tables, lad.rungs, np.array([-9.0, 0.5]), rho_max)
     assert ok.all()
-    ours = fm._loglik(s, r, tables, lad.rungs)
+    ours = frailty._loglik(s, r, tables, lad.rungs)
     for i, c in enumerate(tables):
-        res = fm.optimize.minimize(
-            lambda p: -float(fm._loglik(p[:1], p[1:], c[None, :], lad.rungs)[0]),
+        res = frailty.optimize.minimize(
+            lambda p: -float(frailty._loglik(p[:1], p[1:], c[None, :], lad.rungs)[0]),
             np.array([s[i] + 0.3, 1.0]), method="Nelder-Mead", bounds=[(-60, 6), (0, rho_max)],
             options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
         assert ours[i] >= -res.fun - 1e-6
@@ -249,7 +251,7 @@ def test_frailty_prediction_interval_coverage_at_10x():
 def test_halved_exponent_fails_coverage(monkeypatch):
     # the fit is not fooled (it refits k), so the mutant is made in the
     # prediction alone: FPIR at 10x with the exponent 1/tau halved
-    real = fm.predict_fpir
+    real = frailty.predict_fpir
 
     def mutant(fit, n, options=None):
         e = real(fit, n, options)
@@ -257,7 +259,7 @@ def test_halved_exponent_fails_coverage(monkeypatch):
         return Estimate(e.value, float(np.quantile(f, 0.025)), float(np.quantile(f, 0.975)),
                         e.decades_n, e.decades_fpir)
 
-    monkeypatch.setattr(fm, "predict_fpir", mutant)
+    monkeypatch.setattr(validation, "predict_fpir", mutant)
     pop, _ = _frailty_coverage(20, 200)
     assert pop < 0.5
 
@@ -441,8 +443,8 @@ def test_tail_interval_coverage_beyond_the_data():
 
 
 def test_wrong_tail_shape_fails_coverage(monkeypatch):
-    real = fm._gpd_isf
-    monkeypatch.setattr(fm, "_gpd_isf", lambda p, xi, sigma: real(p, xi / 2, sigma))
+    real = tail_model._gpd_isf
+    monkeypatch.setattr(tail_model, "_gpd_isf", lambda p, xi, sigma: real(p, xi / 2, sigma))
     cq, _ = _tail_coverage(20, 150)
     assert cq < 0.5
 
