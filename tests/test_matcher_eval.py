@@ -4,13 +4,13 @@ the ones measured, and a bad profile is one line."""
 import pytest
 
 from fpscale.bench.profile import read_profile
-from fpscale.bench.tools.matcher_eval import accuracy, main
+from fpscale.bench.tools.matcher_eval import Sample, accuracy, main
 from fpscale.synth.population import spec_from_dict
 
 
 def test_accuracy_measures_with_the_profiles_capture_settings():
     pop = spec_from_dict(read_profile("best-2012")["population"])
-    small = dict(n_genuine=300, n_impostor=3000, n_held_out=1000, fmr=1e-2, rounds=20)
+    small = dict(sample=Sample(genuine=300, impostor=3000, held_out=1000), fmr=1e-2, rounds=20)
     mine = accuracy(pop=pop, **small)
     plain = accuracy(**small)
     assert (mine["extraction_noise"], mine["capture_noise"], mine["quality_correlation"]) == (0.5355, 0.2329, 0.5)

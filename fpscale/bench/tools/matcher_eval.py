@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -39,24 +39,49 @@ from fpscale.synth.population import PopulationSpec, capture_qualities, spec_fro
 HELD_OUT_BASE = 1_000_000
 
 
-def qualities(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int, quality: str,
-              gallery: bool) -> np.ndarray:
-    """Quality per impression: a fixed level "1".."5", or "mix": spec's
-    shares (gallery or booking), drawn as the population does (with its
-    within-person correlation)."""
-    if quality != "mix":
-        return np.full(len(ids), int(quality), dtype=np.int64)
-    return capture_qualities(spec, ids, np.full(len(ids), finger), np.full(len(ids), encounter),
+@dataclass(frozen=True)
+class Protocol:
+    """What is compared: one finger position of each identity, captured as
+    probe (encounter 1) and as gallery entry (encounter 0), at quality
+    "1".."5" on both sides or "mix" (the population's shares)."""
+
+    seed: int = 0
+    finger: int = 2
+    probe: str = "plain"
+    gallery: str = "rolled"
+    quality: str = "mix"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How many comparisons: genuine pairs, impostor pairs drawn among
+    them, and impostor pairs of an independent set that checks the
+    thresholds."""
+
+    genuine: int = 5000
+    impostor: int = 100_000
+    held_out: int = 50_000
+
+
+def qualities(spec: PopulationSpec, ids: np.ndarray, protocol: Protocol, gallery: bool) -> np.ndarray:
+    """Quality per impression of one side (gallery or probe): a fixed level
+    "1".."5", or "mix": spec's shares (gallery or booking), drawn as the
+    population does (with its within-person correlation)."""
+    if protocol.quality != "mix":
+        return np.full(len(ids), int(protocol.quality), dtype=np.int64)
+    n = len(ids)
+    return capture_qualities(spec, ids, np.full(n, protocol.finger), np.full(n, 0 if gallery else 1),
                              gallery)
 
 
-def templates(spec: PopulationSpec, ids: np.ndarray, finger: int, encounter: int, capture: str,
-              quality: str, gallery: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Padded minutiae and counts of one capture of each identity, at
-    spec's seed and extraction and capture noise."""
-    q = qualities(spec, ids, finger, encounter, quality, gallery)
+def templates(spec: PopulationSpec, ids: np.ndarray, protocol: Protocol,
+              gallery: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Padded minutiae and counts of one side's capture of each identity,
+    at spec's seed and extraction and capture noise."""
+    q = qualities(spec, ids, protocol, gallery)
     n = len(ids)
-    return impression_batch(spec.seed, ids, np.full(n, finger), np.full(n, encounter),
+    capture = protocol.gallery if gallery else protocol.probe
+    return impression_batch(spec.seed, ids, np.full(n, protocol.finger), np.full(n, 0 if gallery else 1),
                             np.full(n, capture_index(capture)), q, float(spec.extraction_noise),
                             float(spec.capture_noise))
 
@@ -114,27 +139,26 @@ def _timed(fn, *args) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - t
 
 
-def accuracy(seed: int = 0, finger: int = 2, probe: str = "plain", gallery: str = "rolled",
-             quality: str = "mix", n_genuine: int = 5000, n_impostor: int = 100_000,
-             n_held_out: int = 50_000, fmr: float = 1e-4, rounds: int = 300,
-             pop: PopulationSpec | None = None) -> dict:
+def accuracy(protocol: Protocol = Protocol(), sample: Sample = Sample(), fmr: float = 1e-4,
+             rounds: int = 300, pop: PopulationSpec | None = None) -> dict:
     """Genuine and impostor scores of both matchers on one protocol, FNMR at
-    FMR with intervals, and the thresholds checked on an independent
-    impostor set. pop: extraction noise, quality shares and correlation
-    (a profile's; fpscale's defaults when None); seed is this one's."""
+    FMR with intervals (rounds: bootstrap replicates), and the thresholds
+    checked on an independent impostor set. pop: extraction noise, quality
+    shares and correlation (a profile's; fpscale's defaults when None); the
+    seed is the protocol's."""
+    seed, n_genuine, n_impostor = protocol.seed, sample.genuine, sample.impostor
     spec = replace(pop or PopulationSpec(), seed=seed)
     ids = np.arange(n_genuine, dtype=np.int64)
-    gt, gn = templates(spec, ids, finger, 0, gallery, quality, gallery=True)
-    pt, pn = templates(spec, ids, finger, 1, probe, quality, gallery=False)
+    gt, gn = templates(spec, ids, protocol, gallery=True)
+    pt, pn = templates(spec, ids, protocol, gallery=False)
     per = max(1, n_impostor // n_genuine)
     ia, ib = _pairs(seed + 1, n_genuine, min(n_genuine, -(-n_impostor // per)), per)
     ia, ib = ia[:n_impostor], ib[:n_impostor]
-    hid = HELD_OUT_BASE + np.arange(n_held_out // 10, dtype=np.int64)
-    ht, hn = templates(spec, hid, finger, 1, probe, quality, gallery=False)
+    hid = HELD_OUT_BASE + np.arange(sample.held_out // 10, dtype=np.int64)
+    ht, hn = templates(spec, hid, protocol, gallery=False)
     ha = np.repeat(np.arange(len(hid)), 10)
     hb = np.random.default_rng(seed + 2).integers(0, n_genuine, len(ha))
-    out = {"seed": seed, "finger": finger, "probe": probe, "gallery": gallery, "quality": quality,
-           "fmr": fmr, "extraction_noise": spec.extraction_noise, "capture_noise": spec.capture_noise,
+    out = {**asdict(protocol), "fmr": fmr, "extraction_noise": spec.extraction_noise, "capture_noise": spec.capture_noise,
            "quality_correlation": spec.quality_correlation, "genuine": int(n_genuine), "impostor": int(len(ia)),
            "held_out_impostor": int(len(ha)),
            "minutiae_probe_mean": float(pn.mean()), "minutiae_gallery_mean": float(gn.mean())}
@@ -197,14 +221,16 @@ def _rigid_fit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x @ np.array([[c, s], [-s, c]])) + mb
 
 
-def truth(seed: int = 0, finger: int = 2, probe: str = "plain", gallery: str = "rolled",
-          quality: str = "2", ids: np.ndarray | None = None, n: int = 2000) -> dict:
+def truth(protocol: Protocol = Protocol(quality="2"), ids: np.ndarray | None = None,
+          n: int = 2000) -> dict:
     """What genuine pairs share, from the capture model itself: for each
-    pair, the number of minutiae captured in both (the same master minutia)
-    and their displacement after the best rigid alignment of those pairs."""
+    pair (identities ids, or 0 .. n - 1), the number of minutiae captured in
+    both (the same master minutia) and their displacement after the best
+    rigid alignment of those pairs."""
+    seed, finger, probe, gallery = protocol.seed, protocol.finger, protocol.probe, protocol.gallery
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    qg = qualities(PopulationSpec(seed=seed), ids, finger, 0, quality, gallery=True)
-    qp = qualities(PopulationSpec(seed=seed), ids, finger, 1, quality, gallery=False)
+    qg = qualities(PopulationSpec(seed=seed), ids, protocol, gallery=True)
+    qp = qualities(PopulationSpec(seed=seed), ids, protocol, gallery=False)
     common = np.zeros(len(ids), dtype=np.int64)
     np_, ng = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
     disp_all = []
@@ -261,15 +287,14 @@ def speed(seed: int = 3, n: int = 400, per: int = 50, rounds: int = 3) -> dict:
     return out
 
 
-def failures(path: str, seed: int = 0, finger: int = 2, probe: str = "plain",
-             gallery: str = "rolled", quality: str = "mix", fmr: float = 1e-4) -> dict:
+def failures(path: str, protocol: Protocol = Protocol(), fmr: float = 1e-4) -> dict:
     """The genuine pairs MCC misses at FMR fmr (scores saved by ``accuracy
     --save``), set beside what the capture model says they share."""
     z = np.load(path)
     gen, imp = z["mcc_genuine"], z["mcc_impostor"]
     t = threshold_at(imp, fmr)
     missed = np.flatnonzero(gen < t)
-    tr = truth(seed, finger, probe, gallery, quality, ids=np.arange(len(gen)))
+    tr = truth(protocol, ids=np.arange(len(gen)))
     common = tr["common"]
     out = {"threshold": t, "missed": missed.tolist(), "missed_common": common[missed].tolist(),
            "missed_rms_mm": tr["rms_mm"][missed].round(3).tolist(),
@@ -332,22 +357,22 @@ def main(argv=None) -> None:
     p.add_argument("--profile", help="accuracy: a matcher profile's extraction and capture noise, "
                    "quality shares and correlation (profiles/NAME.toml) instead of fpscale's defaults")
     a = p.parse_args(argv)
+    protocol = Protocol(a.seed, a.finger, a.probe, a.gallery, a.quality)
     if a.what == "accuracy":
         try:
             pop = spec_from_dict(read_profile(a.profile).get("population", {})) if a.profile else None
         except (ProfileError, ValueError) as e:
             p.exit(2, f"fpscale: error: {e}\n")
-        r = accuracy(a.seed, a.finger, a.probe, a.gallery, a.quality, a.genuine, a.impostor,
-                     fmr=a.fmr, pop=pop)
+        r = accuracy(protocol, Sample(a.genuine, a.impostor), fmr=a.fmr, pop=pop)
         if a.save:
             np.savez_compressed(a.save, **{f"{m}_{k}": v for m in ("old", "mcc")
                                            for k, v in r[m + "_scores"].items()})
     elif a.what == "failures":
-        r = failures(a.scores[0], a.seed, a.finger, a.probe, a.gallery, a.quality, a.fmr)
+        r = failures(a.scores[0], protocol, a.fmr)
     elif a.what == "cross":
         r = cross(a.scores[0], a.scores[1], a.fmr)
     elif a.what == "truth":
-        r = truth(a.seed, a.finger, a.probe, a.gallery, a.quality, n=a.genuine)
+        r = truth(protocol, n=a.genuine)
     else:
         r = speed()
     print(json.dumps(_jsonable(r), indent=1))
