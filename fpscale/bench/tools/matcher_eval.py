@@ -158,8 +158,9 @@ def accuracy(protocol: Protocol = Protocol(), sample: Sample = Sample(), fmr: fl
     ht, hn = templates(spec, hid, protocol, gallery=False)
     ha = np.repeat(np.arange(len(hid)), 10)
     hb = np.random.default_rng(seed + 2).integers(0, n_genuine, len(ha))
-    out = {**asdict(protocol), "fmr": fmr, "extraction_noise": spec.extraction_noise, "capture_noise": spec.capture_noise,
-           "quality_correlation": spec.quality_correlation, "genuine": int(n_genuine), "impostor": int(len(ia)),
+    out = {**asdict(protocol), "fmr": fmr, "extraction_noise": spec.extraction_noise,
+           "capture_noise": spec.capture_noise, "quality_correlation": spec.quality_correlation,
+           "genuine": int(n_genuine), "impostor": int(len(ia)),
            "held_out_impostor": int(len(ha)),
            "minutiae_probe_mean": float(pn.mean()), "minutiae_gallery_mean": float(gn.mean())}
     for name, fn in (("old", minutiae.match_many), ("mcc", mcc.match_many)):

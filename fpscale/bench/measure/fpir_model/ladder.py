@@ -11,8 +11,8 @@ A ladder pass gives, per search q and rung r (gallery prefixes [0, N_r),
 N increasing), ``top_nonmate[q, r]``, the best non-mate score in the prefix
 (a running maximum over rungs), and ``mate[q]``, the gallery id of the
 search's mate or -1. A search whose mate id is >= N_r is non-mated at rung
-r; one whose mate lies inside the prefix is mated there. Every model
-takes a :class:`Ladder`.
+r; one whose mate lies inside the prefix is mated there. The models in N
+take a :class:`Ladder`; the tail in T takes one rung's maxima.
 
 Distance from the data
 ----------------------
