@@ -72,7 +72,7 @@ def scaling(sizes: list[int], backends: list[str], dim: int = 128, bits: int = 2
                 data, q = (gb, pb) if binary else (g, p)
                 t0 = time.perf_counter()
                 if b.needs_training:
-                    b.train(data[: min(n, 50_000)])
+                    b.train(data[: min(n, TRAIN_MAX)])
                 b.add(np.arange(n), data[:n])
                 build = time.perf_counter() - t0
                 b.search(q[:2], k)
