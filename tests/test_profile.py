@@ -190,8 +190,9 @@ def test_a_fit_row_records_the_other_settings_its_trials_ran_with(monkeypatch):
                                                "population.unmatchable_share=0.041, "
                                                "population.quality_weighting=true")
     best = cal.CalibrationRequest("best-2012", None, 50_000, 6000, None, parameter=cal.UNMATCHABLE)
-    assert cal.other_settings(best, _target()) == \
-        "population.extraction_noise=0.5355, population.capture_noise=0.2329"
+    assert cal.other_settings(best, _target()) == ("population.extraction_noise=0.5355, "
+                                                   "population.capture_noise=0.2329, "
+                                                   "population.quality_weighting=true")
     # the encoder's quality weighting is named where a profile turns it on
     weighted = load_scenario("frif-class-a", ["calibration.profile=none",
                                               "population.quality_weighting=true"])
@@ -336,6 +337,8 @@ def _profile_fnir(tmp_path, scenario: str, fpir: float):
     assert main(["run", scenario, "--out", str(out), "--quiet",
                  "--set", "population.gallery_size=30000", "--set", "population.n_submissions=1500",
                  "--set", "search.candidates=20", "--set", "search.rescore_candidates=20",
+                 # frif-class-a re-scores poor searches 2,000 deep: about a minute here
+                 "--set", "search.rescore_poor_candidates=0",
                  "--set", "search.chunk_size=10000", "--set", "projection.ladder=[]"]) == 0
     row = next(b for b in read_summary(out).backends if b.rescored_from)
     (op,) = [o for o in row.metrics.operating_points if o.target_fpir == fpir]
@@ -366,7 +369,8 @@ def test_default_runs_best_2012_and_profile_none_gives_the_earlier_default():
     own = load_scenario("default", ["calibration.profile=none"])
     assert not own.calibration.profile
     assert own.population == dataclasses.replace(sc.population, dim=64, bits=128, extraction_noise=1.0,
-                                                 capture_noise=1.0, quality_correlation=0.0)
+                                                 capture_noise=1.0, quality_correlation=0.0,
+                                                 quality_weighting=False)
     assert own.search == dataclasses.replace(sc.search, rescore_matcher="paired")
 
 
