@@ -176,6 +176,41 @@ def test_misses_are_counted_by_the_quality_of_the_best_booking_finger(capsys):
     assert sum(int(x.split(", ")[1].split()[0]) for x in groups) == int(out[0].split("(")[1].split()[0])
 
 
+def test_each_finger_ranks_the_mate_by_that_finger_alone_as_numpy_does(capsys):
+    from fpscale.bench.tools.candidate_recall import finger_lines, main, mate_ranks, spec_for
+    from fpscale.synth.population import gallery_chunk, submission_chunk, submission_truth
+    spec = spec_for("frif-class-a", "best-2012", 2000, 120)
+    ranks = mate_ranks(spec, chunk=700, each_finger=True)
+    assert ranks.finger_above.shape == (2, 120)
+    assert np.array_equal(ranks.above, mate_ranks(spec, chunk=2000).above)  # the record's ranks unchanged
+    g = gallery_chunk(spec, 0, spec.gallery_size).vectors.astype(np.float64)
+    p = submission_chunk(spec, 0, spec.n_submissions).vectors.astype(np.float64)
+    _, mate = submission_truth(spec, 0, spec.n_submissions)
+    d, rows = spec.dim, np.arange(len(mate))
+    for f in range(2):
+        s = p[:, f * d:(f + 1) * d] @ g[:, f * d:(f + 1) * d].T
+        ms = s[rows, mate].copy()
+        s[rows, mate] = -np.inf
+        # float32 sums against float64: a record within rounding of the mate
+        # may fall either side, so the counts agree to a record or two
+        assert np.abs((s > ms[:, None]).sum(1) - ranks.finger_above[f]).max() <= 2
+    # one finger alone ranks the mate worse than both together, on the whole
+    assert ranks.finger_above.sum(1).min() > ranks.above.sum()
+    lines = finger_lines(ranks, (2, 7), 5)
+    merged = np.minimum(ranks.above, ranks.finger_above.min(0))
+    assert "finger 2 alone: 120 searches, " + f"{int((ranks.finger_above[0] >= 5).sum())} outside" in lines[0]
+    assert "finger 7 alone" in lines[1] and f"{int((merged >= 5).sum())} outside the top 5" in lines[2]
+    assert int((merged >= 5).sum()) <= int((ranks.above >= 5).sum())
+    capsys.readouterr()
+    assert main(["frif-class-a", "--gallery-size", "500", "--searches", "20", "-k", "5",
+                 "--each-finger"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and "merged" in out[3]
+    assert main(["scomm-130m", "--gallery-size", "500", "--codes", "--each-finger"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("candidate_recall: ") and "\n" not in err
+
+
 def test_candidate_recall_on_codes_ranks_as_numpy_does():
     from fpscale.bench.tools.candidate_recall import candidate_recall, spec_for
     from fpscale.synth.population import gallery_chunk, submission_chunk, submission_truth

@@ -21,6 +21,11 @@ Example (docs/encoding.md quotes its numbers):
 search shares with its mate's record (the placement that
 ``population.capture_noise`` scales; docs/calibration.md), and
 ``--by-quality`` by the quality of the search's best booking finger.
+``--each-finger`` also ranks each mate by each searched finger's own
+cosine (the probe's other fingers left out) and counts the mates that
+the record's list or any one finger's list of the same length would
+hand on: whether lists per finger would find mates the fused score
+misses (docs/calibration.md).
 
 ``--codes`` ranks by the binary codes instead (Hamming scores, as
 numba-hamming), for a scenario that searches codes:
@@ -98,6 +103,9 @@ class MateRanks:
     above: np.ndarray
     encode_us: float  # gallery encoding time per impression, microseconds
     search_s: float
+    # (fingers, n): records above the mate by each searched finger's own
+    # cosine, when ranked so (``mate_ranks(each_finger=True)``)
+    finger_above: np.ndarray | None = None
 
     def recall(self, k: int) -> Recall:
         """The share of searches whose mate ranks in the top k."""
@@ -118,19 +126,24 @@ def candidate_recall(spec: PopulationSpec, k: int = 100, chunk: int = CHUNK,
 
 
 def mate_ranks(spec: PopulationSpec, chunk: int = CHUNK, progress: bool = False,
-               codes: bool = False) -> MateRanks:
+               codes: bool = False, each_finger: bool = False) -> MateRanks:
     """Every (mated) search's count of gallery records above its mate, in one
-    pass over the gallery; codes as in ``candidate_recall``."""
+    pass over the gallery; codes as in ``candidate_recall``; each_finger
+    also counts them by each searched finger's own cosine (float vectors
+    only)."""
     n = spec.n_submissions
     _, mate = submission_truth(spec, 0, n)
     if (mate < 0).any():
         raise ValueError("every search must be mated (mated_share = 1)")
     if codes:
+        if each_finger:
+            raise ValueError("each_finger ranks the float vectors, not the codes")
         return _code_ranks(spec, mate, chunk)
     probes = submission_chunk(spec, 0, n).vectors
     mates = gallery_records(spec, mate).vectors
     mate_score = paired_inner_products(probes, mates)  # the bits the search gives the pair
     above = np.zeros(n, dtype=np.int64)
+    fingers = _FingerRanks(probes, mates, len(spec.search_fingers)) if each_finger else None
     enc = srch = 0.0
     impressions = 0
     for a in range(0, spec.gallery_size, chunk):
@@ -143,11 +156,34 @@ def mate_ranks(spec: PopulationSpec, chunk: int = CHUNK, progress: bool = False,
         own = np.flatnonzero((mate >= a) & (mate < b))
         s[own, mate[own] - a] = -np.inf  # the mate itself is not "another record above" it
         above += (s > mate_score[:, None]).sum(1)
+        if fingers is not None:
+            fingers.add(g, own, mate[own] - a)
         enc += t1 - t0
         srch += time.perf_counter() - t1
         if progress:
             print(f"  {b:,} / {spec.gallery_size:,}", file=sys.stderr, flush=True)
-    return MateRanks(spec.gallery_size, above, enc / max(impressions, 1) * 1e6, srch)
+    return MateRanks(spec.gallery_size, above, enc / max(impressions, 1) * 1e6, srch,
+                     None if fingers is None else fingers.above)
+
+
+class _FingerRanks:
+    """Records above each mate by each finger's own cosine, chunk by chunk:
+    a finger's slice of the record vectors scored alone, as a search with
+    the probe's other fingers left out would score it."""
+
+    def __init__(self, probes: np.ndarray, mates: np.ndarray, n_fingers: int):
+        d = probes.shape[1] // n_fingers
+        self.slices = [slice(f * d, (f + 1) * d) for f in range(n_fingers)]
+        self.probes = [np.ascontiguousarray(probes[:, sl]) for sl in self.slices]
+        self.mate_score = [paired_inner_products(p, np.ascontiguousarray(mates[:, sl]))
+                           for p, sl in zip(self.probes, self.slices)]
+        self.above = np.zeros((n_fingers, len(probes)), dtype=np.int64)
+
+    def add(self, g: np.ndarray, own: np.ndarray, own_col: np.ndarray) -> None:
+        for f, sl in enumerate(self.slices):
+            s = inner_products(self.probes[f], np.ascontiguousarray(g[:, sl]))
+            s[own, own_col] = -np.inf
+            self.above[f] += (s > self.mate_score[f][:, None]).sum(1)
 
 
 def _code_ranks(spec: PopulationSpec, mate: np.ndarray, chunk: int) -> MateRanks:
@@ -173,9 +209,10 @@ def _code_ranks(spec: PopulationSpec, mate: np.ndarray, chunk: int) -> MateRanks
 OVERLAP_BINS = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def _missed_line(what: str, w: np.ndarray, ranks: MateRanks, k: int) -> str | None:
-    # one group's searches and its mates outside the top k, Wilson 95%
-    n, missed = int(w.sum()), int((ranks.above[w] >= k).sum())
+def _missed_line(what: str, w: np.ndarray, above: np.ndarray, k: int) -> str | None:
+    # one group's searches and its mates outside the top k (above: records
+    # above each mate), Wilson 95%
+    n, missed = int(w.sum()), int((above[w] >= k).sum())
     if not n:
         return None
     a, b = binomial_ci(missed, n)
@@ -191,7 +228,7 @@ def overlap_lines(ranks: MateRanks, overlap: np.ndarray, k: int) -> list[str]:
     for i, (lo, hi) in enumerate(zip(OVERLAP_BINS[:-1], OVERLAP_BINS[1:])):
         last = i == len(OVERLAP_BINS) - 2
         w = (overlap >= lo) & ((overlap <= hi) if last else (overlap < hi))
-        out.append(_missed_line(f"sharing {lo:.1f}-{hi:.1f} of the booking's minutiae", w, ranks, k))
+        out.append(_missed_line(f"sharing {lo:.1f}-{hi:.1f} of the booking's minutiae", w, ranks.above, k))
     return [line for line in out if line]
 
 
@@ -199,9 +236,21 @@ def quality_lines(ranks: MateRanks, best_quality: np.ndarray, k: int) -> list[st
     """Mates outside the top k by the quality (1 best .. 5) of the search's
     best booking finger (``population.booking_best_quality``, (n,)), one
     line a quality, with Wilson 95% intervals."""
-    out = [_missed_line(f"best booking finger at quality {q}", best_quality == q, ranks, k)
+    out = [_missed_line(f"best booking finger at quality {q}", best_quality == q, ranks.above, k)
            for q in np.unique(best_quality)]
     return [line for line in out if line]
+
+
+def finger_lines(ranks: MateRanks, fingers: tuple[int, ...], k: int) -> list[str]:
+    """Mates outside the top k of each finger's own list, and outside the
+    record's top k and every finger's top k together (what a search that
+    merged those lists would miss), with Wilson 95% intervals."""
+    everyone = np.ones(len(ranks.above), dtype=bool)
+    out = [_missed_line(f"finger {f} alone", everyone, a, k)
+           for f, a in zip(fingers, ranks.finger_above)]
+    merged = np.minimum(ranks.above, ranks.finger_above.min(axis=0))
+    out.append(_missed_line("the record's list and every finger's merged", everyone, merged, k))
+    return out
 
 
 def _encoder(path: str) -> None:
@@ -233,7 +282,14 @@ def main(argv: list[str] | None = None) -> int:
                          "with the enrolment (the placement the capture noise sets)")
     ap.add_argument("--by-quality", action="store_true",
                     help="also count the misses by the quality of the search's best booking finger")
+    ap.add_argument("--each-finger", action="store_true",
+                    help="also rank each mate by each finger's own cosine, and count what lists "
+                         "per finger merged with the record's would miss (float vectors only)")
     args = ap.parse_args(argv)
+    if args.each_finger and args.codes:
+        print("candidate_recall: --each-finger ranks the float vectors; leave out --codes",
+              file=sys.stderr)
+        return 2
     if args.encoder:
         _encoder(args.encoder)
     for size in args.gallery_size:
@@ -243,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"candidate_recall: {e}", file=sys.stderr)
             return 2
         with thread_count(args.threads):
-            ranks = mate_ranks(spec, codes=args.codes)
+            ranks = mate_ranks(spec, codes=args.codes, each_finger=args.each_finger)
         overlap = search_overlap(spec, spec.n_submissions) if args.by_overlap else None
         quality = booking_best_quality(spec, spec.n_submissions) if args.by_quality else None
         for k in args.k:
@@ -252,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(overlap_lines(ranks, overlap, k)), flush=True)
             if quality is not None:
                 print("\n".join(quality_lines(ranks, quality, k)), flush=True)
+            if args.each_finger:
+                print("\n".join(finger_lines(ranks, spec.search_fingers, k)), flush=True)
     return 0
 
 
