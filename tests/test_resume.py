@@ -41,7 +41,8 @@ def _run(scen, out, env, timeout=None):
 
 @pytest.fixture(scope="module")
 def resumable(tmp_path_factory, tiny, write_toml):
-    """A scenario with many checkpoints, and its uninterrupted results."""
+    """A scenario with many checkpoints, its uninterrupted results and the
+    seconds that run took."""
     d = tiny(population__gallery_size=6000, population__n_submissions=600,
              search__chunk_size=400, search__probe_batch=50, search__rescore=True,
              search__rescore_candidates=5, projection__ladder=[500, 1500, 3000, 6000],
@@ -53,9 +54,12 @@ def resumable(tmp_path_factory, tiny, write_toml):
     scen = write_toml(tmp / "r.toml", d)
     env = dict(os.environ, FPSCALE_CHECKPOINT_S="0")
     env.pop("FPSCALE_CRASH_AT", None)
+    started = time.monotonic()
     code, err = _run(scen, tmp / "ref", env)
     assert code == 0, err.decode()[-2000:]
-    return scen, env, tmp / "ref"
+    # how long an uninterrupted run takes on this host, so that a test of
+    # many killed starts can say "never finished" on a slow host too
+    return scen, env, tmp / "ref", time.monotonic() - started
 
 
 def _same_as_reference(ref: Path, out: Path) -> None:
@@ -75,7 +79,7 @@ def _same_as_reference(ref: Path, out: Path) -> None:
 
 
 def test_killed_at_chosen_checkpoints_resumes_to_identical_results(resumable, tmp_path):
-    scen, env, ref = resumable
+    scen, env, ref, _ = resumable
     out = tmp_path / "killed"
     for point in CRASH_CHAIN:
         code, err = _run(scen, out, dict(env, FPSCALE_CRASH_AT=point))
@@ -101,7 +105,7 @@ def test_killed_at_chosen_checkpoints_resumes_to_identical_results(resumable, tm
 
 @pytest.mark.slow  # the chosen checkpoints above are the deterministic check
 def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_path):
-    scen, env, ref = resumable
+    scen, env, ref, reference_s = resumable
     out = tmp_path / "random"
     rng = random.Random(7)
     kills, started = 0, time.monotonic()
@@ -109,7 +113,10 @@ def test_sigkill_at_random_moments_resumes_to_identical_results(resumable, tmp_p
         code, err = _run(scen, out, env, timeout=rng.uniform(4.0, 9.0))
         if code is None:
             kills += 1
-            assert time.monotonic() - started < 400, "the run never finished"
+            # every start repeats the interpreter's and numba's start-up, so
+            # the killed run takes several times the uninterrupted one's
+            budget = max(400.0, 5 * reference_s)
+            assert time.monotonic() - started < budget, "the run never finished"
             continue
         assert code == 0, err.decode()[-2000:]
         break
