@@ -298,12 +298,15 @@ def _sequential_projection(xs, proj):
     return out
 
 
-@pytest.mark.parametrize("nf", [N_FEATURES, 21])
-def test_projection_is_the_sequential_float32_sum(nf):
-    # the encoder adds eight basis rows per pass and zeros without a branch:
-    # its float32 sums must be, bit for bit, the one-row-at-a-time sums
-    # that skip zeros, on real centred features with zeros among them and
-    # on a basis whose row count is not a multiple of eight
+@pytest.mark.parametrize("nf,nb", [(N_FEATURES, 16), (N_FEATURES, 7), (21, 16)])
+def test_projection_is_the_sequential_float32_sum(nf, nb):
+    # the encoder sums tiles of rows and columns in registers, the rest
+    # one basis row at a time, and adds zeros without a branch: its float32
+    # sums must be, bit for bit, the one-row-at-a-time sums that skip
+    # zeros, on real centred features with zeros among them, and on a
+    # basis of 40 columns (two whole strips and 8 columns more) and rows
+    # whose count is not a multiple of eight; 7 rows leave 3 past the
+    # last whole tile
     mean, proj = embedding.projections(256, 256, "itq")[:2]
     n = 20
     ids = np.arange(n, dtype=np.int64)
@@ -316,8 +319,8 @@ def test_projection_is_the_sequential_float32_sum(nf):
         proj = np.random.default_rng(nf).standard_normal((nf, 40)).astype(np.float32)
         xs = np.ascontiguousarray(xs[:, :nf])
     got = np.full((embedding.PROJECT_BATCH, proj.shape[1]), np.nan, np.float32)
-    nb = min(n, embedding.PROJECT_BATCH)
-    embedding._project_rows(xs, nb, np.ascontiguousarray(proj), got)
+    proj = np.ascontiguousarray(proj)
+    embedding._project_rows(xs, nb, (proj, embedding.strips(proj)), got)
     want = _sequential_projection(xs[:nb], proj)
     assert np.array_equal(got[:nb].view(np.uint32), want.view(np.uint32))
 

@@ -21,8 +21,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
+from fpscale import simd
 from fpscale.synth.features import (BLOCK, N_FEATURES, R_MAX, features, impression_features,
                             pair_scratch, work_arrays)
 
@@ -39,50 +43,95 @@ def _project(feat: np.ndarray, mean: np.ndarray, proj: np.ndarray,
     for h in range(feat.shape[0]):
         xs[0, h] = np.float32(feat[h] - mean[h])
     v32 = np.empty((1, proj.shape[1]), dtype=np.float32)
-    _project_rows(xs, 1, proj, v32)
+    # one row: no whole tile, so no strips
+    _project_rows(xs, 1, (proj, np.empty((0, proj.shape[0], TILE_COLS), dtype=np.float32)), v32)
     _signs(_normalised(v32[0], out_v), simhash, out_b)
 
 
 # impressions projected together by ``_encode_batch``: each row of the basis
 # is then read once for all of them, not once per impression
 PROJECT_BATCH = 16
+# a tile of the projection's sums held in registers over the whole basis:
+# TILE_ROWS impressions x TILE_COLS dimensions (two eight-lane float32 vectors)
+TILE_ROWS = 4
+TILE_COLS = 2 * simd.LANES
+
+
+@intrinsic
+def _tile_sums(typingctx, xs, b0, strips, s, v32):
+    # v32[b0 + r, k0 + c] = the sum over h, in increasing h, of
+    # xs[b0 + r, h] * strips[s, h, c] (the basis's proj[h, k0 + c], k0 = s
+    # TILE_COLS; float32 products and sums, no fused multiply-add), for
+    # r < TILE_ROWS, c < TILE_COLS: the tile's eight
+    # accumulator vectors stay in registers for the whole basis, so a row
+    # of the basis costs two vector loads and four broadcasts for 64
+    # multiply-adds, and nothing is stored until the end. Numba cannot
+    # write this: its loop vectoriser works on one loop at a time (the sums
+    # would go back to memory every row) and its straight-line vectoriser
+    # is off. Each lane adds in the order of the scalar loop, from +0.
+    mat = types.Array(types.float32, 2, "C")
+    if xs != mat or strips != types.Array(types.float32, 3, "C") or v32 != mat:
+        return None  # the vector loads and stores need contiguous float32 rows
+    sig = types.none(xs, types.int64, strips, types.int64, v32)
+
+    def codegen(context, builder, signature, args):
+        xsv, b0v, stv, sv, outv = args
+        xty, _, sty, _, oty = signature.args
+        nf = cgutils.unpack_tuple(builder, context.make_array(sty)(context, builder, stv).shape)[1]
+        k0v = builder.mul(sv, ir.Constant(simd.I64, TILE_COLS))
+        zero = ir.Constant(simd.VEC32, [0.0] * simd.LANES)
+        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(2 * TILE_ROWS)]
+        offs = [builder.add(k0v, ir.Constant(simd.I64, j * simd.LANES)) for j in range(2)]
+        rows = [builder.add(b0v, ir.Constant(simd.I64, r)) for r in range(TILE_ROWS)]
+        with cgutils.for_range(builder, nf) as loop:
+            h = loop.index
+            ps = [simd.load32(builder, simd.element_pointer(context, builder, sty, stv, sv, h, o))
+                  for o in (0, simd.LANES)]
+            for r in range(TILE_ROWS):
+                x = builder.load(simd.element_pointer(context, builder, xty, xsv, rows[r], h))
+                xv = simd.splat(builder, x, simd.VEC32)
+                for j in range(2):
+                    acc = accs[2 * r + j]
+                    builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, ps[j])), acc)
+        for r in range(TILE_ROWS):
+            for j in range(2):
+                ptr = simd.element_pointer(context, builder, oty, outv, rows[r], offs[j])
+                builder.store(builder.load(accs[2 * r + j]),
+                              builder.bitcast(ptr, simd.VEC32.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True)
-def _project_rows(xs: np.ndarray, nb: int, proj: np.ndarray, v32: np.ndarray) -> None:
+def _project_rows(xs: np.ndarray, nb: int, basis: tuple, v32: np.ndarray) -> None:
     # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h]
-    # (float32 products and sums), for b < nb: for each row exactly the sums
-    # of one row at a time, with the loop over h outside, so that a row of
-    # the basis is loaded once for all nb rows. Eight rows of the basis are
-    # added per pass over an accumulator, in order: one pass per row was
-    # bound by storing the accumulators back (one store per multiply-add),
-    # eight take an eighth of the stores and leave the sums as they were.
-    # A zero xs[b, h] adds a signed zero, which leaves every sum's bits as
-    # they are (the sums start at +0, so none is ever -0), so zeros need
-    # no branch.
+    # (float32 products and sums), for b < nb; basis: (proj, its strips),
+    # ``projection_basis``. Whole tiles in registers (``_tile_sums``), the
+    # rows and columns past the last whole tile one basis row at a time. Either way each sum adds in the same order, so
+    # the bits do not depend on which path took them. A zero xs[b, h] adds
+    # a signed zero, which leaves every sum's bits as they are (the sums
+    # start at +0, so none is ever -0), so zeros need no branch.
+    proj, strips = basis
     dim = proj.shape[1]
     nf = proj.shape[0]
-    v32[:nb, :] = 0.0
-    h = 0
-    while h + 8 <= nf:
-        p0, p1, p2, p3 = proj[h], proj[h + 1], proj[h + 2], proj[h + 3]
-        p4, p5, p6, p7 = proj[h + 4], proj[h + 5], proj[h + 6], proj[h + 7]
-        for b in range(nb):
-            x = xs[b]
-            x0, x1, x2, x3 = x[h], x[h + 1], x[h + 2], x[h + 3]
-            x4, x5, x6, x7 = x[h + 4], x[h + 5], x[h + 6], x[h + 7]
-            v = v32[b]
-            for k in range(dim):
-                s = ((v[k] + x0 * p0[k]) + x1 * p1[k]) + x2 * p2[k]
-                s = ((s + x3 * p3[k]) + x4 * p4[k]) + x5 * p5[k]
-                v[k] = (s + x6 * p6[k]) + x7 * p7[k]
-        h += 8
-    for r in range(h, nf):
-        p = proj[r]
-        for b in range(nb):
-            x = xs[b, r]
-            v = v32[b]
-            for k in range(dim):
+    rows = nb - nb % TILE_ROWS
+    cols = dim - dim % TILE_COLS
+    # strips outside: a tile reads one strip (48 KB of a 752-row basis),
+    # which stays in cache for the next rows' tiles
+    for st in range(cols // TILE_COLS):
+        for b0 in range(0, rows, TILE_ROWS):
+            _tile_sums(xs, b0, strips, st, v32)
+    for b in range(nb):
+        k_start = cols if b < rows else 0
+        if k_start == dim:
+            continue
+        v = v32[b]
+        v[k_start:] = 0.0
+        for h in range(nf):
+            x = xs[b, h]
+            p = proj[h]
+            for k in range(k_start, dim):
                 v[k] += x * p[k]
 
 
@@ -163,13 +212,14 @@ def _screened_signs(v: np.ndarray, simhash: np.ndarray, screen: tuple, v32: np.n
 @njit(cache=True, parallel=True)
 def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   encounters: np.ndarray, captures: np.ndarray,
-                  qualities: np.ndarray, noise: float, mean: np.ndarray, proj: np.ndarray,
+                  qualities: np.ndarray, noise: float, mean: np.ndarray, basis: tuple,
                   simhash: np.ndarray, screen: tuple, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray, capture_noise: float, weights: np.ndarray) -> None:
     # out_v with no rows: the vectors are not wanted (a codes-only run), and
     # each block normalises into a small scratch instead: no (n x dim) array
     # to allocate and fault in for every chunk of the gallery
     n = identities.shape[0]
+    proj = basis[0]
     nf = proj.shape[0]
     keep_v = out_v.shape[0] > 0
     for blk in prange((n + BLOCK - 1) // BLOCK):
@@ -190,7 +240,7 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                                                  work, capture_noise)
                 for h in range(nf):
                     xs[b, h] = np.float32(feat[h] - mean[h])
-            _project_rows(xs, nb, proj, v32)
+            _project_rows(xs, nb, basis, v32)
             for b in range(nb):
                 # each direction times its weight at the capture's quality
                 # (all ones without weighting: a float32 product by 1 is exact)
@@ -276,6 +326,24 @@ def projections(dim: int, bits: int,
     return mean, np.ascontiguousarray(basis[:, :dim]), simhash
 
 
+@lru_cache(maxsize=None)
+def projection_basis(dim: int, bits: int, code: str = "simhash") -> tuple[np.ndarray, np.ndarray]:
+    """The projection of ``projections`` (N_FEATURES, dim) float32 and the
+    same columns cut into strips of TILE_COLS, (dim // TILE_COLS,
+    N_FEATURES, TILE_COLS) float32, each strip contiguous so that a tile of
+    the projection reads its basis in order (``_tile_sums``)."""
+    proj = projections(dim, bits, code)[1]
+    return proj, strips(proj)
+
+
+def strips(proj: np.ndarray) -> np.ndarray:
+    """The whole TILE_COLS-wide column strips of a basis (nf, dim) float32,
+    each contiguous: (dim // TILE_COLS, nf, TILE_COLS) float32."""
+    s = proj.shape[1] // TILE_COLS
+    cut = proj[:, :s * TILE_COLS].reshape(proj.shape[0], s, TILE_COLS).transpose(1, 0, 2)
+    return np.ascontiguousarray(cut, dtype=np.float32)
+
+
 # unit roundoff of float32
 _U32 = 2.0 ** -24
 
@@ -340,13 +408,13 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     n = ids.shape[0]
     keys = [np.ascontiguousarray(np.broadcast_to(a, (n,)), dtype=np.int64)
             for a in (fingers, encounters, captures, qualities)]
-    mean, proj, simhash = projections(int(dim), int(bits), code)
+    mean, _, simhash = projections(int(dim), int(bits), code)
     out_v = np.empty((n if vectors else 0, dim), dtype=np.float32)
     out_b = np.empty((n, bits // 8), dtype=np.uint8)
     counts = np.empty(n, dtype=np.int32)
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
-                      mean, proj, simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
+                      mean, projection_basis(int(dim), int(bits), code), simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
                       counts, float(capture_noise), quality_weights(int(dim), bool(quality_weighting)))
     return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 

@@ -57,7 +57,7 @@ def pytest_terminal_summary(terminalreporter):
     pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat"),
              ("1to1-mcc", "1to1-paired-count"), ("ladder-vectors", "ladder-vectors-search"),
              ("ladder-codes", "ladder-codes-search"),
-             ("code-bits-screened", "code-bits-float64"),
+             ("code-bits-screened", "code-bits-float64"), ("projection-tiles", "projection-eight-rows"),
              ("records-national-vectors", "records-national-codes")]
     lines = []
     for a, b in pairs:
