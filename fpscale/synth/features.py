@@ -43,7 +43,10 @@ def _bin_wrapped(a: float, nbins: int) -> tuple:
     # the same for an angle already in [0, 2 pi); shifting by a whole bin
     # keeps f >= 0 without a branch
     f = a * (nbins / _TWO_PI) + (nbins - 0.5)
-    i = int(f)
+    # int32, not int64: AVX2 converts floats to int32 four lanes at a time
+    # and to int64 one at a time, which kept the calling loops from SIMD
+    # code; the bins are small, so they are the same
+    i = np.int32(f)
     w = f - i
     # i lies in [nbins - 1, 2 nbins - 1]: subtractions, not a modulo (an
     # integer division, which keeps the loops that call this from SIMD code)
@@ -182,7 +185,7 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
         dx = dxb[p]
         dy = dyb[p]
         fd = max(np.sqrt(dx * dx + dy * dy) * (N_DIST / R_MAX) - 0.5, 0.0)
-        d0 = int(fd)
+        d0 = np.int32(fd)  # int32 vectorises (``_bin_wrapped``)
         d1 = min(d0 + 1, N_DIST - 1)
         phi = fine_atan2(dy, dx)
         a1 = wrap_angle(tib[p] - phi)
@@ -193,8 +196,8 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
         # angle bins wrap: shifting by a whole turn of bins keeps f >= 0
         f1 = (a1 if first else b1) * (N_ANGLE / _TWO_PI) + (N_ANGLE - 0.5)
         f2 = (a2 if first else b2) * (N_ANGLE / _TWO_PI) + (N_ANGLE - 0.5)
-        q1 = int(f1)
-        q2 = int(f2)
+        q1 = np.int32(f1)
+        q2 = np.int32(f2)
         i0 = q1 % N_ANGLE
         j0 = q2 % N_ANGLE
         wdb[p] = fd - d0
@@ -272,7 +275,7 @@ def spatial_pooled(m: np.ndarray, n: int, ref: np.ndarray, hist: np.ndarray,
         fr = r / R_SPATIAL * N_RING - 0.5
         # fr < 0: both ring weights on ring 0 (the upper one with weight 0);
         # clamped for minutiae beyond R_SPATIAL, which are not pooled
-        r0 = min(int(max(fr, 0.0)), N_RING - 1)
+        r0 = min(np.int32(max(fr, 0.0)), N_RING - 1)
         r1 = r0 + 1 if r0 + 1 < N_RING and fr >= 0.0 else r0
         wrb[i] = fr - r0 if fr >= 0.0 else 0.0
         s0, s1, ws = _wrap_bin(fine_atan2(v, u), N_SECTOR)

@@ -69,8 +69,9 @@ _DENSITY = np.array([0.14301, 0.18425, 0.22237, 0.25783, 0.29098, 0.32232, 0.351
                      0.55921, 0.57385])
 _TABLE_SEED = 0x7AB1E
 _INV21 = 1.0 / 2097152.0  # 2**-21
-_INV53 = 1.0 / 9007199254740992.0  # 2**-53
 _FAR = 1e9               # mm; where an empty cell's minutia lies
+# ENDING_SHARE * 2^53, an integer (the share's float has 53 significant bits)
+_ENDING_CUT = np.uint64(int(ENDING_SHARE * 2.0 ** 53))
 
 
 @njit(cache=True)
@@ -247,9 +248,11 @@ def master_finger(seed: int, identity: int, finger: int, out: np.ndarray,
         z = u64_ahead(st, i + 1)
         out[i, 0] = xs[i]
         out[i, 1] = ys[i]
-        out[i, 2] = wrap_angle(th[i] + np.pi * float(np.int64(z & np.uint64(1))))
-        u = float(np.int64(z >> np.uint64(11))) * _INV53
-        out[i, 3] = ENDING if u < ENDING_SHARE else BIFURCATION
+        out[i, 2] = wrap_angle(th[i] + np.pi * float(np.int32(z & np.uint64(1))))
+        # u < ENDING_SHARE for the uniform u = (z >> 11) 2^-53, compared
+        # as integers (exactly the same test): a 53-bit integer's conversion
+        # to float keeps the loop from SIMD code
+        out[i, 3] = ENDING if (z >> np.uint64(11)) < _ENDING_CUT else BIFURCATION
     skip(st, n)
     return n, cls
 
@@ -301,8 +304,10 @@ def _cell_positions(st: np.ndarray, ax: float, ay: float, gx: int, gy: int,
         base = r * gx
         for c in range(gx):
             z = _mix(s0 + np.uint64(base + c + 1) * _GOLDEN)
-            x = x_low + (c + float(np.int64(z & mask21)) * _INV21) * CELL
-            y = y0 + float(np.int64((z >> np.uint64(21)) & mask21)) * _INV21 * CELL
+            # 21-bit fields through int32, which AVX2 converts to float four
+            # lanes at a time (int64 one at a time): the same values
+            x = x_low + (c + float(np.int32(z & mask21)) * _INV21) * CELL
+            y = y0 + float(np.int32((z >> np.uint64(21)) & mask21)) * _INV21 * CELL
             xe = x * inv_ax
             ye = y * inv_ay
             cand = (((z >> np.uint64(42)) < p_cut)
