@@ -282,6 +282,18 @@ def test_screened_code_bits_are_those_of_the_float64_sums(dim, bits, code):
         if i < 6 or i in (near[0], near[1]):
             assert np.array_equal(want, _sequential_bits(v, w)), i
     assert fell_back >= len(near)  # the float64 path decided those bits
+    # the same bits from the encoder's batches: the float32 sums of 13
+    # vectors at a time in tiles (the 13th past the last whole tile)
+    acc13 = np.empty((embedding.PROJECT_BATCH, bits), np.float32)
+    for a in range(0, len(x), 13):
+        vs = np.array([embedding._normalised(xi, out_v) for xi in x[a:a + 13].astype(np.float32)])
+        embedding._project_rows(vs.astype(np.float32), len(vs), screen[2:], acc13)
+        for b, v in enumerate(vs):
+            want = np.empty(bits // 8, np.uint8)
+            embedding._signs(v, w, want)
+            got = np.empty(bits // 8, np.uint8)
+            embedding._settled_signs(v, w, screen[1], acc13[b], got)
+            assert np.array_equal(got, want), a + b
     # the bound covers the float32 sums' distance from the float64 ones
     v = x / np.linalg.norm(x, axis=1, keepdims=True)
     err = np.abs(v.astype(np.float32) @ screen[0].T - v @ w).max(axis=0)

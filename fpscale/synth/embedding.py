@@ -195,15 +195,21 @@ def _screened_signs(v: np.ndarray, simhash: np.ndarray, screen: tuple, v32: np.n
     # error bound of 0 (about one bit in ten thousand) its sign is taken
     # from the float64 sum, in the order ``_signs`` adds. Elsewhere the two
     # sums have the same sign. v32 (dim,), acc (bits,) float32: scratch.
-    w32t, bound = screen
-    dim = v.shape[0]
-    for k in range(dim):
+    for k in range(v.shape[0]):
         v32[k] = np.float32(v[k])
-    _screen_sums(v32, w32t, acc)
+    _screen_sums(v32, screen[0], acc)
+    _settled_signs(v, simhash, screen[1], acc, out_b)
+
+
+@njit(cache=True)
+def _settled_signs(v: np.ndarray, simhash: np.ndarray, bound: np.ndarray, acc: np.ndarray,
+                   out_b: np.ndarray) -> None:
+    # the code bits of v from its float32 sums acc (bits,), taken in any
+    # order: a sum within its bound of 0 takes the float64 sum's sign
     for r in range(acc.shape[0]):
         if abs(acc[r]) <= bound[r]:
             e = 0.0
-            for k in range(dim):
+            for k in range(v.shape[0]):
                 e += simhash[k, r] * v[k]
             acc[r] = np.float32(1.0) if e > 0.0 else np.float32(-1.0)
     _pack_signs(acc, out_b)
@@ -228,8 +234,9 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
         xs = np.empty((PROJECT_BATCH, nf), dtype=np.float32)
         v32 = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         scratch = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
-        v32s = np.empty(proj.shape[1], dtype=np.float32)
-        acc = np.empty(simhash.shape[1], dtype=np.float32)
+        v64 = np.empty((PROJECT_BATCH, proj.shape[1]))
+        v32s = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
+        acc = np.empty((PROJECT_BATCH, simhash.shape[1]), dtype=np.float32)
         end = min((blk + 1) * BLOCK, n)
         for t0 in range(blk * BLOCK, end, PROJECT_BATCH):
             nb = min(PROJECT_BATCH, end - t0)
@@ -248,7 +255,14 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                 for j in range(v32.shape[1]):
                     v32[b, j] *= w[j]
                 v = _normalised(v32[b], out_v[t0 + b] if keep_v else scratch[b])
-                _screened_signs(v, simhash, screen, v32s, acc, out_b[t0 + b])
+                for j in range(v.shape[0]):
+                    v64[b, j] = v[j]
+                    v32s[b, j] = np.float32(v[j])
+            # the code bits' float32 sums in tiles, as the projection's
+            # (any order will do: ``_settled_signs`` bounds them)
+            _project_rows(v32s, nb, (screen[2], screen[3]), acc)
+            for b in range(nb):
+                _settled_signs(v64[b], simhash, screen[1], acc[b], out_b[t0 + b])
 
 
 _DATA = Path(__file__).with_name("lda_basis.npz")
@@ -349,12 +363,13 @@ _U32 = 2.0 ** -24
 
 
 @lru_cache(maxsize=None)
-def sign_screen(dim: int, bits: int, code: str = "simhash") -> tuple[np.ndarray, np.ndarray]:
+def sign_screen(dim: int, bits: int, code: str = "simhash") -> tuple:
     """The code matrix W (dim, bits) of ``projections`` as float32 rows
     (bits, dim), and for each bit a bound (bits,) float32 on how far a
     float32 sum of W[:, r] * v, in any order, can lie from the float64 sum,
     for any unit vector v: a float32 sum farther than that from 0 has the
-    float64 sum's sign.
+    float64 sum's sign. Third and fourth, W as float32 (dim, bits) and its
+    strips (``strips``), for summing many vectors' bits in tiles.
 
     The bound: rounding W and v to float32 moves each product by at most
     2u of itself and a sum of dim products in any order by at most
@@ -371,7 +386,8 @@ def sign_screen(dim: int, bits: int, code: str = "simhash") -> tuple[np.ndarray,
     # rounded up to float32, so that the comparison in float32 loses nothing
     b32 = bound.astype(np.float32)
     b32 = np.where(b32.astype(np.float64) < bound, np.nextafter(b32, np.float32(np.inf)), b32)
-    return np.ascontiguousarray(w.T.astype(np.float32)), b32.astype(np.float32)
+    w32 = np.ascontiguousarray(w, dtype=np.float32)
+    return np.ascontiguousarray(w32.T), b32.astype(np.float32), w32, strips(w32)
 
 
 def check_dims(dim: int, bits: int) -> None:
@@ -414,8 +430,9 @@ def encode(seed: int, identities: np.ndarray, fingers: np.ndarray,
     counts = np.empty(n, dtype=np.int32)
     if n:
         _encode_batch(int(seed), ids, keys[0], keys[1], keys[2], keys[3], float(noise),
-                      mean, projection_basis(int(dim), int(bits), code), simhash, sign_screen(int(dim), int(bits), code), out_v, out_b,
-                      counts, float(capture_noise), quality_weights(int(dim), bool(quality_weighting)))
+                      mean, projection_basis(int(dim), int(bits), code), simhash,
+                      sign_screen(int(dim), int(bits), code), out_v, out_b, counts,
+                      float(capture_noise), quality_weights(int(dim), bool(quality_weighting)))
     return (out_v if vectors else np.empty((n, 0), dtype=np.float32)), out_b, counts
 
 
