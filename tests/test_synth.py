@@ -263,7 +263,7 @@ def _listed_pairs(buf, n, stop, r2):
 @pytest.mark.parametrize("n,stop", [(1, 1), (2, 2), (9, 9), (16, 16), (17, 17), (61, 61),
                                     (17, 12), (61, 30)])
 def test_pair_listing_is_the_scalar_listing_bit_for_bit(n, stop):
-    # the vector compress keeps the pairs within R_MAX, in order, with the
+    # the block-wise compaction keeps the pairs within R_MAX, in order, with the
     # differences the scalar code computes: checked against numpy, with
     # pairs planted at distance 0 and exactly at R_MAX (both skipped), and
     # finite minutiae past stop that the search must not read as candidates

@@ -76,7 +76,8 @@ def _near_pairs(typingctx, buf, j0, stop, xyt, r2, k):
     # and the candidate's angle of the pairs within R_MAX are written, in
     # order, to rows 0-3 from column k on. Returns the new k. The scalar
     # loop kept a pair by adding its test to k after writing it: numba
-    # cannot vectorise that, so this compacts with a vector compress. Each
+    # cannot vectorise that, so this tests the eight at once and compacts
+    # them without a branch (``simd.store_kept``). Each
     # lane computes dx, dy and dx * dx + dy * dy as the scalar code does;
     # a whole block is stored (columns past the new k are scratch).
     if buf != types.Array(types.float64, 2, "C") or xyt != types.UniTuple(types.float64, 3):
@@ -97,10 +98,12 @@ def _near_pairs(typingctx, buf, j0, stop, xyt, r2, k):
         keep = builder.and_(builder.fcmp_ordered("<", dd, simd.splat(builder, r2v)),
                             builder.fcmp_unordered("!=", dd, zero))
         keep = builder.and_(keep, simd.lanes_below(builder, j0v, stopv))
-        for row, value in ((0, simd.compress(builder, dx, keep)), (1, simd.compress(builder, dy, keep)),
-                           (2, simd.splat(builder, ti)), (3, simd.compress(builder, tj, keep))):
-            simd.store(builder, value, simd.element_pointer(context, builder, aty, bufv, row, kv))
-        return builder.add(kv, simd.count(builder, keep))
+        # every kept pair of the block has the minutia's angle: one store
+        simd.store(builder, simd.splat(builder, ti), simd.element_pointer(context, builder, aty, bufv, 2, kv))
+        return simd.store_kept(
+            builder, [dx, dy, tj],
+            [lambda at, row=row: simd.element_pointer(context, builder, aty, bufv, row, at)
+             for row in (0, 1, 3)], kv, keep)
 
     return sig, codegen
 
@@ -124,7 +127,7 @@ def pair_histogram(m: np.ndarray, n: int, hist: np.ndarray, fbuf: np.ndarray,
     one is tested only against those of the bands within R_MAX above it
     (about half of all pairs on a rolled impression); the pairs within
     R_MAX are listed with their coordinate differences and angles, eight
-    candidates at a time (a vector compress keeps those within R_MAX, in
+    candidates at a time (a stream compaction keeps those within R_MAX, in
     order: ``_near_pairs``); their bins and weights are computed in a loop
     with no branches over contiguous arrays, which the compiler turns into SIMD code (one
     pass per pair was latency-bound at about 3x the time); then the

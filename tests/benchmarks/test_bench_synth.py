@@ -331,7 +331,7 @@ def _scalar_pair_listing(ms: np.ndarray, ns: np.ndarray, buf: np.ndarray) -> int
 
 @njit(cache=True)
 def _vector_pair_listing(ms: np.ndarray, ns: np.ndarray, buf: np.ndarray) -> int:
-    # the same pairs, eight candidates at a time (a vector compress)
+    # the same pairs, eight candidates at a time (tested at once, then compacted)
     r2 = features.R_MAX * features.R_MAX
     total = 0
     for a in range(ms.shape[0]):
@@ -373,7 +373,7 @@ def test_pair_listing_one_candidate_at_a_time(benchmark):
 
 
 def test_pair_listing_eight_candidates_at_a_time(benchmark):
-    """The same pairs as pair_histogram lists them: a vector compress."""
+    """The same pairs as pair_histogram lists them: eight tested at once."""
     ms, ns, buf = _time_pair_listing(benchmark, _vector_pair_listing, "pair-listing-vector")
     assert _vector_pair_listing(ms, ns, buf) == _scalar_pair_listing(ms, ns, buf)
 
