@@ -381,9 +381,10 @@ def test_pair_listing_eight_candidates_at_a_time(benchmark):
 def test_ratio_vector_pair_listing_vs_scalar():
     r = ratio("pair-listing-vector", "pair-listing-scalar")
     print(f"pair listing, eight candidates / one candidate at a time throughput: {r:.2f}x")
-    # a floor under the measured ratio: it fails if the listing went back
-    # to one candidate at a time
-    assert r > 1.5
+    # a floor under the measured ratio (1.7-3.0 on an AVX2 host, December
+    # 2026): it fails if the listing went back to one candidate at a time,
+    # or to a compaction that LLVM expands through memory (0.76 there)
+    assert r > 1.3
 
 
 def test_minutiae_comparisons(benchmark):
