@@ -24,7 +24,6 @@ I32 = ir.IntType(32)
 VEC = ir.VectorType(F64, LANES)
 VEC32 = ir.VectorType(F32, LANES)
 IVEC = ir.VectorType(I64, LANES)
-MASK = ir.VectorType(ir.IntType(1), LANES)
 
 
 def splat(builder: ir.IRBuilder, x: ir.Value, vt: ir.VectorType = VEC) -> ir.Value:

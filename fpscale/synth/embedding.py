@@ -108,10 +108,11 @@ def _project_rows(xs: np.ndarray, nb: int, basis: tuple, v32: np.ndarray) -> Non
     # v32[b] = the sum over h, in increasing h, of xs[b, h] * proj[h]
     # (float32 products and sums), for b < nb; basis: (proj, its strips),
     # ``projection_basis``. Whole tiles in registers (``_tile_sums``), the
-    # rows and columns past the last whole tile one basis row at a time. Either way each sum adds in the same order, so
-    # the bits do not depend on which path took them. A zero xs[b, h] adds
-    # a signed zero, which leaves every sum's bits as they are (the sums
-    # start at +0, so none is ever -0), so zeros need no branch.
+    # rows and columns past the last whole tile one basis row at a time.
+    # Either way each sum adds in the same order, so the bits do not depend
+    # on which path took them. A zero xs[b, h] adds a signed zero, which
+    # leaves every sum's bits as they are (the sums start at +0, so none is
+    # ever -0), so zeros need no branch.
     proj, strips = basis
     dim = proj.shape[1]
     nf = proj.shape[0]

@@ -99,7 +99,8 @@ def _near_pairs(typingctx, buf, j0, stop, xyt, r2, k):
                             builder.fcmp_unordered("!=", dd, zero))
         keep = builder.and_(keep, simd.lanes_below(builder, j0v, stopv))
         # every kept pair of the block has the minutia's angle: one store
-        simd.store(builder, simd.splat(builder, ti), simd.element_pointer(context, builder, aty, bufv, 2, kv))
+        simd.store(builder, simd.splat(builder, ti),
+                   simd.element_pointer(context, builder, aty, bufv, 2, kv))
         return simd.store_kept(
             builder, [dx, dy, tj],
             [lambda at, row=row: simd.element_pointer(context, builder, aty, bufv, row, at)
