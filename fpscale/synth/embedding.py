@@ -222,8 +222,9 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                   qualities: np.ndarray, noise: float, mean: np.ndarray, basis: tuple,
                   simhash: np.ndarray, screen: tuple, out_v: np.ndarray, out_b: np.ndarray,
                   counts: np.ndarray, capture_noise: float, weights: np.ndarray) -> None:
-    # out_v with no rows: the vectors are not wanted (a codes-only run), and
-    # each block normalises into a small scratch instead: no (n x dim) array
+    # out_v with no rows: the vectors are not wanted (a codes-only run): each
+    # batch normalises into a small scratch (which the code bits' sums read)
+    # and copies it out only when they are, so there is no (n x dim) array
     # to allocate and fault in for every chunk of the gallery
     n = identities.shape[0]
     proj = basis[0]
@@ -236,7 +237,6 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
         v32 = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         scratch = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         v64 = np.empty((PROJECT_BATCH, proj.shape[1]))
-        v32s = np.empty((PROJECT_BATCH, proj.shape[1]), dtype=np.float32)
         acc = np.empty((PROJECT_BATCH, simhash.shape[1]), dtype=np.float32)
         end = min((blk + 1) * BLOCK, n)
         for t0 in range(blk * BLOCK, end, PROJECT_BATCH):
@@ -255,13 +255,12 @@ def _encode_batch(seed: int, identities: np.ndarray, fingers: np.ndarray,
                 w = weights[qualities[t0 + b]]
                 for j in range(v32.shape[1]):
                     v32[b, j] *= w[j]
-                v = _normalised(v32[b], out_v[t0 + b] if keep_v else scratch[b])
-                for j in range(v.shape[0]):
-                    v64[b, j] = v[j]
-                    v32s[b, j] = np.float32(v[j])
+                v64[b] = _normalised(v32[b], scratch[b])
+                if keep_v:
+                    out_v[t0 + b] = scratch[b]
             # the code bits' float32 sums in tiles, as the projection's
             # (any order will do: ``_settled_signs`` bounds them)
-            _project_rows(v32s, nb, (screen[2], screen[3]), acc)
+            _project_rows(scratch, nb, (screen[2], screen[3]), acc)
             for b in range(nb):
                 _settled_signs(v64[b], simhash, screen[1], acc[b], out_b[t0 + b])
 

@@ -143,34 +143,31 @@ def test_code_bits_from_float64_sums(benchmark):
     record(benchmark, "code-bits-float64")
 
 
-def test_code_bits_screened(benchmark):
-    """The same bits as the encoder takes them: float32 sums, float64 where
-    a sum lies within its error bound of 0 (the same bytes)."""
+def _time_code_bits(benchmark, kernel, name: str) -> None:
+    # the national code's bits of unit vectors by kernel, one thread; they
+    # must be the float64 sums' signs
     w = embedding.projections(256, 256, "itq")[2]
     screen = embedding.sign_screen(256, 256, "itq")
     v = _unit_vectors(256)
     out = np.empty((len(v), 32), np.uint8)
-    _screened_signs(v[:2], w, screen, out[:2])
-    benchmark.pedantic(_screened_signs, args=(v, w, screen, out), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, "code-bits-screened")
+    kernel(v[:2], w, screen, out[:2])
+    benchmark.pedantic(kernel, args=(v, w, screen, out), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, name)
     want = np.empty_like(out)
     _float64_signs(v, w, want)
     assert np.array_equal(out, want)
+
+
+def test_code_bits_screened(benchmark):
+    """The same bits, float32 sums one vector at a time, float64 where a
+    sum lies within its error bound of 0 (the same bytes)."""
+    _time_code_bits(benchmark, _screened_signs, "code-bits-screened")
 
 
 def test_code_bits_tiled(benchmark):
     """The same bits, their float32 sums in tiles of 4 vectors x 16 bits
     held in registers (as the encoder takes them)."""
-    w = embedding.projections(256, 256, "itq")[2]
-    screen = embedding.sign_screen(256, 256, "itq")
-    v = _unit_vectors(256)
-    out = np.empty((len(v), 32), np.uint8)
-    _tiled_signs(v[:2], w, screen, out[:2])
-    benchmark.pedantic(_tiled_signs, args=(v, w, screen, out), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, "code-bits-tiled")
-    want = np.empty_like(out)
-    _float64_signs(v, w, want)
-    assert np.array_equal(out, want)
+    _time_code_bits(benchmark, _tiled_signs, "code-bits-tiled")
 
 
 def test_ratio_tiled_code_bits_vs_screened():
@@ -263,31 +260,30 @@ def test_projection_one_row_per_pass(benchmark):
     record(benchmark, "projection-one-row")
 
 
-def test_projection_eight_rows_per_pass(benchmark):
-    """The same sums, eight rows per pass."""
+def _time_projection(benchmark, kernel, basis, name: str) -> None:
+    # the national projection by kernel(xs, basis, v32), one thread; its
+    # sums must be, bit for bit, those of one row per pass
     xs, proj = _centred_features()
     v32 = np.empty((embedding.PROJECT_BATCH, proj.shape[1]), np.float32)
-    _eight_row_projection(xs[:2], proj, v32)
-    benchmark.pedantic(_eight_row_projection, args=(xs, proj, v32), rounds=ROUNDS,
-                       warmup_rounds=1)
-    record(benchmark, "projection-eight-rows")
+    kernel(xs[:2], basis, v32)
+    benchmark.pedantic(kernel, args=(xs, basis, v32), rounds=ROUNDS, warmup_rounds=1)
+    record(benchmark, name)
     want = np.empty_like(v32)
     _one_row_projection(xs, proj, want)
     assert np.array_equal(v32.view(np.uint32), want.view(np.uint32))
+
+
+def test_projection_eight_rows_per_pass(benchmark):
+    """The same sums, eight rows per pass."""
+    _time_projection(benchmark, _eight_row_projection, _centred_features()[1],
+                     "projection-eight-rows")
 
 
 def test_projection_tiles_in_registers(benchmark):
     """The same sums as the encoder takes them: tiles of 4 impressions x
     16 dimensions summed in registers over the whole basis."""
-    xs, proj = _centred_features()
-    basis = embedding.projection_basis(256, 256, "itq")
-    v32 = np.empty((embedding.PROJECT_BATCH, proj.shape[1]), np.float32)
-    _tiled_projection(xs[:2], basis, v32)
-    benchmark.pedantic(_tiled_projection, args=(xs, basis, v32), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, "projection-tiles")
-    want = np.empty_like(v32)
-    _one_row_projection(xs, proj, want)
-    assert np.array_equal(v32.view(np.uint32), want.view(np.uint32))
+    _time_projection(benchmark, _tiled_projection, embedding.projection_basis(256, 256, "itq"),
+                     "projection-tiles")
 
 
 def test_ratio_eight_row_projection_vs_one_row():
