@@ -274,6 +274,17 @@ def test_refined_streamed_search_on_a_cluster_equals_one_process(tmp_path):
     assert sb["backends"][1]["timings"]["refine"]["pairs"] == 400 * 40
 
 
+def test_reranked_streamed_search_on_a_cluster_equals_one_process(tmp_path):
+    # the shards' deep lists merge with the asymmetric scores they carry,
+    # and the client re-ranks and refines them as one process does
+    d = json.loads(json.dumps(SMALL))
+    d["search"].update(backends=[{"name": "numba-hamming"}], streamed=True, refine_candidates=40,
+                       rerank_candidates=120)
+    d["projection"]["scores"] = "codes"
+    sb = _streamed_on_one_and_two(scenario_from_dict(d), tmp_path, 5)
+    assert sb["backends"][1]["timings"]["refine"]["reranked_from"] == 120
+
+
 def _streamed_on_one_and_two(sc, tmp_path, n_files: int) -> dict:
     # sc run in one process and on two workers in three shards: the same
     # arrays, metrics and projection; the cluster run's summary

@@ -44,6 +44,7 @@ MAX_SUBMISSIONS = 10**9
 MAX_TARGET_GALLERY = 10**11   # a national program: more than ten times the world's population
 MAX_SEARCHES_PER_YEAR = 1e12
 MAX_CANDIDATES = 10_000       # L
+MAX_RERANKED = 100_000        # a streamed search's lists before their re-ranking
 MAX_BATCH = 10_000_000        # gallery chunk, probe batch and training sample
 MAX_THREADS = 1024
 MAX_THRESHOLDS = 10_000       # points of the DET sweep
@@ -130,6 +131,12 @@ class SearchSpec:
     # product of the records' float vectors (regenerated from the seed), of
     # which the best `retrieved` go to the re-scoring (0: none)
     refine_candidates: int = field(default=0, metadata={"omit_if_default": True})
+    # the codes' deeper lists re-ranked before the refinement: a streamed
+    # search keeps rerank_candidates a search by Hamming score, each with its
+    # asymmetric score (the search's float projection against the record's
+    # code bits, fpscale.matcher.asymmetric), and hands the best
+    # refine_candidates by that score to the refinement (0: none)
+    rerank_candidates: int = field(default=0, metadata={"omit_if_default": True})
 
     @property
     def rescoring(self) -> Rescoring:
@@ -145,9 +152,10 @@ class SearchSpec:
 
     @property
     def searched(self) -> int:
-        """Candidates the backend's search lists: refine_candidates when the
-        lists are refined, else ``retrieved``."""
-        return self.refine_candidates or self.retrieved
+        """Candidates the backend's search lists: rerank_candidates when
+        the lists are re-ranked, else refine_candidates when they are
+        refined, else ``retrieved``."""
+        return self.rerank_candidates or self.refine_candidates or self.retrieved
 
 
 @dataclass(frozen=True)
@@ -419,6 +427,18 @@ def _search(t: dict) -> SearchSpec:
     if refine and refine < handed:
         raise _err("search", "refine_candidates", refine,
                    f"must be 0 or at least the list handed to the re-scoring ({handed})")
+    rerank = t.get("rerank_candidates", d.rerank_candidates)
+    _pos_int("search", "rerank_candidates", rerank, lo=0, hi=MAX_RERANKED)
+    if rerank and not refine:
+        raise _err("search", "rerank_candidates", rerank,
+                   "needs search.refine_candidates: the re-ranked lists are what is refined")
+    if rerank and rerank <= refine:
+        raise _err("search", "rerank_candidates", rerank,
+                   f"must be 0 or more than refine_candidates ({refine})")
+    if rerank and not streamed:
+        raise _err("search", "rerank_candidates", rerank,
+                   "needs search.streamed = true: the scan scores each code as it enters a "
+                   "list, since no index keeps the codes")
     raw = t.get("backends", [dataclasses.asdict(b) for b in d.backends])
     if not isinstance(raw, list) or not raw or len(raw) > MAX_BACKENDS:
         raise _err("search", "backends", raw if not isinstance(raw, list) else f"{len(raw)} backends",
@@ -429,7 +449,7 @@ def _search(t: dict) -> SearchSpec:
         raise _err("search", "backends", [b.name for b in backends], "lists the same backend twice")
     return SearchSpec(vals["candidates"], vals["chunk_size"], vals["probe_batch"], threads,
                       backends, rescore, vals["rescore_candidates"], fusion, matcher, streamed,
-                      poor, poor_q, refine)
+                      poor, poor_q, refine, rerank)
 
 
 def _metrics(t: dict, candidates: int) -> MetricsSpec:

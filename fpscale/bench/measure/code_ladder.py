@@ -21,9 +21,26 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
+from fpscale.matcher.asymmetric import plane_score, score_tables
 from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_codes
+from fpscale.matcher.topk import best_of_rows, heap_push
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
+
+
+@njit(cache=True, inline="always")
+def _offer_scored(dist: np.ndarray, n: int, planes: np.ndarray, g0: int, table: np.ndarray,
+                  gid0: int, bits: int, heap: tuple) -> None:
+    # ``offer_codes`` of a tile's n codes (ids gid0 + j) to a heap (scores,
+    # ids, carried) that carries each code's asymmetric score, taken as the
+    # code enters
+    hs, hi, hc = heap
+    maxd = max_distance(bits, hs[0])
+    for j in range(n):
+        if dist[j] <= maxd:
+            heap_push(hs, hi, np.float32(bits - np.int64(dist[j])), gid0 + j, hc,
+                      plane_score(table, planes, g0 + j))
+            maxd = max_distance(bits, hs[0])
 
 
 @njit(cache=True, parallel=True)
@@ -35,12 +52,15 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
     # local records [segs[0, k], segs[1, k]) of rung segment segs[2, k];
     # hist (threads, >= bits + 1) per-thread impostor counts by score; top:
     # (scores, ids) (Q, R, keep) each segment's top-keep heaps and (scores,
-    # ids) (Q, whole) the whole gallery's top-whole heaps (keep, whole may be 0)
+    # ids) (Q, whole) the whole gallery's top-whole heaps (keep, whole may be
+    # 0), then their carried asymmetric scores (Q, whole) and the searches'
+    # score tables (Q, 8 W, 256) ((Q, 0, 256): none carried)
     Q, W = qc.shape
     n = planes.shape[1]
     bits = 64 * W
     seg_lo, seg_hi, seg_id = segs[0], segs[1], segs[2]
-    top_s, top_i, whole_s, whole_i = top
+    top_s, top_i, whole_s, whole_i, whole_c, tables = top
+    scored = tables.shape[1] > 0
     keep = top_s.shape[2]
     whole = whole_s.shape[1]
     per = (Q + nthreads - 1) // nthreads
@@ -64,7 +84,12 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                 # enter the lists, and the mate's share is taken back below
                 tile_best, tile_above = hamming_distances(qc[q], planes, g0, g1, dist, dthr)
                 if whole > 0 and tile_best <= np.int64(max_distance(bits, whole_s[q, 0])):
-                    offer_codes(dist, 0, g1 - g0, no_ids, start + g0, bits, whole_s[q], whole_i[q])
+                    if scored:
+                        _offer_scored(dist, g1 - g0, planes, g0, tables[q], start + g0, bits,
+                                      (whole_s[q], whole_i[q], whole_c[q]))
+                    else:
+                        offer_codes(dist, 0, g1 - g0, no_ids, start + g0, bits, whole_s[q],
+                                    whole_i[q])
                 for k in range(len(seg_id)):
                     lo = max(seg_lo[k], g0)
                     hi = min(seg_hi[k], g1)
@@ -119,12 +144,16 @@ class CodeLadderScan(LadderScan):
     on_codes = True
 
     def __init__(self, rungs: np.ndarray, probes: np.ndarray, mate: np.ndarray,
-                 mate_score: np.ndarray, keep: int = 0, whole: int = 0) -> None:
+                 mate_score: np.ndarray, keep: int = 0, whole: int = 0,
+                 projected: np.ndarray | None = None) -> None:
         """rungs: increasing gallery sizes (R,); probes (Q, bytes) uint8 packed
         codes of this finger set (bytes a multiple of 8); mate (Q,) gallery
         id or -1; mate_score (Q,) bits minus the mate's Hamming distance
         (-inf when none); keep: top records kept per search and rung (0: none);
-        whole: top records of the whole gallery kept per search (0: none)."""
+        whole: top records of the whole gallery kept per search (0: none);
+        projected (Q, bits) float32: the searches' code projections
+        (``fpscale.matcher.asymmetric.code_projections``), given to carry
+        each whole-gallery entry's asymmetric score (``reranked``)."""
         probes = np.ascontiguousarray(probes, dtype=np.uint8)
         if probes.ndim != 2 or probes.shape[1] % 8 or probes.shape[1] * 8 + 1 > HIST_BINS:
             raise ValueError(f"probe codes must be (Q, 8k) bytes with 8k * 8 < {HIST_BINS}, "
@@ -135,6 +164,15 @@ class CodeLadderScan(LadderScan):
                          HIST_BINS / 2, keep, whole)
         self.probes = probes.view(np.uint64)
         self.bits = bits
+        Q = len(probes)
+        if projected is not None and self.whole:
+            if projected.shape != (Q, bits):
+                raise ValueError(f"projections must be (Q, {bits}), got {projected.shape}")
+            self.tables = score_tables(np.ascontiguousarray(projected, dtype=np.float32))
+            self.whole_c = np.full((Q, self.whole), -np.inf, dtype=np.float32)
+        else:
+            self.tables = np.zeros((Q, 0, 256), dtype=np.float32)
+            self.whole_c = np.zeros((Q, 0), dtype=np.float32)
         # bin s is [s, s + 1): the count above an edge T is the count of
         # scores >= T, as FPIR and the pooled FMR read it
         self.lo, self.width = 0.0, 1.0
@@ -156,7 +194,32 @@ class CodeLadderScan(LadderScan):
         segs = np.stack([np.maximum(bounds[seg_id], start) - start,
                          np.minimum(bounds[seg_id + 1], stop) - start, seg_id])
         _code_scan(self.probes, planes, start, segs, self.mate, self.mate_score, self.seg_max,
-                   self.seg_better, self.hist, self._lists(), numba.get_num_threads())
+                   self.seg_better, self.hist, (*self._lists(), self.whole_c, self.tables),
+                   numba.get_num_threads())
+
+    @property
+    def scored(self) -> bool:
+        """Whether the whole-gallery list carries asymmetric scores."""
+        return self.whole_c.shape[1] > 0
+
+    def export_state(self) -> dict[str, np.ndarray]:
+        st = super().export_state()
+        if self.scored:
+            st["whole_asym"] = self.whole_c
+        return st
+
+    def import_state(self, st: dict[str, np.ndarray]) -> None:
+        super().import_state(st)
+        if self.scored:
+            self.whole_c = np.array(st["whole_asym"], dtype=np.float32)
+
+    def reranked(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole-gallery lists re-ranked by their asymmetric scores:
+        the best k of each, ids and scores (Q, k), higher first, ties to the
+        lower id, (-1, -inf) padded."""
+        if not self.scored:
+            raise ValueError("this scan carries no asymmetric scores")
+        return best_of_rows(self.whole_i, self.whole_c, min(k, self.whole))[:2]
 
 
 def hamming_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:

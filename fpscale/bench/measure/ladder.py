@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.matcher.exact import inner_products
-from fpscale.matcher.topk import empty_lists, heap_push, merge_lists
+from fpscale.matcher.topk import best_of_rows, empty_lists, heap_push, merge_lists
 
 HIST_BINS = 40_000
 
@@ -153,8 +153,14 @@ class LadderScan:
                                         st["top_scores"].reshape(Q * R, k)) for st in states], k)
             out.update(top_ids=ids.reshape(Q, R, k), top_scores=scores.reshape(Q, R, k))
         if "whole_ids" in states[0]:
-            out["whole_ids"], out["whole_scores"] = merge_lists(
-                [(st["whole_ids"], st["whole_scores"]) for st in states], states[0]["whole_ids"].shape[1])
+            k = states[0]["whole_ids"].shape[1]
+            ids, scores, carried = (np.concatenate([st[name] for st in states], axis=1)
+                                    if name in states[0] else None
+                                    for name in ("whole_ids", "whole_scores", "whole_asym"))
+            # what each entry carries follows it (a code scan's asymmetric scores)
+            out["whole_ids"], out["whole_scores"], asym = best_of_rows(ids, scores, k, carried)
+            if asym is not None:
+                out["whole_asym"] = asym
         return out
 
     def import_state(self, st: dict[str, np.ndarray]) -> None:
@@ -190,7 +196,7 @@ class LadderScan:
         without whole the largest rung's (Q, keep), as ``rung_lists`` gives
         it, without holding every rung's; best first, ties to the lower id."""
         if self.whole:
-            return merge_lists([(self.whole_i, self.whole_s)], self.whole)
+            return best_of_rows(self.whole_i, self.whole_s, self.whole)[:2]
         prev: list[tuple[np.ndarray, np.ndarray]] = []
         for r in range(self.top_i.shape[1]):
             prev = [merge_lists([*prev, (self.top_i[:, r], self.top_s[:, r])], self.keep)]

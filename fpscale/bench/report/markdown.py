@@ -53,7 +53,11 @@ def _refined(summary: Summary) -> list[str]:
         if r is None:
             continue
         secs = f"{r.wall_s:.1f}" if r.wall_s is not None else f"{r.refine_s:.1f}"
-        said.append(f"{b.rescored_from}'s top {r.searched:,} a search were re-ranked by the "
+        first = (f"{b.rescored_from}'s top {r.reranked_from:,} a search were re-ranked by "
+                 f"asymmetric scores (the search's float projection against each record's "
+                 f"code bits, search.rerank_candidates), and their top {r.searched:,} "
+                 if r.reranked_from else f"{b.rescored_from}'s top {r.searched:,} a search were ")
+        said.append(first + "re-ranked by the "
                     f"records' float vectors (inner product, as numba-flat scores them; the "
                     f"records regenerated from the seed) and the best {r.kept:,} handed to "
                     f"the re-scoring: {r.pairs:,} pairs in {secs} s")

@@ -19,9 +19,11 @@ from fpscale.bench.run.progress import say, stage
 from fpscale.bench.run.submissions import Submissions
 from fpscale.bench.scenario import (BackendSpec, ProjectionSpec, SearchSpec, pipeline_finger_set,
                                     training_advice)
+from fpscale.matcher.asymmetric import code_projections
 from fpscale.matcher.exact import paired_inner_products
 from fpscale.matcher.interface import Backend
 from fpscale.matcher.registry import make_backend
+from fpscale.synth.embedding import projections
 from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec, gallery_chunk, gallery_records
 
 GALLERY_STAGE = "build gallery"  # the stage's name wherever the gallery is built
@@ -106,16 +108,18 @@ class ScanLists:
 
     rung: int = 0
     whole: int = 0
+    scored: bool = False  # the whole list carries asymmetric scores, to be re-ranked
 
 
 def scan_lists(search: SearchSpec, proj: ProjectionSpec) -> ScanLists:
     """What the scan keeps: a streamed search's lists (the largest rung's,
-    or one whole-gallery list where they are deeper than a rung's) and the
-    rung lists written with the ladder; the rung lists the re-scored ladder
-    reads; else none."""
+    or one whole-gallery list where they are deeper than a rung's, with
+    asymmetric scores where they are re-ranked) and the rung lists written
+    with the ladder; the rung lists the re-scored ladder reads; else none."""
     width = rung_list_length(search)
     if search.streamed:
-        return ScanLists(width, search.searched if search.searched > width else 0)
+        return ScanLists(width, search.searched if search.searched > width else 0,
+                         bool(search.rerank_candidates))
     return ScanLists(width if proj.rescored else 0)
 
 
@@ -143,7 +147,9 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
             probes = subs.codes[:, cols]
             if mated is not None:  # as numba-hamming scores the pair
                 ms[has] = hamming_scores(probes[has], mated.codes[:, cols])
-            scans[fs] = CodeLadderScan(rungs, probes, mates, ms, *kept)
+            scored = lists.scored and fs == piped
+            scans[fs] = CodeLadderScan(rungs, probes, mates, ms, *kept,
+                                       projected=search_projections(pop, subs, fs) if scored else None)
             continue
         if mated is not None:  # the bits the search and the ladder give the same pair
             ms[has] = paired_inner_products(np.ascontiguousarray(subs.vectors[has][:, cols]),
@@ -151,6 +157,15 @@ def ladder_scans(pop: PopulationSpec, proj: ProjectionSpec, subs: Submissions,
         span = float(len(cols) // pop.dim) if pop.fusion == "sum" else 1.0
         scans[fs] = LadderScan(rungs, subs.vectors[:, cols], mates, ms, span * 1.001, *kept)
     return scans, scan_cols
+
+
+def search_projections(pop: PopulationSpec, subs: Submissions, fset: str) -> np.ndarray:
+    """The searches' code projections (Q, set bits) float32 over a finger
+    set's fingers: what their asymmetric scores against the records' codes
+    read (``fpscale.matcher.asymmetric``)."""
+    cols = finger_set_columns(pop, fset)
+    w = projections(pop.dim, pop.bits, pop.code)[2]
+    return code_projections(np.ascontiguousarray(subs.vectors[:, cols]), w, len(cols) // pop.dim)
 
 
 class GalleryBuilder:

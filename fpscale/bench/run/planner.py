@@ -43,6 +43,7 @@ from fpscale.bench.store.tables import TABLE_SLICE
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
 from fpscale.matcher.mcc import CYL_WORDS, WORDS
+from fpscale.matcher.topk import SORT_ROWS
 from fpscale.synth.impressions import LEGACY_FLAT, MAX_IMPRESSION, capture_index, expected_minutiae
 from fpscale.synth.population import LEGACY_FINGERS, PopulationSpec
 
@@ -180,7 +181,10 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         # sort keys and order)
         R = len(sc.projection.ladder)
         lists += Q * 12 * (R * kept.rung + kept.whole) + 2 * Q * R * 12 * rung_list_length(srch)
-        merge = Q * (kept.whole or kept.rung) * (2 * 36 + 12) if srch.streamed else 0
+        lists += scored_list_bytes(sc, kept)
+        # (a whole-gallery list is ordered SORT_ROWS searches at a time)
+        merge = (min(Q, SORT_ROWS) * kept.whole if kept.whole else Q * kept.rung) * (2 * 36 + 12) \
+            if srch.streamed else 0
     if sc.projection.rescored and sc.projection.ladder:
         # the rung lists' union re-scored in batches: each batch sized for
         # R x k candidates a search, holding the distinct ones
@@ -402,7 +406,18 @@ def shard_bytes(sc: Scenario, n: int) -> int:
         total += len(sc.projection.finger_sets) * pop.n_submissions * R * 12
         kept = scan_lists(sc.search, sc.projection)
         total += 2 * pop.n_submissions * (R * kept.rung + kept.whole) * 12
+        total += 2 * scored_list_bytes(sc, kept)
     return total
+
+
+def scored_list_bytes(sc: Scenario, kept: ScanLists) -> int:
+    """What a scan whose whole-gallery list carries asymmetric scores holds
+    beyond the list: a float32 a listed record and each search's score
+    table (a float32 per code byte and byte value)."""
+    if not (kept.scored and kept.whole):
+        return 0
+    Q = sc.population.n_submissions
+    return Q * 4 * kept.whole + Q * (sc.population.record_bits // 8) * 256 * 4
 
 
 def worker_fixed_bytes(sc: Scenario, threads: int, transient: int | None = None) -> int:

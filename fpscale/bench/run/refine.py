@@ -71,7 +71,8 @@ def refine_lists(ctx: RunContext, key: str, probes: np.ndarray,
 
     what = ListStep(f"refine:{key}", f"refine {key}", ("pairs", "refine_s"))
     ri, rs, info = segmented_lists(ctx, what, (len(ids), keep), work)
-    return ri, rs, Refinement(ids.shape[1], keep, info["pairs"], info["refine_s"], info.get("wall_s"))
+    return ri, rs, Refinement(ids.shape[1], keep, info["pairs"], info["refine_s"], info.get("wall_s"),
+                              srch.rerank_candidates or None)
 
 
 def refinement_would_list(spec: PopulationSpec, probes: np.ndarray, mate: np.ndarray,

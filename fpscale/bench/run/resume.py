@@ -138,6 +138,8 @@ class _Expect:
             if shape[-1]:
                 _ids(_array(arrays, f"{name}_ids", np.int64, shape), self.N, f"{name}_ids")
                 _no_nan(_array(arrays, f"{name}_scores", np.float32, shape), f"{name}_scores")
+        if lists.scored and lists.whole:
+            _no_nan(_array(arrays, "whole_asym", np.float32, (self.Q, lists.whole)), "whole_asym")
         better = _array(arrays, "seg_better", np.int64, (self.Q, R))
         hist = _array(arrays, "hist", np.int64, (HIST_BINS,))
         if better.size and (better.min() < 0 or better.max() > self.N):

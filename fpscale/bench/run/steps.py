@@ -250,7 +250,8 @@ def _search_all(ctx: RunContext, gallery: Gallery, subs: Submissions) -> list[Ba
         if ctx.scenario.search.rescore:
             refined, handed = None, _handed_on(ctx, deep, subs.mate)
             if ctx.scenario.search.refine_candidates:
-                deep, deep_scores, refined = refine_lists(ctx, key, subs.vectors, deep)
+                deep, deep_scores, refined = refine_lists(ctx, key, subs.vectors,
+                                                          _to_refine(ctx, gallery, deep))
                 ctx.checkpoints.mark(f"refine:{key}")
                 handed = handed._replace(ids=deep, refinable=_refinable(ctx, subs, handed,
                                                                         deep_scores))
@@ -272,6 +273,18 @@ def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.n
     piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
     ids, scores = gallery.scans[piped].top_list()
     return ids, scores, untimed()
+
+
+def _to_refine(ctx: RunContext, gallery: Gallery, deep: np.ndarray) -> np.ndarray:
+    """The lists (Q, refine_candidates) a backend hands to the refinement:
+    its deep lists, or where they are re-ranked (search.rerank_candidates)
+    the best by the asymmetric scores the scan carried."""
+    srch = ctx.scenario.search
+    if not srch.rerank_candidates:
+        return deep
+    sc = ctx.scenario
+    piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
+    return gallery.scans[piped].reranked(srch.refine_candidates)[0]
 
 
 def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],

@@ -18,6 +18,8 @@ from fpscale.bench.run.progress import stage
 from fpscale.bench.run.refine import refine_segment
 from fpscale.bench.run.rescore_segment import warm_matcher
 from fpscale.bench.scenario import Scenario
+from fpscale.matcher.asymmetric import code_projections
+from fpscale.synth.embedding import projections
 from fpscale.synth.population import gallery_chunk, submission_chunk
 
 
@@ -36,8 +38,14 @@ def _ladder_once(sc: Scenario) -> None:
     rec = gallery_chunk(sc.population, 0, 1)
     none, no_score = np.array([-1]), np.array([-np.inf], np.float32)
     if sc.projection.scores == "codes":
-        one = rec.codes[:, : sc.population.bits // 8]  # one finger's code: the kernel is the same
-        scan = CodeLadderScan(np.array([1]), one, none, no_score)
+        pop = sc.population
+        one = rec.codes[:, : pop.bits // 8]  # one finger's code: the kernel is the same
+        projected = None
+        if sc.search.rerank_candidates:  # and the asymmetric scores' kernels
+            w = projections(pop.dim, pop.bits, pop.code)[2]
+            projected = code_projections(np.ascontiguousarray(rec.vectors[:, :pop.dim]), w, 1)
+        scan = CodeLadderScan(np.array([1]), one, none, no_score, 0, int(projected is not None),
+                              projected)
         scan.add(0, one)
     else:
         scan = LadderScan(np.array([1]), rec.vectors, none, no_score, 1.0)

@@ -69,13 +69,16 @@ class Refinement:
     """A backend's lists refined before re-scoring (search.refine_candidates):
     lists of ``searched`` re-ranked by the records' float vectors to their
     best ``kept``; pairs scored, the seconds scoring them (regeneration of
-    the records included) and the step's wall time."""
+    the records included) and the step's wall time; reranked_from, where the
+    codes' lists were first re-ranked by asymmetric scores
+    (search.rerank_candidates), how long they were."""
 
     searched: int
     kept: int
     pairs: int
     refine_s: float
     wall_s: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    reranked_from: int | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass
