@@ -57,6 +57,7 @@ def pytest_terminal_summary(terminalreporter):
     pairs = [("numba-flat", "faiss-Flat"), ("numba-hamming", "faiss-BFlat"),
              ("1to1-mcc", "1to1-paired-count"), ("ladder-vectors", "ladder-vectors-search"),
              ("ladder-codes", "ladder-codes-search"),
+             ("ladder-codes-deep-scored", "ladder-codes-deep"),
              ("code-bits-screened", "code-bits-float64"),
              ("projection-tiles", "projection-eight-rows"), ("code-bits-tiled", "code-bits-screened"),
              ("records-national-vectors", "records-national-codes")]
