@@ -81,33 +81,14 @@ def list_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.lexsort((id_key, -scores.astype(np.float64)), axis=1)
 
 
-def merge_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of several (ids, scores) candidate lists of the same probes.
-
-    faiss's ResultHeap and merge_knn_results leave the order of equal scores
-    unspecified; here ties go to the lower id so that a sharded search returns
-    exactly what one index over the union returns.
-    """
-    ids = np.concatenate([p[0] for p in parts], axis=1)
-    scores = np.concatenate([p[1] for p in parts], axis=1)
-    order = list_order(ids, scores)[:, :k]
-    out_i = np.take_along_axis(ids, order, axis=1)
-    out_s = np.take_along_axis(scores, order, axis=1)
-    if out_i.shape[1] < k:
-        pad_s, pad_i = empty_lists(len(ids), k - out_i.shape[1])
-        out_i = np.concatenate([out_i, pad_i], axis=1)
-        out_s = np.concatenate([out_s, pad_s], axis=1)
-    return out_i, out_s
-
-
 SORT_ROWS = 256  # rows ordered at a time by ``best_of_rows``: bounds the sort's temporaries
 
 
 def best_of_rows(ids: np.ndarray, scores: np.ndarray, k: int,
                  carried: np.ndarray | None = None) -> tuple:
-    """Each row's best k of (ids, scores) (Q, n), k <= n, ordered as
-    ``merge_lists`` orders them, SORT_ROWS rows at a time: ids and scores
-    (Q, k), and carried (Q, n) reordered with them where given (else None)."""
+    """Each row's best k of (ids, scores) (Q, n), k <= n, in ``list_order``'s
+    order, SORT_ROWS rows at a time: ids and scores (Q, k), and carried
+    (Q, n) reordered with them where given (else None)."""
     Q = ids.shape[0]
     out_i = np.empty((Q, k), dtype=ids.dtype)
     out_s = np.empty((Q, k), dtype=scores.dtype)
@@ -121,3 +102,19 @@ def best_of_rows(ids: np.ndarray, scores: np.ndarray, k: int,
             out_c[a:b] = np.take_along_axis(carried[a:b], order, axis=1)
     return out_i, out_s, out_c
 
+
+def merge_lists(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of several (ids, scores) candidate lists of the same probes.
+
+    faiss's ResultHeap and merge_knn_results leave the order of equal scores
+    unspecified; here ties go to the lower id so that a sharded search returns
+    exactly what one index over the union returns.
+    """
+    ids = np.concatenate([p[0] for p in parts], axis=1)
+    scores = np.concatenate([p[1] for p in parts], axis=1)
+    out_i, out_s, _ = best_of_rows(ids, scores, min(k, ids.shape[1]))
+    if out_i.shape[1] < k:
+        pad_s, pad_i = empty_lists(len(ids), k - out_i.shape[1])
+        out_i = np.concatenate([out_i, pad_i], axis=1)
+        out_s = np.concatenate([out_s, pad_s], axis=1)
+    return out_i, out_s

@@ -94,10 +94,9 @@ class _Expect:
         # list lengths of what is re-scored: each backend's lists and, with
         # projection.rescored, the union of the rung lists a scan keeps
         self.widths = {key: self.k for key in self.backends} if sc.search.rescore else {}
-        # candidates re-scored a search at most: a poor search's list is
-        # re-scored deeper than the width every re-scored list keeps
-        self.depths = {key: sc.search.rescoring.longest(self.L) for key in self.backends} \
-            if sc.search.rescore else {}
+        # candidates a backend's list re-scores a search at most: a poor
+        # search's list is re-scored deeper than the width every one keeps
+        self.depth = sc.search.rescoring.longest(self.L)
         # lists refined before re-scoring: refine_candidates a search, kept to `retrieved`
         self.refined = {key: min(sc.search.retrieved, self.L) for key in self.backends} \
             if sc.search.rescore and sc.search.refine_candidates else {}
@@ -200,7 +199,7 @@ def _steps(ex: _Expect, steps: dict) -> tuple[dict, list[tuple[str, str]]]:
                 _seconds(v[1], step)
                 needs[step] = [state_file(f"search_{step[12:]}", start)]
             elif step.startswith("rescore_next:") and step[13:] in ex.widths:
-                depth = ex.depths.get(step[13:], ex.widths[step[13:]])
+                depth = ex.depth if step[13:] in ex.backends else ex.widths[step[13:]]
                 most = ex.Q * depth * len(ex.sc.population.search_fingers)
                 start = _segments(step, v, ex.Q, {"comparisons": most}, "compare_s")
                 needs[step] = [state_file(f"rescore_{step[13:]}", start)]

@@ -22,6 +22,7 @@ import numpy as np
 
 from fpscale.bench.measure import metrics
 from fpscale.bench.measure.individuality import compare as individuality
+from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.measure.miss_sources import MateOutcomes, MissSources, miss_sources
 from fpscale.bench.measure.projection import Study, project
 from fpscale.bench.measure.recall import recall_against
@@ -269,10 +270,14 @@ def _streamed_lists(ctx: RunContext, gallery: Gallery) -> tuple[np.ndarray, np.n
     every searched finger, which is the whole gallery. Their time is in the
     gallery pass's ladder seconds, not measured apart: no search time,
     throughput or latency."""
-    sc = ctx.scenario
-    piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
-    ids, scores = gallery.scans[piped].top_list()
+    ids, scores = _pipeline_scan(ctx, gallery).top_list()
     return ids, scores, untimed()
+
+
+def _pipeline_scan(ctx: RunContext, gallery: Gallery) -> LadderScan:
+    """The scan of every searched finger, which a streamed search's lists come from."""
+    sc = ctx.scenario
+    return gallery.scans[pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)]
 
 
 def _to_refine(ctx: RunContext, gallery: Gallery, deep: np.ndarray) -> np.ndarray:
@@ -282,9 +287,7 @@ def _to_refine(ctx: RunContext, gallery: Gallery, deep: np.ndarray) -> np.ndarra
     srch = ctx.scenario.search
     if not srch.rerank_candidates:
         return deep
-    sc = ctx.scenario
-    piped = pipeline_finger_set(sc.population.search_fingers, sc.projection.finger_sets)
-    return gallery.scans[piped].reranked(srch.refine_candidates)[0]
+    return _pipeline_scan(ctx, gallery).reranked(srch.refine_candidates)[0]
 
 
 def _measure(ctx: RunContext, key: str, lists: tuple[np.ndarray, np.ndarray],
