@@ -212,17 +212,24 @@ def test_a_reranked_run_refines_the_best_of_its_deep_lists(tiny, tmp_path):
     assert gallery_records(spec, np.array([5])).codes.shape == (1, spec.record_bits // 8)
 
 
-def test_the_plan_counts_the_carried_scores_and_the_tables(tiny):
+def test_the_plan_counts_the_carried_scores_the_tables_and_the_buffers(tiny):
     from fpscale.bench.run.gallery import scan_lists
-    from fpscale.bench.run.planner import plan, scored_list_bytes
+    from fpscale.bench.run.planner import deep_list_bytes, plan
+    from fpscale.matcher.deep_lists import buffer_length
     base = dict(search__backends=[{"name": "numba-hamming"}], search__streamed=True,
                 search__rescore=True, search__refine_candidates=50, projection__scores="codes")
     refined = scenario_from_dict(tiny(**base, search__rerank_candidates=0))
     reranked = scenario_from_dict(tiny(**base, search__rerank_candidates=200))
     Q, code_bytes = 240, reranked.population.record_bits // 8
-    assert scored_list_bytes(refined, scan_lists(refined.search, refined.projection)) == 0
-    extra = scored_list_bytes(reranked, scan_lists(reranked.search, reranked.projection))
-    assert extra == Q * 4 * 200 + Q * code_bytes * 256 * 4
+    # the refined search's deep list of 50 has its buffer and counts by
+    # score, no asymmetric scores
+    kept = scan_lists(refined.search, refined.projection)
+    counts = Q * (code_bytes * 8 + 4) * 8
+    assert deep_list_bytes(refined, kept) == Q * buffer_length(50) * 12 + counts
+    B = buffer_length(200)
+    extra = deep_list_bytes(reranked, scan_lists(reranked.search, reranked.projection))
+    assert extra == Q * B * 12 + counts + Q * 4 * (200 + B) + Q * code_bytes * 256 * 4
     # and the lists themselves are deeper: 150 more entries of 12 bytes a
     # search, kept by the scan and read back from it
-    assert plan(reranked).submissions - plan(refined).submissions >= extra + 2 * Q * 150 * 12
+    assert plan(reranked).submissions - plan(refined).submissions >= \
+        extra - deep_list_bytes(refined, kept) + 2 * Q * 150 * 12

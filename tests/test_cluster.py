@@ -14,6 +14,7 @@ from fpscale.bench.run import cluster as cluster_mod
 from fpscale.bench.run.planner import PlanError, plan_shards, shard_bytes
 from fpscale.bench.run.steps import run_scenario
 from fpscale.bench.scenario import ClusterSpec, ScenarioError, scenario_from_dict
+from fpscale.matcher.deep_lists import buffer_length
 from fpscale.matcher.registry import peak_index_bytes
 
 SMALL = {
@@ -313,8 +314,11 @@ def test_a_streamed_shard_plans_no_index(scenario):
     streamed = scenario_from_dict(d)
     n = 2_000_000
     index = peak_index_bytes("numba-hamming", n, indexed.population.record_width(True))
-    # 400 searches' lists: the 3 re-scored on each of 3 rungs, 10 of the whole gallery; and their copy
-    lists = 2 * 400 * (3 * 3 + 10) * 12
+    # 400 searches' lists: the 3 re-scored on each of 3 rungs, 10 of the
+    # whole gallery; and their copy; and the whole lists' buffers and
+    # counts by score
+    bits = indexed.population.record_bits
+    lists = 2 * 400 * (3 * 3 + 10) * 12 + 400 * (buffer_length(10) * 12 + (bits + 4) * 8)
     assert index > 0
     assert shard_bytes(indexed, n) - shard_bytes(streamed, n) == index - lists
     assert shard_bytes(streamed, n) == shard_bytes(streamed, 1)

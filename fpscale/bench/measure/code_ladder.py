@@ -23,30 +23,45 @@ from numba import njit, prange
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
 from fpscale.matcher.asymmetric import plane_score, score_tables
 from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_codes
-from fpscale.matcher.topk import best_of_rows, heap_push
+from fpscale.matcher.deep_lists import admit, buffer_length, merge_buffer, merge_buffers
+from fpscale.matcher.topk import best_of_rows
 
 TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
 
-@njit(cache=True, inline="always")
-def _offer_scored(dist: np.ndarray, n: int, planes: np.ndarray, g0: int, table: np.ndarray,
-                  gid0: int, bits: int, heap: tuple) -> None:
-    # ``offer_codes`` of a tile's n codes (ids gid0 + j) to a heap (scores,
-    # ids, carried) that carries each code's asymmetric score, taken as the
-    # code enters
-    hs, hi, hc = heap
-    maxd = max_distance(bits, hs[0])
+@njit(cache=True)
+def _offer_buffered(dist: np.ndarray, n: int, planes: np.ndarray, g0: int, table: np.ndarray,
+                    gid0: int, bits: int, deep: tuple, ties: np.ndarray) -> None:
+    # a tile's n codes (ids gid0 + j) offered to a deep list through its
+    # buffer (``fpscale.matcher.deep_lists``); deep: the list (scores, ids,
+    # carried), the buffer (the same), its counts by score (bits + 1,) and
+    # (entries, threshold, count above it) (3,); each code's asymmetric score
+    # taken as it enters where the list carries one
+    lst, buf, counts, level = deep
+    L = lst[0].shape[0]
+    bs, bi, bc = buf
+    scored = bc.shape[0] > 0
+    nb, thr, above = level[0], level[1], level[2]
     for j in range(n):
-        if dist[j] <= maxd:
-            heap_push(hs, hi, np.float32(bits - np.int64(dist[j])), gid0 + j, hc,
-                      plane_score(table, planes, g0 + j))
-            maxd = max_distance(bits, hs[0])
+        s = bits - np.int64(dist[j])
+        if s >= thr:
+            bs[nb] = np.float32(s)
+            bi[nb] = gid0 + j
+            if scored:
+                bc[nb] = plane_score(table, planes, g0 + j)
+            nb += 1
+            thr, above = admit(counts, thr, above, s, L)
+            if nb == bs.shape[0]:
+                thr, above = merge_buffer(lst, buf, nb, counts, ties)
+                nb = 0
+    level[0], level[1], level[2] = nb, thr, above
 
 
 @njit(cache=True, parallel=True)
 def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                mate: np.ndarray, mate_score: np.ndarray, seg_max: np.ndarray,
-               seg_better: np.ndarray, hist: np.ndarray, top: tuple, nthreads: int) -> None:
+               seg_better: np.ndarray, hist: np.ndarray, top: tuple, bufs: tuple,
+               nthreads: int) -> None:
     # qc (Q, W) probe words; planes (W, n) the chunk's codes as word planes
     # (unit stride per word: LLVM vectorises the popcounts); segs (3, K):
     # local records [segs[0, k], segs[1, k]) of rung segment segs[2, k];
@@ -54,13 +69,15 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
     # (scores, ids) (Q, R, keep) each segment's top-keep heaps and (scores,
     # ids) (Q, whole) the whole gallery's top-whole heaps (keep, whole may be
     # 0), then their carried asymmetric scores (Q, whole) and the searches'
-    # score tables (Q, 8 W, 256) ((Q, 0, 256): none carried)
+    # score tables (Q, 8 W, 256) ((Q, 0) and (Q, 0, 256): none carried);
+    # bufs: the whole lists' buffers (scores, ids, carried) (Q, B), their
+    # counts by score (Q, bits + 1) and (entries, threshold, count above) (Q, 3)
     Q, W = qc.shape
     n = planes.shape[1]
     bits = 64 * W
     seg_lo, seg_hi, seg_id = segs[0], segs[1], segs[2]
     top_s, top_i, whole_s, whole_i, whole_c, tables = top
-    scored = tables.shape[1] > 0
+    buf_s, buf_i, buf_c, counts, level = bufs
     keep = top_s.shape[2]
     whole = whole_s.shape[1]
     per = (Q + nthreads - 1) // nthreads
@@ -69,6 +86,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
         q0 = t * per
         q1 = min(Q, q0 + per)
         dist = np.empty(TILE, dtype=np.uint64)
+        ties = np.empty(whole + buf_s.shape[1], dtype=np.int64)  # the deep lists' merges' scratch
         no_ids = np.empty(0, dtype=np.int64)  # the records' ids are consecutive
         # counts by distance
         h = np.zeros((4, bits + 1), dtype=np.int64)
@@ -83,13 +101,10 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                 # its distances; the minimum tells whether any record can
                 # enter the lists, and the mate's share is taken back below
                 tile_best, tile_above = hamming_distances(qc[q], planes, g0, g1, dist, dthr)
-                if whole > 0 and tile_best <= np.int64(max_distance(bits, whole_s[q, 0])):
-                    if scored:
-                        _offer_scored(dist, g1 - g0, planes, g0, tables[q], start + g0, bits,
-                                      (whole_s[q], whole_i[q], whole_c[q]))
-                    else:
-                        offer_codes(dist, 0, g1 - g0, no_ids, start + g0, bits, whole_s[q],
-                                    whole_i[q])
+                if whole > 0 and tile_best <= bits - level[q, 1]:
+                    _offer_buffered(dist, g1 - g0, planes, g0, tables[q], start + g0, bits,
+                                    ((whole_s[q], whole_i[q], whole_c[q]),
+                                     (buf_s[q], buf_i[q], buf_c[q]), counts[q], level[q]), ties)
                 for k in range(len(seg_id)):
                     lo = max(seg_lo[k], g0)
                     hi = min(seg_hi[k], g1)
@@ -173,6 +188,13 @@ class CodeLadderScan(LadderScan):
         else:
             self.tables = np.zeros((Q, 0, 256), dtype=np.float32)
             self.whole_c = np.zeros((Q, 0), dtype=np.float32)
+        # the whole lists' buffers, merged in before anything reads the lists
+        B = buffer_length(self.whole) if self.whole else 0
+        self.buf_s = np.empty((Q, B), dtype=np.float32)
+        self.buf_i = np.empty((Q, B), dtype=np.int64)
+        self.buf_c = np.empty((Q, B if self.whole_c.shape[1] else 0), dtype=np.float32)
+        self.buf_counts = np.zeros((Q, bits + 1), dtype=np.int64)
+        self.buf_level = np.zeros((Q, 3), dtype=np.int64)
         # bin s is [s, s + 1): the count above an edge T is the count of
         # scores >= T, as FPIR and the pooled FMR read it
         self.lo, self.width = 0.0, 1.0
@@ -195,7 +217,16 @@ class CodeLadderScan(LadderScan):
                          np.minimum(bounds[seg_id + 1], stop) - start, seg_id])
         _code_scan(self.probes, planes, start, segs, self.mate, self.mate_score, self.seg_max,
                    self.seg_better, self.hist, (*self._lists(), self.whole_c, self.tables),
+                   (self.buf_s, self.buf_i, self.buf_c, self.buf_counts, self.buf_level),
                    numba.get_num_threads())
+
+    def _merge_buffers(self, every: bool = False) -> None:
+        # the buffered entries into the whole lists, so that they hold the
+        # top; every: the buffers' state set again from lists read back
+        if self.whole and (every or self.buf_level[:, 0].any()):
+            merge_buffers((self.whole_s, self.whole_i, self.whole_c),
+                          (self.buf_s, self.buf_i, self.buf_c), (self.buf_counts, self.buf_level),
+                          every, numba.get_num_threads())
 
     @property
     def scored(self) -> bool:
@@ -203,6 +234,7 @@ class CodeLadderScan(LadderScan):
         return self.whole_c.shape[1] > 0
 
     def export_state(self) -> dict[str, np.ndarray]:
+        self._merge_buffers()
         st = super().export_state()
         if self.scored:
             st["whole_asym"] = self.whole_c
@@ -212,6 +244,12 @@ class CodeLadderScan(LadderScan):
         super().import_state(st)
         if self.scored:
             self.whole_c = np.array(st["whole_asym"], dtype=np.float32)
+        self.buf_level[:, 0] = 0
+        self._merge_buffers(every=True)
+
+    def top_list(self) -> tuple[np.ndarray, np.ndarray]:
+        self._merge_buffers()
+        return super().top_list()
 
     def reranked(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole-gallery lists re-ranked by their asymmetric scores:
@@ -219,6 +257,7 @@ class CodeLadderScan(LadderScan):
         lower id, (-1, -inf) padded."""
         if not self.scored:
             raise ValueError("this scan carries no asymmetric scores")
+        self._merge_buffers()
         return best_of_rows(self.whole_i, self.whole_c, min(k, self.whole))[:2]
 
 

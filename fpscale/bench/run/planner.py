@@ -40,6 +40,7 @@ from fpscale.bench.run.refine import BATCH_PAIRS
 from fpscale.bench.run.rescore_segment import batch_searches
 from fpscale.bench.scenario import BackendSpec, Scenario, ScenarioError, check_streamed
 from fpscale.bench.store.tables import TABLE_SLICE
+from fpscale.matcher.deep_lists import buffer_length
 from fpscale.matcher.exact import NumbaFlatIP
 from fpscale.matcher.registry import appends_checkpoints, final_index_bytes, peak_index_bytes
 from fpscale.matcher.mcc import CYL_WORDS, WORDS
@@ -181,7 +182,7 @@ def plan(sc: Scenario, indexes: bool = True) -> Plan:
         # sort keys and order)
         R = len(sc.projection.ladder)
         lists += Q * 12 * (R * kept.rung + kept.whole) + 2 * Q * R * 12 * rung_list_length(srch)
-        lists += scored_list_bytes(sc, kept)
+        lists += deep_list_bytes(sc, kept)
         # (a whole-gallery list is ordered SORT_ROWS searches at a time)
         merge = (min(Q, SORT_ROWS) * kept.whole if kept.whole else Q * kept.rung) * (2 * 36 + 12) \
             if srch.streamed else 0
@@ -406,18 +407,26 @@ def shard_bytes(sc: Scenario, n: int) -> int:
         total += len(sc.projection.finger_sets) * pop.n_submissions * R * 12
         kept = scan_lists(sc.search, sc.projection)
         total += 2 * pop.n_submissions * (R * kept.rung + kept.whole) * 12
-        total += 2 * scored_list_bytes(sc, kept)
+        # the buffers and score tables stay on the worker; the carried
+        # scores go to the client with the lists
+        total += deep_list_bytes(sc, kept) + (pop.n_submissions * kept.whole * 4 if kept.scored else 0)
     return total
 
 
-def scored_list_bytes(sc: Scenario, kept: ScanLists) -> int:
-    """What a scan whose whole-gallery list carries asymmetric scores holds
-    beyond the list: a float32 a listed record and each search's score
-    table (a float32 per code byte and byte value)."""
-    if not (kept.scored and kept.whole):
+def deep_list_bytes(sc: Scenario, kept: ScanLists) -> int:
+    """What a code scan keeping whole-gallery lists holds beyond them: each
+    search's buffer (``fpscale.matcher.deep_lists``: a score and an id an
+    entry) and its counts by score; where the lists carry asymmetric scores, a float32 a listed or
+    buffered record and each search's score table (a float32 per code byte
+    and byte value)."""
+    if not kept.whole or sc.projection.scores != "codes":
         return 0
     Q = sc.population.n_submissions
-    return Q * 4 * kept.whole + Q * (sc.population.record_bits // 8) * 256 * 4
+    B = buffer_length(kept.whole)
+    total = Q * (B * 12 + (sc.population.record_bits + 4) * 8)
+    if kept.scored:
+        total += Q * 4 * (kept.whole + B) + Q * (sc.population.record_bits // 8) * 256 * 4
+    return total
 
 
 def worker_fixed_bytes(sc: Scenario, threads: int, transient: int | None = None) -> int:
