@@ -11,7 +11,8 @@ from numba import njit
 from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
 from fpscale.bench.measure.ladder import LadderScan
 from fpscale.bench.scenario import ScenarioError, scenario_from_dict
-from fpscale.matcher.asymmetric import code_projections, paired_scores, score_tables
+from fpscale.matcher.asymmetric import (code_projections, column_scores, paired_scores,
+                                        score_tables)
 from fpscale.matcher.topk import empty_lists, heap_push
 from fpscale.synth.embedding import projections
 from fpscale.synth.population import gallery_chunk, gallery_records, submission_chunk
@@ -44,6 +45,18 @@ def test_asymmetric_scores_are_the_signed_sums_of_the_projection():
     exact = (np.where(np.unpackbits(codes, axis=1, bitorder="little"), 1.0, -1.0)
              * y[probe].astype(np.float64)).sum(1)
     np.testing.assert_allclose(got, exact, rtol=0, atol=1e-4)
+
+
+def test_codes_scored_side_by_side_get_the_same_bits():
+    # column_scores' lanes, and the codes past the last full lane one by one
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal((1, 128)).astype(np.float32)
+    codes = rng.integers(0, 256, (29, 16), dtype=np.uint8)
+    planes = np.ascontiguousarray(codes.view(np.uint64).T)
+    cols = rng.permutation(29)[:21].astype(np.int64)
+    out = np.full(21, np.nan, dtype=np.float32)
+    column_scores(score_tables(y)[0], planes, cols, out)
+    np.testing.assert_array_equal(out, _reference_scores(np.repeat(y, 21, axis=0), codes[cols]))
 
 
 def test_a_search_scores_its_own_code_highest():

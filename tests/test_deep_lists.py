@@ -9,6 +9,7 @@ import pytest
 from numba import njit
 
 from fpscale.bench.measure.code_ladder import CodeLadderScan, hamming_scores
+from fpscale.matcher.asymmetric import paired_scores, score_tables
 from fpscale.matcher.deep_lists import admit, buffer_length, merge_buffer, merge_buffers
 from fpscale.matcher.topk import empty_lists, heap_push
 
@@ -140,16 +141,24 @@ def test_a_scans_deep_lists_are_the_exact_search_whatever_the_buffer(monkeypatch
     n, Q, L = 5000, 12, 400
     gallery = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     probes = rng.integers(0, 256, (Q, 16), dtype=np.uint8)
-    scan = CodeLadderScan(np.array([n]), probes, np.full(Q, -1), np.full(Q, -np.inf, np.float32),
-                          0, L)
-    for a, b in [(0, 333), (333, 2100), (2100, 2101), (2101, n)]:
-        scan.add(a, gallery[a:b])
-        if a == 333:
-            scan.export_state()  # a checkpoint merges the buffers midway
-    ids, scores = scan.top_list()
+    y = rng.standard_normal((Q, 128)).astype(np.float32)
+    scans = [CodeLadderScan(np.array([n]), probes, np.full(Q, -1), np.full(Q, -np.inf, np.float32),
+                            0, L, projected) for projected in (None, y)]
+    for scan in scans:
+        for a, b in [(0, 333), (333, 2100), (2100, 2101), (2101, n)]:
+            scan.add(a, gallery[a:b])
+            if a == 333:
+                scan.export_state()  # a checkpoint merges the buffers midway
+    ids, scores = scans[0].top_list()
+    reranked, asym = scans[1].reranked(L)
+    full = paired_scores(score_tables(y), np.repeat(np.arange(Q), n), np.tile(gallery, (Q, 1)))
     for q in range(Q):
         s = hamming_scores(np.repeat(probes[q:q + 1], n, axis=0), gallery)
         order = np.lexsort((np.arange(n), -s))[:L]
         np.testing.assert_array_equal(ids[q], order)
         np.testing.assert_array_equal(scores[q], s[order])
-
+        # the scored scan lists the same records, each with its own asymmetric score
+        a = full[q * n:(q + 1) * n]
+        want = order[np.lexsort((order, -a[order]))]
+        np.testing.assert_array_equal(reranked[q], want)
+        np.testing.assert_array_equal(asym[q], a[want])

@@ -145,8 +145,9 @@ def admit(counts: np.ndarray, thr: int, above: int, s: int, L: int) -> tuple[int
 def merge_buffers(lists: tuple, bufs: tuple, state: tuple, every: bool, nthreads: int) -> None:
     """Merge each search's buffer into its list and empty it: lists and bufs
     (scores, ids, carried) of shapes (Q, L) and (Q, B) (carried (Q, 0) where
-    none); state: counts (Q, bits + 1) int64 and (n, thr, above) (Q, 3)
-    int64, what each buffer holds and ``admit``'s state. every: all
+    none); state: counts (Q, bits + 1) int64 and (n, thr, above, ...)
+    (Q, >= 3) int64, what each buffer holds and ``admit``'s state; the
+    carried values of the n entries must be set. every: all
     searches, to set the state from lists read back; else those whose
     buffer holds entries."""
     hs, hi, hc = lists
@@ -161,3 +162,5 @@ def merge_buffers(lists: tuple, bufs: tuple, state: tuple, every: bool, nthreads
                 level[q, 1], level[q, 2] = merge_buffer(
                     (hs[q], hi[q], hc[q]), (bs[q], bi[q], bc[q]), level[q, 0], counts[q], ties)
                 level[q, 0] = 0
+                if level.shape[1] > 3:  # a scan's count of entries scored
+                    level[q, 3] = 0

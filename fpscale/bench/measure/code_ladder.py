@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from fpscale.bench.measure.ladder import HIST_BINS, LadderScan
-from fpscale.matcher.asymmetric import plane_score, score_tables
+from fpscale.matcher.asymmetric import column_scores, score_tables
 from fpscale.matcher.exact import NumbaHamming, hamming_distances, max_distance, offer_codes
 from fpscale.matcher.deep_lists import admit, buffer_length, merge_buffer, merge_buffers
 from fpscale.matcher.topk import best_of_rows
@@ -30,13 +30,27 @@ TILE = NumbaHamming.TILE  # codes per tile, as the Hamming search reads them
 
 
 @njit(cache=True)
+def _score_pending(buf: tuple, level: np.ndarray, table: np.ndarray, planes: np.ndarray,
+                   start: int) -> None:
+    # the asymmetric scores of a buffer's entries admitted since the last
+    # time (all of them records of this chunk, ids from start), one search's
+    # in a row: its table is read into cache once for all of them, where one
+    # entry at a time missed it in most reads
+    _, bi, bc = buf
+    lo, hi = level[3], level[0]
+    column_scores(table, planes, bi[lo:hi] - start, bc[lo:hi])
+    level[3] = hi
+
+
+@njit(cache=True)
 def _offer_buffered(dist: np.ndarray, n: int, planes: np.ndarray, g0: int, table: np.ndarray,
-                    gid0: int, bits: int, deep: tuple, ties: np.ndarray) -> None:
-    # a tile's n codes (ids gid0 + j) offered to a deep list through its
-    # buffer (``fpscale.matcher.deep_lists``); deep: the list (scores, ids,
-    # carried), the buffer (the same), its counts by score (bits + 1,) and
-    # (entries, threshold, count above it) (3,); each code's asymmetric score
-    # taken as it enters where the list carries one
+                    start: int, bits: int, deep: tuple, ties: np.ndarray) -> None:
+    # a tile's n codes (records start + g0 + j) offered to a deep list
+    # through its buffer (``fpscale.matcher.deep_lists``); deep: the list
+    # (scores, ids, carried), the buffer (the same), its counts by score
+    # (bits + 1,) and (entries, threshold, count above it, entries scored)
+    # (4,); where the list carries asymmetric scores they are taken before
+    # a merge and at the chunk's end (``_score_pending``)
     lst, buf, counts, level = deep
     L = lst[0].shape[0]
     bs, bi, bc = buf
@@ -46,14 +60,16 @@ def _offer_buffered(dist: np.ndarray, n: int, planes: np.ndarray, g0: int, table
         s = bits - np.int64(dist[j])
         if s >= thr:
             bs[nb] = np.float32(s)
-            bi[nb] = gid0 + j
-            if scored:
-                bc[nb] = plane_score(table, planes, g0 + j)
+            bi[nb] = start + g0 + j
             nb += 1
             thr, above = admit(counts, thr, above, s, L)
             if nb == bs.shape[0]:
+                level[0] = nb
+                if scored:
+                    _score_pending(buf, level, table, planes, start)
                 thr, above = merge_buffer(lst, buf, nb, counts, ties)
                 nb = 0
+                level[3] = 0
     level[0], level[1], level[2] = nb, thr, above
 
 
@@ -71,7 +87,8 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
     # 0), then their carried asymmetric scores (Q, whole) and the searches'
     # score tables (Q, 8 W, 256) ((Q, 0) and (Q, 0, 256): none carried);
     # bufs: the whole lists' buffers (scores, ids, carried) (Q, B), their
-    # counts by score (Q, bits + 1) and (entries, threshold, count above) (Q, 3)
+    # counts by score (Q, bits + 1) and (entries, threshold, count above,
+    # entries scored) (Q, 4)
     Q, W = qc.shape
     n = planes.shape[1]
     bits = 64 * W
@@ -102,7 +119,7 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                 # enter the lists, and the mate's share is taken back below
                 tile_best, tile_above = hamming_distances(qc[q], planes, g0, g1, dist, dthr)
                 if whole > 0 and tile_best <= bits - level[q, 1]:
-                    _offer_buffered(dist, g1 - g0, planes, g0, tables[q], start + g0, bits,
+                    _offer_buffered(dist, g1 - g0, planes, g0, tables[q], start, bits,
                                     ((whole_s[q], whole_i[q], whole_c[q]),
                                      (buf_s[q], buf_i[q], buf_c[q]), counts[q], level[q]), ties)
                 for k in range(len(seg_id)):
@@ -151,6 +168,9 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
                     seg_better[q, g] += above
         for d in range(bits + 1):
             hist[tid, bits - d] += h[0, d] + h[1, d] + h[2, d] + h[3, d]
+        if whole > 0 and whole_c.shape[1] > 0:
+            for q in range(q0, q1):
+                _score_pending((buf_s[q], buf_i[q], buf_c[q]), level[q], tables[q], planes, start)
 
 
 class CodeLadderScan(LadderScan):
@@ -194,7 +214,7 @@ class CodeLadderScan(LadderScan):
         self.buf_i = np.empty((Q, B), dtype=np.int64)
         self.buf_c = np.empty((Q, B if self.whole_c.shape[1] else 0), dtype=np.float32)
         self.buf_counts = np.zeros((Q, bits + 1), dtype=np.int64)
-        self.buf_level = np.zeros((Q, 3), dtype=np.int64)
+        self.buf_level = np.zeros((Q, 4), dtype=np.int64)
         # bin s is [s, s + 1): the count above an edge T is the count of
         # scores >= T, as FPIR and the pooled FMR read it
         self.lo, self.width = 0.0, 1.0
