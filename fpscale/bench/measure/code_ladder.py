@@ -83,9 +83,10 @@ def _code_scan(qc: np.ndarray, planes: np.ndarray, start: int, segs: np.ndarray,
     # local records [segs[0, k], segs[1, k]) of rung segment segs[2, k];
     # hist (threads, >= bits + 1) per-thread impostor counts by score; top:
     # (scores, ids) (Q, R, keep) each segment's top-keep heaps and (scores,
-    # ids) (Q, whole) the whole gallery's top-whole lists, worst first (keep, whole may be
-    # 0), then their carried asymmetric scores (Q, whole) and the searches'
-    # score tables (Q, 8 W, 256) ((Q, 0) and (Q, 0, 256): none carried);
+    # ids) (Q, whole) the whole gallery's top-whole lists, worst first
+    # (keep, whole may be 0), then their carried asymmetric scores (Q,
+    # whole) and the searches' score tables (Q, 8 W, 256) ((Q, 0) and (Q, 0,
+    # 256): none carried);
     # bufs: the whole lists' buffers (scores, ids, carried) (Q, B), their
     # counts by score (Q, bits + 1) and (entries, threshold, count above,
     # entries scored) (Q, 4)
