@@ -416,9 +416,9 @@ def shard_bytes(sc: Scenario, n: int) -> int:
 def deep_list_bytes(sc: Scenario, kept: ScanLists) -> int:
     """What a code scan keeping whole-gallery lists holds beyond them: each
     search's buffer (``fpscale.matcher.deep_lists``: a score and an id an
-    entry) and its counts by score; where the lists carry asymmetric scores, a float32 a listed or
-    buffered record and each search's score table (a float32 per code byte
-    and byte value)."""
+    entry) and its counts by score; where the lists carry asymmetric
+    scores, a float32 a listed or buffered record and each search's score
+    table (a float32 per code byte and byte value)."""
     if not kept.whole or sc.projection.scores != "codes":
         return 0
     Q = sc.population.n_submissions
